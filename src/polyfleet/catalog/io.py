@@ -1,0 +1,125 @@
+"""Read the bundled catalog CSVs and extra catalog files into a ``Catalog``."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer
+from polyfleet.errors import SpecError
+
+R = TypeVar("R", bound=BaseModel)
+
+#: catalog section name -> (record model, key field)
+SECTIONS: dict[str, tuple[type[BaseModel], str]] = {
+    "accelerators": (Accelerator, "id"),
+    "offers": (Offer, "id"),
+    "api_offers": (ApiOffer, "id"),
+    "models": (ModelCard, "name"),
+}
+
+
+@dataclass
+class Catalog:
+    """Everything one may run on or buy, keyed by id (model cards by name)."""
+
+    accelerators: dict[str, Accelerator] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    api_offers: dict[str, ApiOffer] = field(default_factory=dict)
+    models: dict[str, ModelCard] = field(default_factory=dict)
+
+    def merged(self, other: Catalog) -> Catalog:
+        """A new catalog with ``other``'s entries added; same ids are replaced by ``other``'s."""
+        return Catalog(
+            accelerators={**self.accelerators, **other.accelerators},
+            offers={**self.offers, **other.offers},
+            api_offers={**self.api_offers, **other.api_offers},
+            models={**self.models, **other.models},
+        )
+
+    def api_models(self) -> set[str]:
+        """Models that some api offer sells."""
+        return {a.model for a in self.api_offers.values()}
+
+
+def _csv_rows(text: str) -> list[dict[str, Any]]:
+    """CSV text to dicts: empty cells dropped (None), true/false to bool."""
+    rows = []
+    for raw in csv.DictReader(text.splitlines()):
+        row: dict[str, Any] = {}
+        for key, value in raw.items():
+            if key is None or value is None or value == "":
+                continue
+            low = value.strip().lower()
+            row[key] = {"true": True, "false": False}.get(low, value)
+        rows.append(row)
+    return rows
+
+
+def _records(model: type[R], rows: Iterable[dict[str, Any]], source: str) -> list[R]:
+    out = []
+    for number, row in enumerate(rows, start=2):
+        try:
+            out.append(model.model_validate(row))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = ".".join(str(p) for p in first["loc"])
+            raise SpecError(first["msg"], file=source, line=number, path=loc) from exc
+    return out
+
+
+def _keyed(records: list[Any], key: str) -> dict[str, Any]:
+    return {getattr(r, key): r for r in records}
+
+
+@lru_cache(maxsize=1)
+def load_bundled() -> Catalog:
+    """The catalog shipped with polyfleet (sourced CSVs in ``polyfleet/catalog/data``)."""
+    base = resources.files("polyfleet.catalog") / "data"
+    parts = {}
+    for section, (model, key) in SECTIONS.items():
+        name = f"{section}.csv"
+        text = (base / name).read_text(encoding="utf-8")
+        parts[section] = _keyed(_records(model, _csv_rows(text), f"catalog/data/{name}"), key)
+    return Catalog(**parts)
+
+
+def load_catalog_file(path: Path) -> Catalog:
+    """An extra catalog: a YAML file with any of the sections, or a CSV named after one."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read catalog file: {exc.strerror}", file=str(path)) from exc
+    if path.suffix == ".csv":
+        section = path.stem
+        if section not in SECTIONS:
+            raise SpecError(
+                f"a catalog CSV must be named one of {', '.join(s + '.csv' for s in SECTIONS)}",
+                file=str(path),
+            )
+        model, key = SECTIONS[section]
+        return Catalog(**{section: _keyed(_records(model, _csv_rows(text), str(path)), key)})
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SpecError(f"malformed YAML: {exc}", file=str(path)) from exc
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping of catalog sections", file=str(path))
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise SpecError(
+            f"unknown section {sorted(unknown)[0]!r}; expected {', '.join(SECTIONS)}", file=str(path)
+        )
+    parts = {}
+    for section, rows in data.items():
+        model, key = SECTIONS[section]
+        parts[section] = _keyed(_records(model, rows or [], str(path)), key)
+    return Catalog(**parts)

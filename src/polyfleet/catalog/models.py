@@ -1,0 +1,154 @@
+"""Typed catalog records: accelerators, offers, api offers and model cards.
+
+Every bundled row carries ``source`` and ``as_of`` so a user can audit it.  The same
+models validate rows written inline in a fleet spec, so inline and bundled entries
+have exactly the same fields.  Units are in the field names.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Stack = Literal["cuda", "rocm", "xla", "neuron", "maia", "synapse"]
+Term = Literal["on-demand", "spot", "reserved-1y", "reserved-3y"]
+Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+
+BYTES_PER_DTYPE: dict[str, float] = {
+    "fp32": 4.0,
+    "bf16": 2.0,
+    "fp16": 2.0,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp4": 0.5,
+    "int4": 0.5,
+}
+
+
+class _Record(BaseModel):
+    """Base for catalog rows: unknown fields are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Accelerator(_Record):
+    """One chip model with its dense peak rates, memory and software stack."""
+
+    id: str = Field(description="polyfleet id, e.g. nvidia-h100-sxm")
+    vendor: str = Field(description="who makes the chip: nvidia, amd, google, aws, microsoft, intel")
+    name: str = ""
+    bf16_tflops: float | None = Field(None, gt=0, description="dense BF16 peak, TFLOP/s")
+    fp8_tflops: float | None = Field(None, gt=0, description="dense FP8 peak, TFLOP/s")
+    hbm_gb: float = Field(gt=0, description="device memory, GB (GiB where the vendor says so)")
+    hbm_tbps: float = Field(gt=0, description="device memory bandwidth, TB/s")
+    scaleup_gbps: float | None = Field(None, ge=0, description="scale-up link, GB/s per chip")
+    stack: Stack
+    confidence: Literal["high", "medium", "low"] = "medium"
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
+
+    def peak_tflops(self, dtype: str) -> float | None:
+        """Dense peak for a compute dtype: FP8 when asked and published, else BF16."""
+        if dtype in ("fp8", "int8", "fp4", "int4") and self.fp8_tflops:
+            return self.fp8_tflops
+        return self.bf16_tflops or self.fp8_tflops
+
+
+class Offer(_Record):
+    """Capacity one can rent: provider x region x accelerator x term."""
+
+    id: str
+    provider: str
+    region: str = ""
+    accelerator: str = Field(description="accelerator id")
+    instance_type: str = ""
+    term: Term = "on-demand"
+    chips_per_instance: int = Field(gt=0)
+    usd_per_chip_hour: float = Field(gt=0)
+    available_instances: int = Field(gt=0, description="most instances one can get")
+    available_instances_assumed: bool = Field(
+        False, description="true when available_instances is polyfleet's default, not a published figure"
+    )
+    available_from: str = ""
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
+
+
+class ApiOffer(_Record):
+    """A model sold per token by a host; ``resells`` names the model maker it resells."""
+
+    id: str
+    provider: str
+    model: str
+    usd_per_mtok_in: float = Field(gt=0)
+    usd_per_mtok_out: float = Field(gt=0)
+    max_tokens_per_minute: float | None = Field(None, gt=0)
+    resells: str = ""
+    vendor: str = Field("", description="chip vendor serving it, when the host says so")
+    tier: str = ""
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
+
+    @field_validator("resells", "vendor", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: object) -> object:
+        return "" if value is None else value
+
+
+class ModelCard(_Record):
+    """Architecture numbers a performance model needs.
+
+    ``params_b`` is the total parameter count in billions; ``active_params_b`` the
+    parameters touched per token (differs for mixture-of-experts).  The KV cache per
+    token is ``2 x layers x kv_heads x head_dim x bytes(kv_dtype)`` for multi-head and
+    grouped-query attention, or ``layers x kv_latent_dim x bytes(kv_dtype)`` for
+    multi-head latent attention (DeepSeek), where K and V share one compressed latent.
+    """
+
+    name: str = ""
+    params_b: float = Field(gt=0)
+    active_params_b: float | None = Field(None, gt=0)
+    layers: int | None = Field(None, gt=0)
+    hidden: int | None = Field(None, gt=0)
+    heads: int | None = Field(None, gt=0)
+    kv_heads: int | None = Field(None, gt=0)
+    head_dim: int | None = Field(None, gt=0)
+    attention: Literal["mha", "gqa", "mla"] = "gqa"
+    kv_latent_dim: int | None = Field(None, gt=0, description="MLA: latent + rope dims per layer")
+    experts: int | None = Field(None, gt=0)
+    experts_per_token: int | None = Field(None, gt=0)
+    dtype: Dtype = "bf16"
+    kv_dtype: Dtype | None = None
+    context_tokens: int | None = Field(None, gt=0)
+    source: str = ""
+    as_of: str = ""
+    notes: str = ""
+
+    @property
+    def active_b(self) -> float:
+        """Parameters used per token, billions."""
+        return self.active_params_b or self.params_b
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes of weights at the card's dtype."""
+        return self.params_b * 1e9 * BYTES_PER_DTYPE[self.dtype]
+
+    @property
+    def kv_bytes_per_token(self) -> float | None:
+        """KV-cache bytes per token of context; None when the card lacks the numbers."""
+        kv_bytes = BYTES_PER_DTYPE[self.kv_dtype or ("bf16" if self.dtype in ("fp4", "int4") else self.dtype)]
+        if self.layers is None:
+            return None
+        if self.attention == "mla":
+            if self.kv_latent_dim is None:
+                return None
+            return float(self.layers * self.kv_latent_dim * kv_bytes)
+        kv_heads = self.kv_heads or self.heads
+        if kv_heads is None or self.head_dim is None:
+            return None
+        return float(2 * self.layers * kv_heads * self.head_dim * kv_bytes)

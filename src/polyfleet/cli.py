@@ -1,0 +1,181 @@
+"""``polyfleet`` commands.  Thin: parse, call the library, render, set the exit code.
+
+Exit codes: 0 a result, 1 infeasible, 2 bad input (one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+
+from polyfleet.catalog.io import load_bundled
+from polyfleet.errors import SpecError, did_you_mean
+from polyfleet.perf import sized_inference_perf
+from polyfleet.plan import SolveOptions, plan
+from polyfleet.report.tables import plan_tables, records_table
+from polyfleet.spec import load_spec
+
+FORMATS = click.Choice(["table", "json", "yaml"])
+
+
+def _fail(message: str, code: int = 2) -> None:
+    click.echo(f"polyfleet: {message}", err=True)
+    sys.exit(code)
+
+
+def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SpecError into one line on stderr and exit 2."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpecError as exc:
+            _fail(exc.render())
+        return None
+
+    return wrapper
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a failure never truncates an existing file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:
+    if fmt == "json":
+        return json.dumps(data, indent=2) + "\n"
+    if fmt == "yaml":
+        return yaml.safe_dump(data, sort_keys=False)
+    buffer = io.StringIO()
+    Console(file=buffer, width=140, force_terminal=False, color_system=None).print(table())
+    return buffer.getvalue()
+
+
+def _emit(text: str, out: Path | None) -> None:
+    if out is None:
+        click.echo(text, nl=False)
+    else:
+        _write_atomic(out, text)
+        click.echo(f"wrote {out}", err=True)
+
+
+@click.group()
+@click.version_option(package_name="polyfleet")
+def main() -> None:
+    """Plan AI work across clouds and chip vendors: cheapest fleet under lock-in and N-1 policies."""
+
+
+@main.command("plan")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--explain", is_flag=True, help="price each policy by re-solving without it")
+@click.option("--gap", type=click.FloatRange(0, 1), default=1e-6, show_default=True,
+              help="relative MIP gap")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
+              help="solver time limit, seconds")
+@_handles_errors
+def plan_cmd(spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: float,
+             time_limit: float) -> None:
+    """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
+    spec = load_spec(spec_path)
+    result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
+    data = result.to_dict()
+    _emit(_render(data, fmt, lambda: plan_tables(data)), out)
+    if not result.feasible:
+        info = result.infeasibility
+        click.echo(f"polyfleet: infeasible ({info.family if info else '?'}): "
+                   f"{info.message if info else ''}", err=True)
+        sys.exit(1)
+
+
+@main.command("perf")
+@click.option("--model", "model_name", required=True, help="bundled model card name")
+@click.option("--accelerator", "accelerator_id", required=True, help="bundled accelerator id")
+@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-chips", type=click.IntRange(min=1), default=None)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@_handles_errors
+def perf_cmd(model_name: str, accelerator_id: str, input_tokens: int, output_tokens: int,
+             tpot_ms: float | None, ttft_ms: float | None, max_chips: int | None, fmt: str) -> None:
+    """Roofline estimate of one model on one accelerator."""
+    cat = load_bundled()
+    if model_name not in cat.models:
+        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}",
+                        file="--model")
+    if accelerator_id not in cat.accelerators:
+        raise SpecError(f"unknown accelerator {accelerator_id!r}"
+                        f"{did_you_mean(accelerator_id, cat.accelerators)}", file="--accelerator")
+    perf = sized_inference_perf(cat.models[model_name], cat.accelerators[accelerator_id],
+                                input_tokens=input_tokens, output_tokens=output_tokens,
+                                tpot_ms=tpot_ms, ttft_ms=ttft_ms, max_chips=max_chips)
+    data = {"model": model_name, "accelerator": accelerator_id, **perf.to_dict()}
+    _emit(_render(data, fmt, lambda: records_table(
+        f"{model_name} on {accelerator_id}", [{"field": k, "value": v} for k, v in data.items()],
+        ["field", "value"])), None)
+    if not perf.feasible:
+        sys.exit(1)
+
+
+_CATALOG_COLUMNS = {
+    "accelerators": ["id", "vendor", "stack", "bf16_tflops", "fp8_tflops", "hbm_gb", "hbm_tbps", "confidence",
+                     "as_of"],
+    "offers": ["id", "provider", "region", "accelerator", "term", "chips_per_instance", "usd_per_chip_hour",
+               "available_instances", "as_of"],
+    "models": ["name", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "attention", "dtype"],
+    "api-offers": ["id", "provider", "model", "usd_per_mtok_in", "usd_per_mtok_out", "resells", "as_of"],
+}
+
+
+@main.command("catalog")
+@click.argument("what", type=click.Choice(list(_CATALOG_COLUMNS)))
+@click.option("--vendor", help="only this chip vendor (accelerators, offers)")
+@click.option("--provider", help="only this provider (offers, api-offers)")
+@click.option("--stack", help="only this software stack (accelerators, offers)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def catalog_cmd(what: str, vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
+    """List the bundled catalog: accelerators, offers, models or api-offers."""
+    cat = load_bundled()
+    section = {"accelerators": cat.accelerators, "offers": cat.offers, "models": cat.models,
+               "api-offers": cat.api_offers}[what]
+    rows = []
+    for record in section.values():
+        row = record.model_dump()
+        acc = cat.accelerators.get(row.get("accelerator", row.get("id", "")))
+        if vendor and (acc is None or acc.vendor != vendor):
+            continue
+        if stack and (acc is None or acc.stack != stack):
+            continue
+        if provider and row.get("provider") != provider:
+            continue
+        rows.append(row)
+    _emit(_render(rows, fmt, lambda: records_table(f"{what} ({len(rows)})", rows, _CATALOG_COLUMNS[what])),
+          None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,55 @@
+"""Named constants of the performance model, each with what it is and where it comes from.
+
+Values marked *estimate* are polyfleet's judgement, not a published measurement; every
+function that uses one takes it as a keyword argument so a caller can override it.
+"""
+
+from __future__ import annotations
+
+HBM_UTILISATION: float = 0.90
+"""Fraction of device memory usable for weights + KV cache (the rest: activations,
+CUDA graphs, allocator slack).  vLLM's default ``gpu_memory_utilization`` is 0.9."""
+
+MEMORY_EFFICIENCY: float = 0.80
+"""Achieved fraction of peak HBM bandwidth in memory-bound decode.  *Estimate*: tuned
+memory-bound kernels typically reach ~80-90% of peak bandwidth; we take the low end."""
+
+COMPUTE_EFFICIENCY: float = 0.60
+"""Achieved fraction of dense peak FLOP/s in prefill GEMMs.  *Estimate*: large GEMMs
+reach 70-80% of peak in isolation; attention, norms and launch overheads lower it."""
+
+MFU_BY_STACK: dict[str, float] = {
+    "cuda": 0.40,  # measured: Llama 3 405B, 38-43% BF16 MFU on 16k H100
+    "xla": 0.46,  # measured: PaLM 540B, 46.2% MFU on TPU v4
+    "rocm": 0.30,  # estimate: below CUDA for software maturity
+    "neuron": 0.35,  # estimate
+    "synapse": 0.35,  # estimate
+    "maia": 0.30,  # estimate
+}
+"""Model FLOPs utilisation of large-scale training, per software stack."""
+
+MFU_SOURCES: dict[str, str] = {
+    "cuda": "The Llama 3 Herd of Models (Meta, 2024): 38-43% BF16 MFU, 405B on 16k H100",
+    "xla": "PaLM (Chowdhery et al., 2022): 46.2% MFU, 540B on 6144 TPU v4",
+    "rocm": "estimate: below CUDA, less mature software stack",
+    "neuron": "estimate",
+    "synapse": "estimate",
+    "maia": "estimate",
+}
+"""Where each ``MFU_BY_STACK`` value comes from; "estimate" marks polyfleet's guesses."""
+
+TRAINING_BYTES_PER_PARAM: float = 16.0
+"""Training state bytes per parameter for mixed-precision Adam: bf16 weights 2 + bf16
+grads 2 + fp32 master weights 4 + Adam m 4 + Adam v 4 (ZeRO, Rajbhandari et al. 2020).
+Activation memory is ignored in v1 (it depends on micro-batch, sequence length and
+recomputation), so chip counts for memory are a lower bound."""
+
+MAX_TENSOR_PARALLEL: int = 64
+"""Largest tensor-parallel group (chips per inference replica) the model will consider."""
+
+MIN_BATCH: int = 8
+"""Requests a replica must hold at once when the planner sizes its tensor-parallel
+degree.  With 1 (the bare "fits one request" rule) a 70B model lands on 2 H100s with
+room for 4 requests and ~10x fewer tokens/s per chip than on 4; serving engines are
+sized for a working batch.  The planner falls back to 1 when 8 does not fit in one
+instance, so a model that barely fits is still placed.  *Estimate*."""

@@ -1,0 +1,58 @@
+"""Planning: candidates -> MILP -> HiGHS -> ``Plan``; explain and diagnose by re-solving."""
+
+from __future__ import annotations
+
+import time
+
+from polyfleet.plan.build import FAMILIES, Milp, build_milp
+from polyfleet.plan.candidates import Candidates, build_candidates
+from polyfleet.plan.diagnose import diagnose
+from polyfleet.plan.explain import explain
+from polyfleet.plan.result import Infeasibility, Plan, read_plan
+from polyfleet.plan.solve import SolveOptions, Status, solve_milp
+from polyfleet.spec import Spec
+
+__all__ = [
+    "FAMILIES",
+    "Candidates",
+    "Infeasibility",
+    "Milp",
+    "Plan",
+    "SolveOptions",
+    "Status",
+    "build_candidates",
+    "build_milp",
+    "plan",
+    "solve_candidates",
+]
+
+
+def solve_candidates(cand: Candidates, spec: Spec, options: SolveOptions = SolveOptions(), *,
+                     families: tuple[str, ...] = FAMILIES) -> Plan:
+    """Build and solve the MILP for prepared candidates; infeasible plans carry a diagnosis."""
+    start = time.perf_counter()
+    milp = build_milp(cand, spec.policy, families=families)
+    build_seconds = time.perf_counter() - start
+    sol = solve_milp(milp, options)
+    if sol.status == Status.INFEASIBLE:
+        result = Plan(status=Status.INFEASIBLE, horizon_months=spec.horizon_months,
+                      solve_seconds=sol.seconds, build_seconds=build_seconds,
+                      infeasibility=diagnose(cand, spec.policy, families, options))
+        return result
+    result = read_plan(cand, milp, sol, spec.policy, spec.horizon_months)
+    result.build_seconds = build_seconds
+    return result
+
+
+def plan(spec: Spec, options: SolveOptions = SolveOptions(), *, with_explain: bool = False) -> Plan:
+    """The cheapest plan for ``spec`` (``docs/planning-model.md``).
+
+    Raises ``SpecError`` when the spec cannot be planned at all (a workload no offer can
+    host); returns a ``Plan`` with status ``infeasible`` and an ``Infeasibility`` when the
+    constraints together cannot be met.
+    """
+    cand = build_candidates(spec)
+    result = solve_candidates(cand, spec, options)
+    if with_explain and result.feasible:
+        result.explain = explain(cand, spec, result, options, solve=solve_candidates)
+    return result

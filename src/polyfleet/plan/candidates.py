@@ -1,0 +1,252 @@
+"""Candidates: every (workload, offer) pair that can work, as flat NumPy arrays.
+
+The performance model is evaluated once per (workload, accelerator, chips-per-instance)
+key, not per offer, and broadcast to the offers that share the key; the planner then
+sees only arrays.  A workload no offer can host, or an inline offer no workload can use,
+is bad input and raises ``SpecError`` with the reasons counted by kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from polyfleet.catalog.models import Offer
+from polyfleet.perf import sized_inference_perf, training_perf
+from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
+
+HOURS_PER_MONTH = 730.0
+
+
+@dataclass
+class Candidates:
+    """Flat arrays the MILP is built from.  Index conventions are in each comment."""
+
+    workloads: list  # all workloads, spec order
+    peak_rps: np.ndarray  # D[w]: peak requests/s (inference), 0 otherwise
+    # offers that at least one candidate uses, sorted by id
+    offers: list[Offer]
+    offer_provider: np.ndarray  # str per offer
+    offer_vendor: np.ndarray  # str per offer
+    offer_cpi: np.ndarray  # chips per instance
+    offer_usd_per_instance: np.ndarray  # one instance for the whole horizon
+    offer_avail: np.ndarray  # available instances
+    # inference: replicas x[k] of workload inf_w[k] on offer inf_o[k]
+    inf_w: np.ndarray
+    inf_o: np.ndarray
+    inf_chips: np.ndarray  # t: chips per replica
+    inf_rps: np.ndarray  # r: requests/s per replica
+    # training: y[k] = 1 when job tr_w[k] runs on offer tr_o[k]
+    tr_w: np.ndarray
+    tr_o: np.ndarray
+    tr_chips: np.ndarray
+    tr_instances: np.ndarray
+    tr_hours: np.ndarray
+    tr_usd: np.ndarray
+    # api: share s[k] of workload api_w[k] bought from api offer api_a[k]
+    api_offers: list = field(default_factory=list)
+    api_w: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    api_a: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
+    api_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # whole demand, horizon
+    api_tpm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens/min at full share
+    api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf when unlimited
+
+    @property
+    def api_provider(self) -> np.ndarray:
+        return np.array([a.provider for a in self.api_offers], dtype=object)
+
+    @property
+    def api_vendor(self) -> np.ndarray:
+        return np.array([a.vendor for a in self.api_offers], dtype=object)
+
+
+def _stack_ok(spec: Spec, offers: list[Offer], stacks: list[str] | None) -> np.ndarray:
+    accs = spec.catalog.accelerators
+    if stacks is None:
+        return np.ones(len(offers), bool)
+    return np.array([accs[o.accelerator].stack in stacks for o in offers], bool)
+
+
+def _inference_rows(spec: Spec, w: InferenceWorkload, offers: list[Offer], keys: np.ndarray,
+                    key_list: list[tuple[str, int]], reasons: Counter) -> tuple[np.ndarray, ...]:
+    """Eligible offers for one inference workload with chips and requests/s per replica."""
+    accs = spec.catalog.accelerators
+    card = spec.card(w)
+    n_key = len(key_list)
+    k_ok = np.zeros(n_key, bool)
+    k_t = np.zeros(n_key)
+    k_r = np.zeros(n_key)
+    k_why = [""] * n_key
+    for k, (acc_id, cpi) in enumerate(key_list):
+        if acc_id in w.throughput:
+            m = w.throughput[acc_id]
+            fits = w.allow_multi_instance or m.chips_per_replica <= cpi
+            k_ok[k], k_t[k], k_r[k] = fits, m.chips_per_replica, m.requests_per_s
+            k_why[k] = "" if fits else f"memory: measured replica needs {m.chips_per_replica} chips"
+            continue
+        perf = sized_inference_perf(
+            card, accs[acc_id], input_tokens=w.input_tokens, output_tokens=w.output_tokens,
+            tpot_ms=w.slo.tpot_ms, ttft_ms=w.slo.ttft_ms,
+            max_chips=None if w.allow_multi_instance else cpi,
+        )
+        k_ok[k], k_t[k], k_r[k], k_why[k] = (perf.feasible, perf.chips_per_replica,
+                                             perf.replica_requests_per_s, perf.reason)
+    stack = _stack_ok(spec, offers, w.stacks)
+    ok = stack & k_ok[keys]
+    t = k_t[keys].copy()
+    r = k_r[keys].copy()
+    for j, offer in enumerate(offers):  # offer-id overrides are few: a short loop
+        m = w.throughput.get(offer.id)
+        if m is not None:
+            ok[j] = stack[j] and (w.allow_multi_instance or m.chips_per_replica <= offer.chips_per_instance)
+            t[j], r[j] = m.chips_per_replica, m.requests_per_s
+    reasons["stack"] += int((~stack).sum())
+    for k in np.flatnonzero(~k_ok):
+        reasons[k_why[k].split(":")[0] or "other"] += int((stack & (keys == k)).sum())
+        reasons[("example", k_why[k].split(":")[0])] = k_why[k]  # type: ignore[index]
+    idx = np.flatnonzero(ok)
+    return idx, t[idx].astype(int), r[idx]
+
+
+def _training_rows(spec: Spec, w: TrainingWorkload, offers: list[Offer], keys: np.ndarray,
+                   key_list: list[tuple[str, int]], reasons: Counter) -> tuple[np.ndarray, ...]:
+    accs = spec.catalog.accelerators
+    card = spec.card(w)
+    perfs = [
+        training_perf(card, accs[acc_id], tokens_b=w.tokens_b, deadline_days=w.deadline_days,
+                      chips_per_instance=cpi, flops=w.flops, mfu=w.mfu)
+        for acc_id, cpi in key_list
+    ]
+    stack = _stack_ok(spec, offers, w.stacks)
+    feasible = np.array([p.feasible for p in perfs], bool)[keys]
+    chips = np.array([p.chips for p in perfs], float)[keys]
+    hours = np.array([p.run_hours for p in perfs], float)[keys]
+    cpi = np.array([o.chips_per_instance for o in offers], float)
+    avail = np.array([o.available_instances for o in offers], float)
+    instances = np.ceil(chips / cpi)
+    capacity = instances <= avail
+    ok = stack & feasible & capacity
+    reasons["stack"] += int((~stack).sum())
+    reasons["spec"] += int((stack & ~feasible).sum())
+    reasons["capacity"] += int((stack & feasible & ~capacity).sum())
+    if (stack & feasible & ~capacity).any():
+        j = int(np.flatnonzero(stack & feasible & ~capacity)[0])
+        reasons[("example", "capacity")] = (  # type: ignore[index]
+            f"capacity: needs {int(instances[j])} instances of {offers[j].id}, "
+            f"{offers[j].available_instances} available"
+        )
+    idx = np.flatnonzero(ok)
+    price = np.array([offers[j].usd_per_chip_hour for j in idx])
+    return idx, chips[idx].astype(int), instances[idx].astype(int), hours[idx], chips[idx] * price * hours[idx]
+
+
+def _describe(reasons: Counter) -> str:
+    parts = []
+    for kind in ("stack", "memory", "slo", "spec", "capacity", "other"):
+        n = reasons.get(kind, 0)
+        if n:
+            example = reasons.get(("example", kind), "")  # type: ignore[call-overload]
+            parts.append(f"{n} by {kind}" + (f" (e.g. {example})" if example else ""))
+    return "; ".join(parts) if parts else "no offers in the catalog"
+
+
+def _api_rows(spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload,
+              api_offers: list, seconds: float) -> list[tuple[int, int, float, float, float]]:
+    """(w, a, usd for the whole demand, tokens/min at full share, cap in requests/s)."""
+    rows = []
+    months = spec.horizon_months
+    for a_index, a in enumerate(api_offers):
+        model = w.model if isinstance(w.model, str) else w.model.name
+        if a.model != model:
+            continue
+        if isinstance(w, InferenceWorkload):
+            per_request = (w.input_tokens * a.usd_per_mtok_in + w.output_tokens * a.usd_per_mtok_out) / 1e6
+            usd = per_request * w.requests_per_s * seconds
+            tokens_per_request = w.input_tokens + w.output_tokens
+            tpm = w.peak_requests_per_s * tokens_per_request * 60
+            cap = a.max_tokens_per_minute / (tokens_per_request * 60) if a.max_tokens_per_minute else math.inf
+        else:
+            usd = (w.mtok_in_per_month * a.usd_per_mtok_in + w.mtok_out_per_month * a.usd_per_mtok_out) * months
+            tpm = (w.mtok_in_per_month + w.mtok_out_per_month) * 1e6 / (HOURS_PER_MONTH * 60)
+            cap = math.inf
+        rows.append((w_index, a_index, usd, tpm, cap))
+    return rows
+
+
+def build_candidates(spec: Spec) -> Candidates:
+    """All feasible (workload, offer) and (workload, api offer) pairs as arrays."""
+    all_offers = sorted(spec.catalog.offers.values(), key=lambda o: o.id)
+    key_of = {(o.accelerator, o.chips_per_instance) for o in all_offers}
+    key_list = sorted(key_of)
+    key_index = {k: i for i, k in enumerate(key_list)}
+    keys = np.array([key_index[(o.accelerator, o.chips_per_instance)] for o in all_offers], int)
+    api_offers = sorted(spec.catalog.api_offers.values(), key=lambda a: a.id)
+    seconds = HOURS_PER_MONTH * 3600 * spec.horizon_months
+    workloads = spec.workloads
+
+    inf_parts: list[tuple[np.ndarray, ...]] = []
+    tr_parts: list[tuple[np.ndarray, ...]] = []
+    api_rows: list[tuple[int, int, float, float, float]] = []
+    for wi, w in enumerate(workloads):
+        reasons: Counter = Counter()
+        found = 0
+        if isinstance(w, InferenceWorkload):
+            idx, t, r = _inference_rows(spec, w, all_offers, keys, key_list, reasons)
+            inf_parts.append((np.full(len(idx), wi), idx, t, r))
+            found += len(idx)
+        elif isinstance(w, TrainingWorkload):
+            parts = _training_rows(spec, w, all_offers, keys, key_list, reasons)
+            tr_parts.append((np.full(len(parts[0]), wi), *parts))
+            found += len(parts[0])
+        if isinstance(w, ApiWorkload) or (isinstance(w, InferenceWorkload) and w.allow_api):
+            rows = _api_rows(spec, wi, w, api_offers, seconds)
+            api_rows.extend(rows)
+            found += len(rows)
+        if found == 0:
+            raise spec.error(
+                f"no offer can host workload {w.name!r}: {len(all_offers)} offers excluded, "
+                f"{_describe(reasons)}", "workloads", wi,
+            )
+
+    def cat(parts: list[tuple[np.ndarray, ...]], i: int, dtype: type) -> np.ndarray:
+        return np.concatenate([p[i] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
+
+    inf_o_all = cat(inf_parts, 1, int)
+    tr_o_all = cat(tr_parts, 1, int)
+    used = np.union1d(inf_o_all, tr_o_all).astype(int)
+    for index, offer in enumerate(spec.model.offers):
+        j = next(i for i, o in enumerate(all_offers) if o.id == offer.id)
+        if j not in used:
+            raise spec.error(
+                f"no workload can use offer {offer.id!r} (accelerator {offer.accelerator}, "
+                f"stack {spec.catalog.accelerators[offer.accelerator].stack}): "
+                "check the workloads' stacks, memory and SLOs", "offers", index,
+            )
+    remap = np.full(len(all_offers), -1)
+    remap[used] = np.arange(len(used))
+    offers = [all_offers[j] for j in used]
+    accs = spec.catalog.accelerators
+    hours = HOURS_PER_MONTH * spec.horizon_months
+    api = np.array(api_rows, dtype=float).reshape(-1, 5)
+    return Candidates(
+        workloads=workloads,
+        peak_rps=np.array([w.peak_requests_per_s if isinstance(w, InferenceWorkload) else 0.0
+                           for w in workloads]),
+        offers=offers,
+        offer_provider=np.array([o.provider for o in offers], dtype=object),
+        offer_vendor=np.array([accs[o.accelerator].vendor for o in offers], dtype=object),
+        offer_cpi=np.array([o.chips_per_instance for o in offers], int),
+        offer_usd_per_instance=np.array([o.chips_per_instance * o.usd_per_chip_hour * hours for o in offers]),
+        offer_avail=np.array([o.available_instances for o in offers], int),
+        inf_w=cat(inf_parts, 0, int), inf_o=remap[inf_o_all], inf_chips=cat(inf_parts, 2, int),
+        inf_rps=cat(inf_parts, 3, float),
+        tr_w=cat(tr_parts, 0, int), tr_o=remap[tr_o_all], tr_chips=cat(tr_parts, 2, int),
+        tr_instances=cat(tr_parts, 3, int), tr_hours=cat(tr_parts, 4, float),
+        tr_usd=cat(tr_parts, 5, float),
+        api_offers=api_offers,
+        api_w=api[:, 0].astype(int), api_a=api[:, 1].astype(int), api_usd=api[:, 2],
+        api_tpm=api[:, 3], api_cap_rps=api[:, 4],
+    )

@@ -1,0 +1,198 @@
+"""The ``Plan`` result: purchases, allocations, shares and survival, read back from a solution."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from polyfleet.plan.build import Milp
+from polyfleet.plan.candidates import Candidates
+from polyfleet.plan.solve import Solution, Status
+from polyfleet.spec import InferenceWorkload, Policy, TrainingWorkload
+
+
+@dataclass(frozen=True)
+class Infeasibility:
+    """Why no plan exists: the constraint family and who cannot be satisfied."""
+
+    family: str
+    subject: str
+    message: str
+
+
+@dataclass
+class Plan:
+    """A plan in the shape of the JSON contract (``docs/planning-model.md``, Outputs)."""
+
+    status: Status
+    horizon_months: float
+    total_usd: float = 0.0
+    solve_seconds: float = 0.0
+    build_seconds: float = 0.0
+    gap: float = 0.0
+    limit: str = ""
+    purchases: list[dict[str, Any]] = field(default_factory=list)
+    workloads: list[dict[str, Any]] = field(default_factory=list)
+    shares: dict[str, dict[str, float]] = field(default_factory=dict)
+    survival: dict[str, float] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    explain: dict[str, Any] | None = None
+    infeasibility: Infeasibility | None = None
+
+    @property
+    def feasible(self) -> bool:
+        return self.status != Status.INFEASIBLE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract; ``explain`` only when computed, ``infeasible`` only when infeasible."""
+        out: dict[str, Any] = {
+            "status": str(self.status),
+            "horizon_months": self.horizon_months,
+            "total_usd": round(self.total_usd, 2),
+            "solve_seconds": round(self.solve_seconds, 4),
+            "gap": self.gap,
+            "purchases": self.purchases,
+            "workloads": self.workloads,
+            "shares": self.shares,
+            "survival": self.survival,
+            "policy": self.policy,
+        }
+        if self.limit:
+            out["limit"] = self.limit
+        if self.explain is not None:
+            out["explain"] = self.explain
+        if self.infeasibility is not None:
+            out["infeasible"] = {"family": self.infeasibility.family, "subject": self.infeasibility.subject,
+                                 "message": self.infeasibility.message}
+        return out
+
+
+def _policy_dict(policy: Policy) -> dict[str, Any]:
+    return {
+        "max_share": {"provider": policy.max_share.provider, "vendor": policy.max_share.vendor},
+        "survive_provider_loss": policy.survive_provider_loss,
+        "budget_usd": policy.budget_usd,
+    }
+
+
+def _offer_fields(cand: Candidates, o: int) -> dict[str, Any]:
+    offer = cand.offers[o]
+    return {"offer": offer.id, "provider": offer.provider, "vendor": str(cand.offer_vendor[o]),
+            "accelerator": offer.accelerator}
+
+
+def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horizon_months: float) -> Plan:
+    """Turn column values into purchases, per-workload allocations, shares and survival."""
+    v = sol.values
+    x = np.rint(v[milp.cols["x"]]).astype(int)
+    u = np.rint(v[milp.cols["u"]]).astype(int)
+    y = np.rint(v[milp.cols["y"]]).astype(int)
+    s = np.clip(v[milp.cols["s"]], 0.0, 1.0)
+    s = np.where(s < 1e-9, 0.0, s)
+
+    u_usd = u * cand.offer_usd_per_instance
+    # inference cost per allocation: the offer's rented cost split by chips used
+    chips_used = np.zeros(len(cand.offers))
+    np.add.at(chips_used, cand.inf_o, cand.inf_chips * x)
+    alloc_chips = cand.inf_chips * x
+    with np.errstate(invalid="ignore", divide="ignore"):
+        alloc_usd = np.where(alloc_chips > 0, u_usd[cand.inf_o] * alloc_chips / chips_used[cand.inf_o], 0.0)
+    tr_usd = cand.tr_usd * y
+    api_usd = cand.api_usd * s
+
+    purchases = _purchases(cand, u, y, s, u_usd, tr_usd, api_usd)
+    workloads = _workloads(cand, x, y, s, alloc_usd, tr_usd, api_usd)
+    total = float(u_usd.sum() + tr_usd.sum() + api_usd.sum())
+    shares = _shares(purchases, total)
+    survival = _survival(cand, x, purchases)
+    return Plan(status=sol.status, horizon_months=horizon_months, total_usd=total,
+                solve_seconds=sol.seconds, gap=sol.gap, limit=sol.limit, purchases=purchases,
+                workloads=workloads, shares=shares, survival=survival, policy=_policy_dict(policy))
+
+
+def _purchases(cand: Candidates, u: np.ndarray, y: np.ndarray, s: np.ndarray, u_usd: np.ndarray,
+               tr_usd: np.ndarray, api_usd: np.ndarray) -> list[dict[str, Any]]:
+    instances = u.copy()
+    usd = u_usd.copy()
+    np.add.at(instances, cand.tr_o, cand.tr_instances * y)
+    np.add.at(usd, cand.tr_o, tr_usd)
+    out = []
+    for o in np.flatnonzero(instances > 0):
+        offer = cand.offers[o]
+        out.append({**_offer_fields(cand, o), "region": offer.region, "term": offer.term,
+                    "instances": int(instances[o]), "chips": int(instances[o] * cand.offer_cpi[o]),
+                    "usd": round(float(usd[o]), 2)})
+    api_total = np.zeros(len(cand.api_offers))
+    np.add.at(api_total, cand.api_a, api_usd)
+    for a in np.flatnonzero(api_total > 0):
+        api = cand.api_offers[a]
+        out.append({"offer": api.id, "provider": api.provider, "vendor": api.vendor, "accelerator": None,
+                    "region": api.tier, "term": "per-token", "instances": 0, "chips": 0,
+                    "usd": round(float(api_total[a]), 2)})
+    return out
+
+
+def _workloads(cand: Candidates, x: np.ndarray, y: np.ndarray, s: np.ndarray, alloc_usd: np.ndarray,
+               tr_usd: np.ndarray, api_usd: np.ndarray) -> list[dict[str, Any]]:
+    out = []
+    for wi, w in enumerate(cand.workloads):
+        allocations: list[dict[str, Any]] = []
+        D = cand.peak_rps[wi]
+        for k in np.flatnonzero((cand.inf_w == wi) & (x > 0)):
+            o = cand.inf_o[k]
+            rps = float(cand.inf_rps[k] * x[k])
+            allocations.append({**_offer_fields(cand, o), "replicas": int(x[k]),
+                                "chips": int(x[k] * cand.inf_chips[k]),
+                                "share": round(rps / D, 6), "requests_per_s": round(rps, 4),
+                                "usd": round(float(alloc_usd[k]), 2)})
+        for k in np.flatnonzero((cand.tr_w == wi) & (y > 0)):
+            o = cand.tr_o[k]
+            allocations.append({**_offer_fields(cand, o), "replicas": 1, "chips": int(cand.tr_chips[k]),
+                                "instances": int(cand.tr_instances[k]), "share": 1.0,
+                                "run_hours": round(float(cand.tr_hours[k]), 2), "usd": round(float(tr_usd[k]), 2)})
+        for k in np.flatnonzero((cand.api_w == wi) & (s > 0)):
+            api = cand.api_offers[cand.api_a[k]]
+            allocations.append({"offer": api.id, "provider": api.provider, "vendor": api.vendor,
+                                "accelerator": None, "replicas": 0, "chips": 0,
+                                "share": round(float(s[k]), 6), "resells": api.resells,
+                                "usd": round(float(api_usd[k]), 2)})
+        kind = "inference" if isinstance(w, InferenceWorkload) else (
+            "training" if isinstance(w, TrainingWorkload) else "api")
+        out.append({"name": w.name, "kind": kind, "usd": round(sum(a["usd"] for a in allocations), 2),
+                    "allocations": allocations})
+    return out
+
+
+def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str, float]]:
+    shares: dict[str, dict[str, float]] = {"provider": {}, "vendor": {}}
+    if total <= 0:
+        return shares
+    for p in purchases:
+        for group in ("provider", "vendor"):
+            key = p[group]
+            if key:
+                shares[group][key] = shares[group].get(key, 0.0) + p["usd"] / total
+    return {g: {k: round(val, 6) for k, val in sorted(d.items())} for g, d in shares.items()}
+
+
+def _survival(cand: Candidates, x: np.ndarray, purchases: list[dict[str, Any]]) -> dict[str, float]:
+    """Per provider used: min over inference workloads of the fraction still served without it."""
+    providers = sorted({p["provider"] for p in purchases})
+    inf_w = [i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)]
+    out = {}
+    served = cand.inf_rps * x
+    inf_provider = cand.offer_provider[cand.inf_o]
+    api_provider = cand.api_provider[cand.api_a] if len(cand.api_a) else np.zeros(0, object)
+    for p in providers:
+        worst = 1.0
+        for wi in inf_w:
+            rest = served[(cand.inf_w == wi) & (inf_provider != p)].sum()
+            caps = cand.api_cap_rps[(cand.api_w == wi) & (api_provider != p)]
+            rest += caps.sum() if len(caps) else 0.0
+            frac = 1.0 if math.isinf(rest) else min(1.0, rest / cand.peak_rps[wi])
+            worst = min(worst, frac)
+        out[p] = round(float(worst), 6)
+    return out

@@ -1,0 +1,105 @@
+"""Plain-text tables for a person: plans, catalog listings and perf results (rich renderables)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1e6:
+        return f"${value / 1e6:,.2f}M"
+    if abs(value) >= 1e3:
+        return f"${value / 1e3:,.1f}k"
+    return f"${value:,.2f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _where(alloc: dict[str, Any]) -> str:
+    if alloc.get("accelerator"):
+        return f"{alloc['accelerator']} @ {alloc['provider']}"
+    resold = f", resells {alloc['resells']}" if alloc.get("resells") else ""
+    return f"per-token @ {alloc['provider']}{resold}"
+
+
+def plan_tables(plan: dict[str, Any]) -> RenderableType:
+    """A plan as a person reads it: where each workload runs and why, then spend vs caps."""
+    if plan["status"] == "infeasible":
+        info = plan.get("infeasible", {})
+        return Text(f"INFEASIBLE ({info.get('family', '?')}): {info.get('message', '')}", style="bold red")
+    parts: list[RenderableType] = []
+    head = Text.assemble(
+        ("plan ", "bold"), (plan["status"], "green"),
+        f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g} month(s)",
+        f"  solved in {plan['solve_seconds']:.2f} s",
+    )
+    parts.append(head)
+    t = Table(title="Workloads: where each runs and what it costs", title_justify="left")
+    for col, justify in (("workload", "left"), ("kind", "left"), ("runs on", "left"), ("offer", "left"),
+                         ("replicas", "right"), ("chips", "right"), ("share", "right"), ("usd", "right")):
+        t.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for w in plan["workloads"]:
+        first = True
+        for a in w["allocations"]:
+            replicas = str(a["replicas"]) if a.get("accelerator") else "-"
+            if w["kind"] == "training":
+                replicas = f"{a.get('run_hours', 0):,.0f} h"
+            t.add_row(w["name"] if first else "", w["kind"] if first else "", _where(a), a["offer"],
+                      replicas, str(a["chips"]) if a["chips"] else "-", _pct(a["share"]), _usd(a["usd"]))
+            first = False
+        t.add_row("", "", Text("subtotal", style="dim"), "", "", "", "", Text(_usd(w["usd"]), style="bold"),
+                  end_section=True)
+    parts.append(t)
+    caps = plan.get("policy", {}).get("max_share", {})
+    s = Table(title="Spend by provider and chip vendor against caps", title_justify="left")
+    for col in ("group", "value", "usd", "share", "cap"):
+        s.add_column(col, justify="left" if col in ("group", "value") else "right")
+    total = plan["total_usd"] or 1.0
+    for group in ("provider", "vendor"):
+        for value, share in sorted(plan["shares"].get(group, {}).items(), key=lambda kv: -kv[1]):
+            cap = caps.get(group)
+            style = "bold yellow" if cap is not None and share >= cap - 1e-6 else ""
+            s.add_row(group, value, _usd(share * total), Text(_pct(share), style=style), _pct(cap))
+    parts.append(s)
+    if plan.get("survival"):
+        f = plan.get("policy", {}).get("survive_provider_loss", 0)
+        v = Table(title=f"If one provider fails (policy keeps {_pct(f)} of every service)",
+                  title_justify="left")
+        v.add_column("provider lost")
+        v.add_column("worst service still served", justify="right")
+        for provider, frac in plan["survival"].items():
+            v.add_row(provider, _pct(frac))
+        parts.append(v)
+    if "explain" in plan:
+        ex = plan["explain"]
+        e = Table(title="What each policy costs", title_justify="left")
+        e.add_column("item")
+        e.add_column("usd", justify="right")
+        e.add_row("lock-in caps premium", _usd(ex.get("lock_in_premium_usd")))
+        e.add_row("survival (N-1) premium", _usd(ex.get("survival_premium_usd")))
+        e.add_row("budget slack", _usd(ex.get("budget_slack_usd")))
+        e.add_row("markup paid to resellers", _usd(ex.get("reseller_markup_usd")))
+        for m in ex.get("reseller_markups", []):
+            e.add_row(f"  {m['workload']}: {m['offer']} vs {m['direct_offer']}", _usd(m["markup_usd"]))
+        parts.append(e)
+    return Group(*parts)
+
+
+def records_table(title: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> Table:
+    """A generic table of dict rows with the given columns (empty cells as '-')."""
+    t = Table(title=title, title_justify="left")
+    cols = list(columns)
+    for col in cols:
+        t.add_column(col)
+    for row in rows:
+        t.add_row(*["-" if row.get(c) in (None, "") else str(row.get(c)) for c in cols])
+    return t

@@ -1,0 +1,382 @@
+"""The fleet spec: what an organisation must run and what it may buy.
+
+``load_spec(path)`` reads YAML, validates it against the pydantic models below, merges
+the inline catalog entries over the bundled catalog, and checks every reference.  Every
+problem becomes a one-line ``SpecError`` naming ``file:line``, the field path and what
+was expected.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
+from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer, Stack
+from polyfleet.errors import SpecError, did_you_mean
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MaxShare(_Strict):
+    """Lock-in caps: the most any one provider / chip vendor may take of total spend."""
+
+    provider: float | None = Field(None, gt=0, le=1)
+    vendor: float | None = Field(None, gt=0, le=1)
+
+
+class Policy(_Strict):
+    """Policies the plan must respect."""
+
+    max_share: MaxShare = MaxShare()
+    survive_provider_loss: float = Field(0.0, ge=0, le=1, description="f: fraction served after N-1")
+    budget_usd: float | None = Field(None, gt=0)
+
+
+class Slo(_Strict):
+    """Latency targets for an inference service."""
+
+    ttft_ms: float | None = Field(None, gt=0)
+    tpot_ms: float | None = Field(None, gt=0)
+
+
+class Throughput(_Strict):
+    """A measured replica: how many chips it takes and the requests/s it sustains."""
+
+    chips_per_replica: int = Field(gt=0)
+    requests_per_s: float = Field(gt=0)
+
+
+class _Workload(_Strict):
+    name: str = Field(min_length=1)
+    stacks: list[Stack] | None = None
+
+
+class InferenceWorkload(_Workload):
+    """A model served at a traffic rate under latency SLOs."""
+
+    kind: Literal["inference"]
+    model: str | ModelCard
+    requests_per_s: float = Field(gt=0, description="mean requests/s")
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+    peak_to_mean: float = Field(1.0, ge=1)
+    slo: Slo = Slo()
+    throughput: dict[str, Throughput] = {}
+    allow_multi_instance: bool = False
+    allow_api: bool = Field(True, description="may buy this model per token from api offers")
+
+    @property
+    def peak_requests_per_s(self) -> float:
+        """D in the planning model: capacity is bought for the peak."""
+        return self.requests_per_s * self.peak_to_mean
+
+
+class TrainingWorkload(_Workload):
+    """A job of a given FLOP count with a deadline, gang-scheduled on one offer."""
+
+    kind: Literal["training"]
+    model: str | ModelCard
+    tokens_b: float = Field(gt=0, description="training tokens, billions")
+    deadline_days: float = Field(gt=0)
+    flops: float | None = Field(None, gt=0, description="total FLOPs; default 6 x active params x tokens")
+    mfu: float | None = Field(None, gt=0, le=1)
+
+
+class ApiWorkload(_Workload):
+    """Token demand for a model bought per token."""
+
+    kind: Literal["api"]
+    model: str
+    mtok_in_per_month: float = Field(ge=0)
+    mtok_out_per_month: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _some_tokens(self) -> ApiWorkload:
+        if self.mtok_in_per_month + self.mtok_out_per_month <= 0:
+            raise ValueError("an api workload needs mtok_in_per_month or mtok_out_per_month > 0")
+        return self
+
+
+Workload = Annotated[InferenceWorkload | TrainingWorkload | ApiWorkload, Field(discriminator="kind")]
+
+
+class SpecModel(_Strict):
+    """The YAML document, field for field."""
+
+    horizon_months: float = Field(1.0, gt=0)
+    catalog: Literal["bundled", "none"] | list[str] = "bundled"
+    accelerators: list[Accelerator] = []
+    offers: list[Offer] = []
+    api_offers: list[ApiOffer] = []
+    models: list[ModelCard] = []
+    policy: Policy = Policy()
+    workloads: list[Workload] = Field(min_length=1)
+
+
+@dataclass
+class Spec:
+    """A validated spec with its catalog resolved; the input to ``polyfleet.plan``."""
+
+    model: SpecModel
+    catalog: Catalog
+    file: str = "<spec>"
+    lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
+
+    @property
+    def workloads(self) -> list[InferenceWorkload | TrainingWorkload | ApiWorkload]:
+        return list(self.model.workloads)
+
+    @property
+    def policy(self) -> Policy:
+        return self.model.policy
+
+    @property
+    def horizon_months(self) -> float:
+        return self.model.horizon_months
+
+    def card(self, workload: InferenceWorkload | TrainingWorkload) -> ModelCard:
+        """The model card a workload names (inline cards are returned as given)."""
+        if isinstance(workload.model, ModelCard):
+            return workload.model
+        return self.catalog.models[workload.model]
+
+    def error(self, message: str, *path: Any) -> SpecError:
+        """A SpecError pointing at ``path`` in this spec's file."""
+        return SpecError(message, file=self.file, line=_line_of(self.lines, path), path=_dotted(path))
+
+
+# --- YAML with line numbers -------------------------------------------------------------
+
+
+def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            out[(*path, key.value)] = key.start_mark.line + 1
+            _node_lines(value, (*path, key.value), out)
+            out[(*path, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _node_lines(item, (*path, index), out)
+
+
+def _line_of(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> int | None:
+    """Line of the longest prefix of ``path`` present in the YAML."""
+    for cut in range(len(path), -1, -1):
+        if path[:cut] in lines:
+            return lines[path[:cut]]
+    return None
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec: {exc.strerror}", file=str(path)) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        line = mark.line + 1 if mark is not None else None
+        raise SpecError(f"malformed YAML: {problem}", file=str(path), line=line) from exc
+    lines: dict[tuple[Any, ...], int] = {}
+    if node is not None:
+        _node_lines(node, (), lines)
+    return data, lines
+
+
+# --- validation errors -> one line --------------------------------------------------------
+
+_SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "accelerators": Accelerator,
+    "offers": Offer,
+    "api_offers": ApiOffer,
+    "models": ModelCard,
+}
+_KIND_MODELS: dict[str, type[BaseModel]] = {
+    "inference": InferenceWorkload,
+    "training": TrainingWorkload,
+    "api": ApiWorkload,
+}
+
+
+def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that validates the mapping at ``path`` (for did-you-mean)."""
+    if not path:
+        return SpecModel
+    head = path[0]
+    if head == "policy":
+        return {1: Policy, 2: MaxShare if path[1:2] == ("max_share",) else None}.get(len(path))
+    if head in _SECTION_MODELS and len(path) == 2:
+        return _SECTION_MODELS[head]
+    if head == "workloads" and len(path) >= 2:
+        try:
+            kind = data["workloads"][path[1]].get("kind")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return None
+        if len(path) == 2:
+            return _KIND_MODELS.get(kind)
+        rest = path[2:]
+        if rest == ("slo",):
+            return Slo
+        if rest == ("model",):
+            return ModelCard
+        if len(rest) == 2 and rest[0] == "throughput":
+            return Throughput
+    return None
+
+
+def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+    """Follow a pydantic error location through the raw data, dropping union tags."""
+    path: list[Any] = []
+    node = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif last and isinstance(node, dict):
+            path.append(part)
+            node = None
+        # else: a union tag such as 'inference' or 'str'; skip it
+    return tuple(path), node
+
+
+def _translate(exc: ValidationError, data: Any, file: str, lines: dict) -> SpecError:
+    """The most useful single error of a pydantic ValidationError."""
+    errors = exc.errors()
+    # Prefer errors that are not about union branches the user did not mean.
+    errors.sort(key=lambda e: ("str" in e["loc"] or "function-after" in e["type"], len(e["loc"])))
+    err = errors[0]
+    path, value = _walk(data, tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(data, path[:-1])
+        hint = did_you_mean(str(path[-1]), model.model_fields) if model else ""
+        allowed = f"; expected one of: {', '.join(model.model_fields)}" if model and not hint else ""
+        message = f"unknown field {path[-1]!r}{hint}{allowed}"
+    elif kind == "missing":
+        message = "required field is missing"
+    elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
+        message = "expected kind: inference, training or api"
+        path = (*path, "kind")
+    else:
+        message = err["msg"].replace("Value error, ", "")
+        if value is not None and not isinstance(value, dict | list):
+            message += f" (got {value!r})"
+    return SpecError(message, file=file, line=_line_of(lines, path), path=_dotted(path))
+
+
+# --- resolving references ---------------------------------------------------------------
+
+
+def _inline_catalog(model: SpecModel) -> Catalog:
+    return Catalog(
+        accelerators={a.id: a for a in model.accelerators},
+        offers={o.id: o for o in model.offers},
+        api_offers={a.id: a for a in model.api_offers},
+        models={m.name: m for m in model.models},
+    )
+
+
+def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
+    if model.catalog == "none":
+        return Catalog()
+    if model.catalog == "bundled":
+        return load_bundled()
+    catalog = Catalog()
+    for index, entry in enumerate(model.catalog):
+        if entry == "bundled":
+            catalog = catalog.merged(load_bundled())
+            continue
+        path = Path(entry) if Path(entry).is_absolute() else spec_dir / entry
+        if not path.exists():
+            raise spec.error(f"catalog file not found: {path}", "catalog", index)
+        catalog = catalog.merged(load_catalog_file(path))
+    return catalog
+
+
+def _check_duplicates(spec: Spec) -> None:
+    for section, key in (("accelerators", "id"), ("offers", "id"), ("api_offers", "id"),
+                         ("models", "name"), ("workloads", "name")):
+        seen: set[str] = set()
+        for index, item in enumerate(getattr(spec.model, section)):
+            value = getattr(item, key)
+            if value in seen:
+                raise spec.error(f"duplicate {key} {value!r}", section, index, key)
+            seen.add(value)
+
+
+def _check_references(spec: Spec) -> None:
+    cat = spec.catalog
+    for index, offer in enumerate(spec.model.offers):
+        if offer.accelerator not in cat.accelerators:
+            raise spec.error(
+                f"unknown accelerator {offer.accelerator!r}{did_you_mean(offer.accelerator, cat.accelerators)}",
+                "offers", index, "accelerator",
+            )
+    api_models = cat.api_models()
+    for index, w in enumerate(spec.model.workloads):
+        if isinstance(w, ApiWorkload):
+            if w.model not in api_models:
+                raise spec.error(
+                    f"no api offer sells model {w.model!r}{did_you_mean(w.model, api_models)}",
+                    "workloads", index, "model",
+                )
+            continue
+        if isinstance(w.model, str) and w.model not in cat.models:
+            raise spec.error(
+                f"unknown model {w.model!r}{did_you_mean(w.model, cat.models)}",
+                "workloads", index, "model",
+            )
+        if isinstance(w, InferenceWorkload):
+            for key in w.throughput:
+                if key not in cat.accelerators and key not in cat.offers:
+                    choices = list(cat.accelerators) + list(cat.offers)
+                    raise spec.error(
+                        f"unknown accelerator or offer id {key!r}{did_you_mean(key, choices)}",
+                        "workloads", index, "throughput", key,
+                    )
+
+
+def build_spec(data: Any, *, file: str = "<spec>", lines: dict | None = None,
+               base_dir: Path | None = None) -> Spec:
+    """Validate a parsed spec document and resolve its catalog."""
+    lines = lines or {}
+    if not isinstance(data, dict):
+        raise SpecError("expected a mapping with a 'workloads' list", file=file, line=1)
+    try:
+        model = SpecModel.model_validate(data)
+    except ValidationError as exc:
+        raise _translate(exc, data, file, lines) from None
+    spec = Spec(model=model, catalog=Catalog(), file=file, lines=lines)
+    _check_duplicates(spec)
+    spec.catalog = _base_catalog(model, base_dir or Path.cwd(), spec).merged(_inline_catalog(model))
+    _check_references(spec)
+    return spec
+
+
+def load_spec(path: str | Path) -> Spec:
+    """Read and validate a fleet spec file; raises ``SpecError`` on bad input."""
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    return build_spec(data, file=str(path), lines=lines, base_dir=path.parent)
