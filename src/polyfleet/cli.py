@@ -90,13 +90,18 @@ def main() -> None:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
 @click.option("--explain", is_flag=True, help="price each policy by re-solving without it")
-@click.option("--gap", type=click.FloatRange(0, 1), default=1e-6, show_default=True,
-              help="relative MIP gap")
-@click.option("--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True,
-              help="solver time limit, seconds")
+@click.option("--gap", type=click.FloatRange(0, 1), default=1e-6, show_default=True, help="relative MIP gap")
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="solver time limit, seconds",
+)
 @_handles_errors
-def plan_cmd(spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: float,
-             time_limit: float) -> None:
+def plan_cmd(
+    spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: float, time_limit: float
+) -> None:
     """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
     spec = load_spec(spec_path)
     result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
@@ -104,8 +109,10 @@ def plan_cmd(spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: fl
     _emit(_render(data, fmt, lambda: plan_tables(data)), out)
     if not result.feasible:
         info = result.infeasibility
-        click.echo(f"polyfleet: infeasible ({info.family if info else '?'}): "
-                   f"{info.message if info else ''}", err=True)
+        click.echo(
+            f"polyfleet: infeasible ({info.family if info else '?'}): {info.message if info else ''}",
+            err=True,
+        )
         sys.exit(1)
 
 
@@ -119,32 +126,74 @@ def plan_cmd(spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: fl
 @click.option("--max-chips", type=click.IntRange(min=1), default=None)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @_handles_errors
-def perf_cmd(model_name: str, accelerator_id: str, input_tokens: int, output_tokens: int,
-             tpot_ms: float | None, ttft_ms: float | None, max_chips: int | None, fmt: str) -> None:
+def perf_cmd(
+    model_name: str,
+    accelerator_id: str,
+    input_tokens: int,
+    output_tokens: int,
+    tpot_ms: float | None,
+    ttft_ms: float | None,
+    max_chips: int | None,
+    fmt: str,
+) -> None:
     """Roofline estimate of one model on one accelerator."""
     cat = load_bundled()
     if model_name not in cat.models:
-        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}",
-                        file="--model")
+        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}", file="--model")
     if accelerator_id not in cat.accelerators:
-        raise SpecError(f"unknown accelerator {accelerator_id!r}"
-                        f"{did_you_mean(accelerator_id, cat.accelerators)}", file="--accelerator")
-    perf = sized_inference_perf(cat.models[model_name], cat.accelerators[accelerator_id],
-                                input_tokens=input_tokens, output_tokens=output_tokens,
-                                tpot_ms=tpot_ms, ttft_ms=ttft_ms, max_chips=max_chips)
+        raise SpecError(
+            f"unknown accelerator {accelerator_id!r}{did_you_mean(accelerator_id, cat.accelerators)}",
+            file="--accelerator",
+        )
+    perf = sized_inference_perf(
+        cat.models[model_name],
+        cat.accelerators[accelerator_id],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tpot_ms=tpot_ms,
+        ttft_ms=ttft_ms,
+        max_chips=max_chips,
+    )
     data = {"model": model_name, "accelerator": accelerator_id, **perf.to_dict()}
-    _emit(_render(data, fmt, lambda: records_table(
-        f"{model_name} on {accelerator_id}", [{"field": k, "value": v} for k, v in data.items()],
-        ["field", "value"])), None)
+    _emit(
+        _render(
+            data,
+            fmt,
+            lambda: records_table(
+                f"{model_name} on {accelerator_id}",
+                [{"field": k, "value": v} for k, v in data.items()],
+                ["field", "value"],
+            ),
+        ),
+        None,
+    )
     if not perf.feasible:
         sys.exit(1)
 
 
 _CATALOG_COLUMNS = {
-    "accelerators": ["id", "vendor", "stack", "bf16_tflops", "fp8_tflops", "hbm_gb", "hbm_tbps", "confidence",
-                     "as_of"],
-    "offers": ["id", "provider", "region", "accelerator", "term", "chips_per_instance", "usd_per_chip_hour",
-               "available_instances", "as_of"],
+    "accelerators": [
+        "id",
+        "vendor",
+        "stack",
+        "bf16_tflops",
+        "fp8_tflops",
+        "hbm_gb",
+        "hbm_tbps",
+        "confidence",
+        "as_of",
+    ],
+    "offers": [
+        "id",
+        "provider",
+        "region",
+        "accelerator",
+        "term",
+        "chips_per_instance",
+        "usd_per_chip_hour",
+        "available_instances",
+        "as_of",
+    ],
     "models": ["name", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "attention", "dtype"],
     "api-offers": ["id", "provider", "model", "usd_per_mtok_in", "usd_per_mtok_out", "resells", "as_of"],
 }
@@ -160,8 +209,12 @@ _CATALOG_COLUMNS = {
 def catalog_cmd(what: str, vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
     """List the bundled catalog: accelerators, offers, models or api-offers."""
     cat = load_bundled()
-    section = {"accelerators": cat.accelerators, "offers": cat.offers, "models": cat.models,
-               "api-offers": cat.api_offers}[what]
+    section = {
+        "accelerators": cat.accelerators,
+        "offers": cat.offers,
+        "models": cat.models,
+        "api-offers": cat.api_offers,
+    }[what]
     rows = []
     for record in section.values():
         row = record.model_dump()
@@ -173,8 +226,9 @@ def catalog_cmd(what: str, vendor: str | None, provider: str | None, stack: str 
         if provider and row.get("provider") != provider:
             continue
         rows.append(row)
-    _emit(_render(rows, fmt, lambda: records_table(f"{what} ({len(rows)})", rows, _CATALOG_COLUMNS[what])),
-          None)
+    _emit(
+        _render(rows, fmt, lambda: records_table(f"{what} ({len(rows)})", rows, _CATALOG_COLUMNS[what])), None
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -248,10 +248,9 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
     node = data
     for index, part in enumerate(loc):
         last = index == len(loc) - 1
-        if isinstance(node, dict) and part in node:
-            path.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             path.append(part)
             node = node[part]
         elif last and isinstance(node, dict):
@@ -316,8 +315,13 @@ def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
 
 
 def _check_duplicates(spec: Spec) -> None:
-    for section, key in (("accelerators", "id"), ("offers", "id"), ("api_offers", "id"),
-                         ("models", "name"), ("workloads", "name")):
+    for section, key in (
+        ("accelerators", "id"),
+        ("offers", "id"),
+        ("api_offers", "id"),
+        ("models", "name"),
+        ("workloads", "name"),
+    ):
         seen: set[str] = set()
         for index, item in enumerate(getattr(spec.model, section)):
             value = getattr(item, key)
@@ -331,8 +335,11 @@ def _check_references(spec: Spec) -> None:
     for index, offer in enumerate(spec.model.offers):
         if offer.accelerator not in cat.accelerators:
             raise spec.error(
-                f"unknown accelerator {offer.accelerator!r}{did_you_mean(offer.accelerator, cat.accelerators)}",
-                "offers", index, "accelerator",
+                f"unknown accelerator {offer.accelerator!r}"
+                f"{did_you_mean(offer.accelerator, cat.accelerators)}",
+                "offers",
+                index,
+                "accelerator",
             )
     api_models = cat.api_models()
     for index, w in enumerate(spec.model.workloads):
@@ -340,13 +347,17 @@ def _check_references(spec: Spec) -> None:
             if w.model not in api_models:
                 raise spec.error(
                     f"no api offer sells model {w.model!r}{did_you_mean(w.model, api_models)}",
-                    "workloads", index, "model",
+                    "workloads",
+                    index,
+                    "model",
                 )
             continue
         if isinstance(w.model, str) and w.model not in cat.models:
             raise spec.error(
                 f"unknown model {w.model!r}{did_you_mean(w.model, cat.models)}",
-                "workloads", index, "model",
+                "workloads",
+                index,
+                "model",
             )
         if isinstance(w, InferenceWorkload):
             for key in w.throughput:
@@ -354,12 +365,16 @@ def _check_references(spec: Spec) -> None:
                     choices = list(cat.accelerators) + list(cat.offers)
                     raise spec.error(
                         f"unknown accelerator or offer id {key!r}{did_you_mean(key, choices)}",
-                        "workloads", index, "throughput", key,
+                        "workloads",
+                        index,
+                        "throughput",
+                        key,
                     )
 
 
-def build_spec(data: Any, *, file: str = "<spec>", lines: dict | None = None,
-               base_dir: Path | None = None) -> Spec:
+def build_spec(
+    data: Any, *, file: str = "<spec>", lines: dict | None = None, base_dir: Path | None = None
+) -> Spec:
     """Validate a parsed spec document and resolve its catalog."""
     lines = lines or {}
     if not isinstance(data, dict):

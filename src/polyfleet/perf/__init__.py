@@ -10,5 +10,11 @@ from polyfleet.perf import defaults
 from polyfleet.perf.inference import InferencePerf, inference_perf, sized_inference_perf
 from polyfleet.perf.training import TrainingPerf, training_perf
 
-__all__ = ["InferencePerf", "TrainingPerf", "defaults", "inference_perf",
-           "sized_inference_perf", "training_perf"]
+__all__ = [
+    "InferencePerf",
+    "TrainingPerf",
+    "defaults",
+    "inference_perf",
+    "sized_inference_perf",
+    "training_perf",
+]

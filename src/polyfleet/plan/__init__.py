@@ -12,6 +12,8 @@ from polyfleet.plan.result import Infeasibility, Plan, read_plan
 from polyfleet.plan.solve import SolveOptions, Status, solve_milp
 from polyfleet.spec import Spec
 
+DEFAULT_OPTIONS = SolveOptions()
+
 __all__ = [
     "FAMILIES",
     "Candidates",
@@ -27,24 +29,33 @@ __all__ = [
 ]
 
 
-def solve_candidates(cand: Candidates, spec: Spec, options: SolveOptions = SolveOptions(), *,
-                     families: tuple[str, ...] = FAMILIES) -> Plan:
+def solve_candidates(
+    cand: Candidates,
+    spec: Spec,
+    options: SolveOptions = DEFAULT_OPTIONS,
+    *,
+    families: tuple[str, ...] = FAMILIES,
+) -> Plan:
     """Build and solve the MILP for prepared candidates; infeasible plans carry a diagnosis."""
     start = time.perf_counter()
     milp = build_milp(cand, spec.policy, families=families)
     build_seconds = time.perf_counter() - start
     sol = solve_milp(milp, options)
     if sol.status == Status.INFEASIBLE:
-        result = Plan(status=Status.INFEASIBLE, horizon_months=spec.horizon_months,
-                      solve_seconds=sol.seconds, build_seconds=build_seconds,
-                      infeasibility=diagnose(cand, spec.policy, families, options))
+        result = Plan(
+            status=Status.INFEASIBLE,
+            horizon_months=spec.horizon_months,
+            solve_seconds=sol.seconds,
+            build_seconds=build_seconds,
+            infeasibility=diagnose(cand, spec.policy, families, options),
+        )
         return result
     result = read_plan(cand, milp, sol, spec.policy, spec.horizon_months)
     result.build_seconds = build_seconds
     return result
 
 
-def plan(spec: Spec, options: SolveOptions = SolveOptions(), *, with_explain: bool = False) -> Plan:
+def plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: bool = False) -> Plan:
     """The cheapest plan for ``spec`` (``docs/planning-model.md``).
 
     Raises ``SpecError`` when the spec cannot be planned at all (a workload no offer can

@@ -66,8 +66,16 @@ class _Rows:
         self.label: list[np.ndarray] = []
         self.n = 0
 
-    def add(self, family: str, labels: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-            vals: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    def add(
+        self,
+        family: str,
+        labels: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        vals: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+    ) -> np.ndarray:
         """Add ``len(labels)`` rows; ``rows`` indexes within the block.  Returns row ids."""
         n = len(labels)
         if n == 0:
@@ -122,8 +130,7 @@ def define_demand(ctx: _Ctx) -> None:
         ctx.slack_rows["demand"] = ids
         # api shares of an inference workload add up to at most its whole demand
         k = np.flatnonzero(is_inf_api)
-        ctx.rows.add("demand", names[w_inf], pos[c.api_w[k]], ctx.col("s", k), np.ones(len(k)),
-                     -np.inf, 1.0)
+        ctx.rows.add("demand", names[w_inf], pos[c.api_w[k]], ctx.col("s", k), np.ones(len(k)), -np.inf, 1.0)
     for kind_mask, var, owner in ((api, "s", c.api_w), (tr, "y", c.tr_w)):
         w_idx = np.flatnonzero(kind_mask)
         if not len(w_idx):
@@ -201,10 +208,20 @@ def _spend_columns(ctx: _Ctx, group: str) -> tuple[np.ndarray, np.ndarray]:
     c = ctx.cand
     attr = c.offer_provider if group == "provider" else c.offer_vendor
     api_attr = c.api_provider if group == "provider" else c.api_vendor
-    cols = np.concatenate([ctx.col("u", np.arange(len(c.offers))), ctx.col("y", np.arange(len(c.tr_o))),
-                           ctx.col("s", np.arange(len(c.api_w)))])
-    values = np.concatenate([attr, attr[c.tr_o] if len(c.tr_o) else np.zeros(0, object),
-                             api_attr[c.api_a] if len(c.api_a) else np.zeros(0, object)]).astype(object)
+    cols = np.concatenate(
+        [
+            ctx.col("u", np.arange(len(c.offers))),
+            ctx.col("y", np.arange(len(c.tr_o))),
+            ctx.col("s", np.arange(len(c.api_w))),
+        ]
+    )
+    values = np.concatenate(
+        [
+            attr,
+            attr[c.tr_o] if len(c.tr_o) else np.zeros(0, object),
+            api_attr[c.api_a] if len(c.api_a) else np.zeros(0, object),
+        ]
+    ).astype(object)
     keep = values != ""
     return cols[keep], values[keep]
 
@@ -271,7 +288,9 @@ def define_survival(ctx: _Ctx) -> None:
     cols = np.concatenate([ctx.col("z", ww), ctx.col("x", k)])
     vals = np.concatenate([np.ones(len(ww)), -c.inf_rps[k]])
     names = np.array([w.name for w in c.workloads], dtype=object)
-    labels = np.array([f"{names[w]} without {providers[p]}" for w, p in zip(ww, pp, strict=True)], dtype=object)
+    labels = np.array(
+        [f"{names[w]} without {providers[p]}" for w, p in zip(ww, pp, strict=True)], dtype=object
+    )
     ids = ctx.rows.add("survival", labels, rows, cols, vals, rhs[ww, pp], np.inf)
     ctx.slack_rows["survival"] = ids
 
@@ -281,8 +300,15 @@ def define_budget(ctx: _Ctx) -> None:
     budget = ctx.policy.budget_usd
     if budget is None:
         return
-    ids = ctx.rows.add("budget", np.array(["budget"], dtype=object), np.zeros(1, int),
-                       ctx.col("T", [0]), np.ones(1), -np.inf, budget)
+    ids = ctx.rows.add(
+        "budget",
+        np.array(["budget"], dtype=object),
+        np.zeros(1, int),
+        ctx.col("T", [0]),
+        np.ones(1),
+        -np.inf,
+        budget,
+    )
     ctx.slack_rows["budget"] = ids
 
 
@@ -298,8 +324,14 @@ _DEFINE = {
 
 
 def _layout(cand: Candidates) -> dict[str, slice]:
-    sizes = {"x": len(cand.inf_w), "u": len(cand.offers), "y": len(cand.tr_w), "s": len(cand.api_w),
-             "z": len(cand.workloads), "T": 1}
+    sizes = {
+        "x": len(cand.inf_w),
+        "u": len(cand.offers),
+        "y": len(cand.tr_w),
+        "s": len(cand.api_w),
+        "z": len(cand.workloads),
+        "T": 1,
+    }
     cols, start = {}, 0
     for name, size in sizes.items():
         cols[name] = slice(start, start + size)
@@ -323,8 +355,9 @@ def _bounds(cand: Candidates, cols: dict[str, slice]) -> tuple[np.ndarray, np.nd
     return lower, upper, integer
 
 
-def build_milp(cand: Candidates, policy: Policy, *, families: tuple[str, ...] = FAMILIES,
-               elastic: str | None = None) -> Milp:
+def build_milp(
+    cand: Candidates, policy: Policy, *, families: tuple[str, ...] = FAMILIES, elastic: str | None = None
+) -> Milp:
     """The MILP for ``cand`` under ``policy`` with the given constraint families.
 
     With ``elastic`` set to a family name, that family's rows get a non-negative slack
@@ -356,10 +389,20 @@ def build_milp(cand: Candidates, policy: Policy, *, families: tuple[str, ...] = 
         A, objective, lower, upper, integer, cost = _add_slack(
             A, row_lower, row_upper, slack_rows, lower, upper, integer, cost
         )
-    return Milp(cost=cost, objective=objective, lower=lower, upper=upper, integer=integer, cols=cols,
-                A=A.tocsr(), row_lower=row_lower, row_upper=row_upper,
-                row_family=np.concatenate(rows.family), row_label=np.concatenate(rows.label),
-                slack_rows=slack_rows)
+    return Milp(
+        cost=cost,
+        objective=objective,
+        lower=lower,
+        upper=upper,
+        integer=integer,
+        cols=cols,
+        A=A.tocsr(),
+        row_lower=row_lower,
+        row_upper=row_upper,
+        row_family=np.concatenate(rows.family),
+        row_label=np.concatenate(rows.label),
+        slack_rows=slack_rows,
+    )
 
 
 def _tie_broken(cost: np.ndarray, cols: dict[str, slice], cand: Candidates) -> np.ndarray:
@@ -374,8 +417,16 @@ def _tie_broken(cost: np.ndarray, cols: dict[str, slice], cand: Candidates) -> n
     return objective
 
 
-def _add_slack(A: sp.csr_matrix, row_lower: np.ndarray, row_upper: np.ndarray, slack_rows: np.ndarray,
-               lower: np.ndarray, upper: np.ndarray, integer: np.ndarray, cost: np.ndarray):
+def _add_slack(
+    A: sp.csr_matrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    slack_rows: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    integer: np.ndarray,
+    cost: np.ndarray,
+):
     """Append one slack column per row in ``slack_rows``; objective = sum of scaled slacks.
 
     A >= row gets +scale x e, a <= row gets -scale x e, with scale = |rhs| (or 1), so one
@@ -389,5 +440,11 @@ def _add_slack(A: sp.csr_matrix, row_lower: np.ndarray, row_upper: np.ndarray, s
     E = sp.csr_matrix((sign * scale, (slack_rows, np.arange(n))), shape=(A.shape[0], n))
     A = sp.hstack([A, E], format="csr")
     objective = np.concatenate([np.zeros(len(cost)), np.ones(n)])
-    return (A, objective, np.concatenate([lower, np.zeros(n)]), np.concatenate([upper, np.full(n, np.inf)]),
-            np.concatenate([integer, np.zeros(n, bool)]), np.concatenate([cost, np.zeros(n)]))
+    return (
+        A,
+        objective,
+        np.concatenate([lower, np.zeros(n)]),
+        np.concatenate([upper, np.full(n, np.inf)]),
+        np.concatenate([integer, np.zeros(n, bool)]),
+        np.concatenate([cost, np.zeros(n)]),
+    )

@@ -70,8 +70,14 @@ def _stack_ok(spec: Spec, offers: list[Offer], stacks: list[str] | None) -> np.n
     return np.array([accs[o.accelerator].stack in stacks for o in offers], bool)
 
 
-def _inference_rows(spec: Spec, w: InferenceWorkload, offers: list[Offer], keys: np.ndarray,
-                    key_list: list[tuple[str, int]], reasons: Counter) -> tuple[np.ndarray, ...]:
+def _inference_rows(
+    spec: Spec,
+    w: InferenceWorkload,
+    offers: list[Offer],
+    keys: np.ndarray,
+    key_list: list[tuple[str, int]],
+    reasons: Counter,
+) -> tuple[np.ndarray, ...]:
     """Eligible offers for one inference workload with chips and requests/s per replica."""
     accs = spec.catalog.accelerators
     card = spec.card(w)
@@ -88,12 +94,20 @@ def _inference_rows(spec: Spec, w: InferenceWorkload, offers: list[Offer], keys:
             k_why[k] = "" if fits else f"memory: measured replica needs {m.chips_per_replica} chips"
             continue
         perf = sized_inference_perf(
-            card, accs[acc_id], input_tokens=w.input_tokens, output_tokens=w.output_tokens,
-            tpot_ms=w.slo.tpot_ms, ttft_ms=w.slo.ttft_ms,
+            card,
+            accs[acc_id],
+            input_tokens=w.input_tokens,
+            output_tokens=w.output_tokens,
+            tpot_ms=w.slo.tpot_ms,
+            ttft_ms=w.slo.ttft_ms,
             max_chips=None if w.allow_multi_instance else cpi,
         )
-        k_ok[k], k_t[k], k_r[k], k_why[k] = (perf.feasible, perf.chips_per_replica,
-                                             perf.replica_requests_per_s, perf.reason)
+        k_ok[k], k_t[k], k_r[k], k_why[k] = (
+            perf.feasible,
+            perf.chips_per_replica,
+            perf.replica_requests_per_s,
+            perf.reason,
+        )
     stack = _stack_ok(spec, offers, w.stacks)
     ok = stack & k_ok[keys]
     t = k_t[keys].copy()
@@ -111,13 +125,26 @@ def _inference_rows(spec: Spec, w: InferenceWorkload, offers: list[Offer], keys:
     return idx, t[idx].astype(int), r[idx]
 
 
-def _training_rows(spec: Spec, w: TrainingWorkload, offers: list[Offer], keys: np.ndarray,
-                   key_list: list[tuple[str, int]], reasons: Counter) -> tuple[np.ndarray, ...]:
+def _training_rows(
+    spec: Spec,
+    w: TrainingWorkload,
+    offers: list[Offer],
+    keys: np.ndarray,
+    key_list: list[tuple[str, int]],
+    reasons: Counter,
+) -> tuple[np.ndarray, ...]:
     accs = spec.catalog.accelerators
     card = spec.card(w)
     perfs = [
-        training_perf(card, accs[acc_id], tokens_b=w.tokens_b, deadline_days=w.deadline_days,
-                      chips_per_instance=cpi, flops=w.flops, mfu=w.mfu)
+        training_perf(
+            card,
+            accs[acc_id],
+            tokens_b=w.tokens_b,
+            deadline_days=w.deadline_days,
+            chips_per_instance=cpi,
+            flops=w.flops,
+            mfu=w.mfu,
+        )
         for acc_id, cpi in key_list
     ]
     stack = _stack_ok(spec, offers, w.stacks)
@@ -140,7 +167,13 @@ def _training_rows(spec: Spec, w: TrainingWorkload, offers: list[Offer], keys: n
         )
     idx = np.flatnonzero(ok)
     price = np.array([offers[j].usd_per_chip_hour for j in idx])
-    return idx, chips[idx].astype(int), instances[idx].astype(int), hours[idx], chips[idx] * price * hours[idx]
+    return (
+        idx,
+        chips[idx].astype(int),
+        instances[idx].astype(int),
+        hours[idx],
+        chips[idx] * price * hours[idx],
+    )
 
 
 def _describe(reasons: Counter) -> str:
@@ -153,8 +186,9 @@ def _describe(reasons: Counter) -> str:
     return "; ".join(parts) if parts else "no offers in the catalog"
 
 
-def _api_rows(spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload,
-              api_offers: list, seconds: float) -> list[tuple[int, int, float, float, float]]:
+def _api_rows(
+    spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload, api_offers: list, seconds: float
+) -> list[tuple[int, int, float, float, float]]:
     """(w, a, usd for the whole demand, tokens/min at full share, cap in requests/s)."""
     rows = []
     months = spec.horizon_months
@@ -169,7 +203,9 @@ def _api_rows(spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload,
             tpm = w.peak_requests_per_s * tokens_per_request * 60
             cap = a.max_tokens_per_minute / (tokens_per_request * 60) if a.max_tokens_per_minute else math.inf
         else:
-            usd = (w.mtok_in_per_month * a.usd_per_mtok_in + w.mtok_out_per_month * a.usd_per_mtok_out) * months
+            usd = (
+                w.mtok_in_per_month * a.usd_per_mtok_in + w.mtok_out_per_month * a.usd_per_mtok_out
+            ) * months
             tpm = (w.mtok_in_per_month + w.mtok_out_per_month) * 1e6 / (HOURS_PER_MONTH * 60)
             cap = math.inf
         rows.append((w_index, a_index, usd, tpm, cap))
@@ -208,7 +244,9 @@ def build_candidates(spec: Spec) -> Candidates:
         if found == 0:
             raise spec.error(
                 f"no offer can host workload {w.name!r}: {len(all_offers)} offers excluded, "
-                f"{_describe(reasons)}", "workloads", wi,
+                f"{_describe(reasons)}",
+                "workloads",
+                wi,
             )
 
     def cat(parts: list[tuple[np.ndarray, ...]], i: int, dtype: type) -> np.ndarray:
@@ -223,7 +261,18 @@ def build_candidates(spec: Spec) -> Candidates:
             raise spec.error(
                 f"no workload can use offer {offer.id!r} (accelerator {offer.accelerator}, "
                 f"stack {spec.catalog.accelerators[offer.accelerator].stack}): "
-                "check the workloads' stacks, memory and SLOs", "offers", index,
+                "check the workloads' stacks, memory and SLOs",
+                "offers",
+                index,
+            )
+    bought = {api_offers[int(row[1])].id for row in api_rows}
+    for index, api_offer in enumerate(spec.model.api_offers):
+        if api_offer.id not in bought:
+            raise spec.error(
+                f"no workload can use api offer {api_offer.id!r}: no api or inference workload "
+                f"(with allow_api) wants model {api_offer.model!r}",
+                "api_offers",
+                index,
             )
     remap = np.full(len(all_offers), -1)
     remap[used] = np.arange(len(used))
@@ -233,20 +282,29 @@ def build_candidates(spec: Spec) -> Candidates:
     api = np.array(api_rows, dtype=float).reshape(-1, 5)
     return Candidates(
         workloads=workloads,
-        peak_rps=np.array([w.peak_requests_per_s if isinstance(w, InferenceWorkload) else 0.0
-                           for w in workloads]),
+        peak_rps=np.array(
+            [w.peak_requests_per_s if isinstance(w, InferenceWorkload) else 0.0 for w in workloads]
+        ),
         offers=offers,
         offer_provider=np.array([o.provider for o in offers], dtype=object),
         offer_vendor=np.array([accs[o.accelerator].vendor for o in offers], dtype=object),
         offer_cpi=np.array([o.chips_per_instance for o in offers], int),
         offer_usd_per_instance=np.array([o.chips_per_instance * o.usd_per_chip_hour * hours for o in offers]),
         offer_avail=np.array([o.available_instances for o in offers], int),
-        inf_w=cat(inf_parts, 0, int), inf_o=remap[inf_o_all], inf_chips=cat(inf_parts, 2, int),
+        inf_w=cat(inf_parts, 0, int),
+        inf_o=remap[inf_o_all],
+        inf_chips=cat(inf_parts, 2, int),
         inf_rps=cat(inf_parts, 3, float),
-        tr_w=cat(tr_parts, 0, int), tr_o=remap[tr_o_all], tr_chips=cat(tr_parts, 2, int),
-        tr_instances=cat(tr_parts, 3, int), tr_hours=cat(tr_parts, 4, float),
+        tr_w=cat(tr_parts, 0, int),
+        tr_o=remap[tr_o_all],
+        tr_chips=cat(tr_parts, 2, int),
+        tr_instances=cat(tr_parts, 3, int),
+        tr_hours=cat(tr_parts, 4, float),
         tr_usd=cat(tr_parts, 5, float),
         api_offers=api_offers,
-        api_w=api[:, 0].astype(int), api_a=api[:, 1].astype(int), api_usd=api[:, 2],
-        api_tpm=api[:, 3], api_cap_rps=api[:, 4],
+        api_w=api[:, 0].astype(int),
+        api_a=api[:, 1].astype(int),
+        api_usd=api[:, 2],
+        api_tpm=api[:, 3],
+        api_cap_rps=api[:, 4],
     )

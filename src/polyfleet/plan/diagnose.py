@@ -19,41 +19,50 @@ _BASE = ("demand", "packing", "capacity", "api-rate")
 _ORDER = ("survival", "lock-in", "budget")
 
 
-def _culprit(cand: Candidates, policy: Policy, families: tuple[str, ...], family: str,
-             options: SolveOptions) -> Infeasibility:
+def _culprit(
+    cand: Candidates, policy: Policy, families: tuple[str, ...], family: str, options: SolveOptions
+) -> Infeasibility:
     milp = build_milp(cand, policy, families=families, elastic=family)
     sol = solve_milp(milp, options)
     if sol.status == Status.INFEASIBLE:
         return Infeasibility(family, "", f"{family} constraints cannot be met")
-    slack = sol.values[milp.n_cols - len(milp.slack_rows):]
+    slack = sol.values[milp.n_cols - len(milp.slack_rows) :]
     worst = int(np.argmax(slack))
     row = milp.slack_rows[worst]
     label = str(milp.row_label[row])
     missing = float(slack[worst])
     total_usd = float(sol.values[milp.cols["T"]][0])
     if family == "demand":
-        message = (f"workload {label!r} cannot be met within the offers' capacity: "
-                   f"at most {100 * (1 - missing):.1f}% of its demand can be bought")
+        message = (
+            f"workload {label!r} cannot be met within the offers' capacity: "
+            f"at most {100 * (1 - missing):.1f}% of its demand can be bought"
+        )
     elif family == "survival":
         name, _, provider = label.partition(" without ")
         f = policy.survive_provider_loss
-        message = (f"workload {name!r} cannot keep {100 * f:.0f}% of its peak if provider "
-                   f"{provider!r} fails: at most {100 * f * (1 - missing):.1f}% remains elsewhere")
+        message = (
+            f"workload {name!r} cannot keep {100 * f:.0f}% of its peak if provider "
+            f"{provider!r} fails: at most {100 * f * (1 - missing):.1f}% remains elsewhere"
+        )
         label = f"{name}/{provider}"
     elif family == "lock-in":
         group, _, value = label.partition("=")
         cap = getattr(policy.max_share, group)
         share = (cap * total_usd + missing) / total_usd if total_usd > 0 else 1.0
-        message = (f"{group} {value!r} needs at least {100 * share:.1f}% of spend "
-                   f"but the cap is {100 * cap:.0f}%")
+        message = (
+            f"{group} {value!r} needs at least {100 * share:.1f}% of spend but the cap is {100 * cap:.0f}%"
+        )
     else:
-        message = (f"the cheapest plan meeting the other constraints costs ${total_usd:,.0f}, "
-                   f"over the budget of ${policy.budget_usd:,.0f}")
+        message = (
+            f"the cheapest plan meeting the other constraints costs ${total_usd:,.0f}, "
+            f"over the budget of ${policy.budget_usd:,.0f}"
+        )
     return Infeasibility(family, label, message)
 
 
-def diagnose(cand: Candidates, policy: Policy, families: tuple[str, ...],
-             options: SolveOptions) -> Infeasibility:
+def diagnose(
+    cand: Candidates, policy: Policy, families: tuple[str, ...], options: SolveOptions
+) -> Infeasibility:
     """Find the first family that breaks feasibility and name who cannot be satisfied."""
     active = tuple(f for f in _BASE if f in families)
     if solve_milp(build_milp(cand, policy, families=active), options).status == Status.INFEASIBLE:

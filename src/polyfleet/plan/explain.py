@@ -20,8 +20,9 @@ from polyfleet.spec import Spec
 Solver = Callable[..., Plan]
 
 
-def _premium(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, solve: Solver,
-             drop: str) -> float | None:
+def _premium(
+    cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, solve: Solver, drop: str
+) -> float | None:
     relaxed = solve(cand, spec, options, families=tuple(f for f in FAMILIES if f != drop))
     if not relaxed.feasible:
         return None
@@ -30,8 +31,9 @@ def _premium(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, so
 
 def reseller_markups(cand: Candidates, plan: Plan) -> list[dict[str, Any]]:
     """Per api allocation that resells a model: the markup over the cheapest direct host."""
-    usd_of = {(int(w), int(a)): float(usd) for w, a, usd in zip(cand.api_w, cand.api_a, cand.api_usd,
-                                                                 strict=True)}
+    usd_of = {
+        (int(w), int(a)): float(usd) for w, a, usd in zip(cand.api_w, cand.api_a, cand.api_usd, strict=True)
+    }
     index = {a.id: i for i, a in enumerate(cand.api_offers)}
     names = {w.name: i for i, w in enumerate(cand.workloads)}
     out = []
@@ -42,19 +44,28 @@ def reseller_markups(cand: Candidates, plan: Plan) -> list[dict[str, Any]]:
             if not maker:
                 continue
             a = index[alloc["offer"]]
-            direct = [(usd_of[(wi, d)], cand.api_offers[d].id) for d in range(len(cand.api_offers))
-                      if (wi, d) in usd_of and cand.api_offers[d].provider == maker
-                      and cand.api_offers[d].model == cand.api_offers[a].model]
+            direct = [
+                (usd_of[(wi, d)], cand.api_offers[d].id)
+                for d in range(len(cand.api_offers))
+                if (wi, d) in usd_of
+                and cand.api_offers[d].provider == maker
+                and cand.api_offers[d].model == cand.api_offers[a].model
+            ]
             if not direct:
                 continue
             direct_usd, direct_id = min(direct)
             share = alloc["share"]
-            out.append({
-                "workload": workload["name"], "offer": alloc["offer"], "resells": maker,
-                "usd": alloc["usd"], "direct_offer": direct_id,
-                "direct_usd": round(direct_usd * share, 2),
-                "markup_usd": round(alloc["usd"] - direct_usd * share, 2),
-            })
+            out.append(
+                {
+                    "workload": workload["name"],
+                    "offer": alloc["offer"],
+                    "resells": maker,
+                    "usd": alloc["usd"],
+                    "direct_offer": direct_id,
+                    "direct_usd": round(direct_usd * share, 2),
+                    "markup_usd": round(alloc["usd"] - direct_usd * share, 2),
+                }
+            )
     return out
 
 
@@ -65,10 +76,14 @@ def explain(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, *, 
     markups = reseller_markups(cand, plan)
     return {
         "lock_in_premium_usd": _premium(cand, spec, plan, options, solve, "lock-in") if caps else 0.0,
-        "survival_premium_usd": (_premium(cand, spec, plan, options, solve, "survival")
-                                 if policy.survive_provider_loss > 0 else 0.0),
-        "budget_slack_usd": (round(policy.budget_usd - plan.total_usd, 2)
-                             if policy.budget_usd is not None else None),
+        "survival_premium_usd": (
+            _premium(cand, spec, plan, options, solve, "survival")
+            if policy.survive_provider_loss > 0
+            else 0.0
+        ),
+        "budget_slack_usd": (
+            round(policy.budget_usd - plan.total_usd, 2) if policy.budget_usd is not None else None
+        ),
         "reseller_markup_usd": round(sum(m["markup_usd"] for m in markups), 2),
         "reseller_markups": markups,
     }

@@ -65,8 +65,11 @@ class Plan:
         if self.explain is not None:
             out["explain"] = self.explain
         if self.infeasibility is not None:
-            out["infeasible"] = {"family": self.infeasibility.family, "subject": self.infeasibility.subject,
-                                 "message": self.infeasibility.message}
+            out["infeasible"] = {
+                "family": self.infeasibility.family,
+                "subject": self.infeasibility.subject,
+                "message": self.infeasibility.message,
+            }
         return out
 
 
@@ -80,8 +83,12 @@ def _policy_dict(policy: Policy) -> dict[str, Any]:
 
 def _offer_fields(cand: Candidates, o: int) -> dict[str, Any]:
     offer = cand.offers[o]
-    return {"offer": offer.id, "provider": offer.provider, "vendor": str(cand.offer_vendor[o]),
-            "accelerator": offer.accelerator}
+    return {
+        "offer": offer.id,
+        "provider": offer.provider,
+        "vendor": str(cand.offer_vendor[o]),
+        "accelerator": offer.accelerator,
+    }
 
 
 def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horizon_months: float) -> Plan:
@@ -108,13 +115,30 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
     total = float(u_usd.sum() + tr_usd.sum() + api_usd.sum())
     shares = _shares(purchases, total)
     survival = _survival(cand, x, purchases)
-    return Plan(status=sol.status, horizon_months=horizon_months, total_usd=total,
-                solve_seconds=sol.seconds, gap=sol.gap, limit=sol.limit, purchases=purchases,
-                workloads=workloads, shares=shares, survival=survival, policy=_policy_dict(policy))
+    return Plan(
+        status=sol.status,
+        horizon_months=horizon_months,
+        total_usd=total,
+        solve_seconds=sol.seconds,
+        gap=sol.gap,
+        limit=sol.limit,
+        purchases=purchases,
+        workloads=workloads,
+        shares=shares,
+        survival=survival,
+        policy=_policy_dict(policy),
+    )
 
 
-def _purchases(cand: Candidates, u: np.ndarray, y: np.ndarray, s: np.ndarray, u_usd: np.ndarray,
-               tr_usd: np.ndarray, api_usd: np.ndarray) -> list[dict[str, Any]]:
+def _purchases(
+    cand: Candidates,
+    u: np.ndarray,
+    y: np.ndarray,
+    s: np.ndarray,
+    u_usd: np.ndarray,
+    tr_usd: np.ndarray,
+    api_usd: np.ndarray,
+) -> list[dict[str, Any]]:
     instances = u.copy()
     usd = u_usd.copy()
     np.add.at(instances, cand.tr_o, cand.tr_instances * y)
@@ -122,21 +146,45 @@ def _purchases(cand: Candidates, u: np.ndarray, y: np.ndarray, s: np.ndarray, u_
     out = []
     for o in np.flatnonzero(instances > 0):
         offer = cand.offers[o]
-        out.append({**_offer_fields(cand, o), "region": offer.region, "term": offer.term,
-                    "instances": int(instances[o]), "chips": int(instances[o] * cand.offer_cpi[o]),
-                    "usd": round(float(usd[o]), 2)})
+        out.append(
+            {
+                **_offer_fields(cand, o),
+                "region": offer.region,
+                "term": offer.term,
+                "instances": int(instances[o]),
+                "chips": int(instances[o] * cand.offer_cpi[o]),
+                "usd": round(float(usd[o]), 2),
+            }
+        )
     api_total = np.zeros(len(cand.api_offers))
     np.add.at(api_total, cand.api_a, api_usd)
     for a in np.flatnonzero(api_total > 0):
         api = cand.api_offers[a]
-        out.append({"offer": api.id, "provider": api.provider, "vendor": api.vendor, "accelerator": None,
-                    "region": api.tier, "term": "per-token", "instances": 0, "chips": 0,
-                    "usd": round(float(api_total[a]), 2)})
+        out.append(
+            {
+                "offer": api.id,
+                "provider": api.provider,
+                "vendor": api.vendor,
+                "accelerator": None,
+                "region": api.tier,
+                "term": "per-token",
+                "instances": 0,
+                "chips": 0,
+                "usd": round(float(api_total[a]), 2),
+            }
+        )
     return out
 
 
-def _workloads(cand: Candidates, x: np.ndarray, y: np.ndarray, s: np.ndarray, alloc_usd: np.ndarray,
-               tr_usd: np.ndarray, api_usd: np.ndarray) -> list[dict[str, Any]]:
+def _workloads(
+    cand: Candidates,
+    x: np.ndarray,
+    y: np.ndarray,
+    s: np.ndarray,
+    alloc_usd: np.ndarray,
+    tr_usd: np.ndarray,
+    api_usd: np.ndarray,
+) -> list[dict[str, Any]]:
     out = []
     for wi, w in enumerate(cand.workloads):
         allocations: list[dict[str, Any]] = []
@@ -144,25 +192,57 @@ def _workloads(cand: Candidates, x: np.ndarray, y: np.ndarray, s: np.ndarray, al
         for k in np.flatnonzero((cand.inf_w == wi) & (x > 0)):
             o = cand.inf_o[k]
             rps = float(cand.inf_rps[k] * x[k])
-            allocations.append({**_offer_fields(cand, o), "replicas": int(x[k]),
-                                "chips": int(x[k] * cand.inf_chips[k]),
-                                "share": round(rps / D, 6), "requests_per_s": round(rps, 4),
-                                "usd": round(float(alloc_usd[k]), 2)})
+            allocations.append(
+                {
+                    **_offer_fields(cand, o),
+                    "replicas": int(x[k]),
+                    "chips": int(x[k] * cand.inf_chips[k]),
+                    "share": round(rps / D, 6),
+                    "requests_per_s": round(rps, 4),
+                    "usd": round(float(alloc_usd[k]), 2),
+                }
+            )
         for k in np.flatnonzero((cand.tr_w == wi) & (y > 0)):
             o = cand.tr_o[k]
-            allocations.append({**_offer_fields(cand, o), "replicas": 1, "chips": int(cand.tr_chips[k]),
-                                "instances": int(cand.tr_instances[k]), "share": 1.0,
-                                "run_hours": round(float(cand.tr_hours[k]), 2), "usd": round(float(tr_usd[k]), 2)})
+            allocations.append(
+                {
+                    **_offer_fields(cand, o),
+                    "replicas": 1,
+                    "chips": int(cand.tr_chips[k]),
+                    "instances": int(cand.tr_instances[k]),
+                    "share": 1.0,
+                    "run_hours": round(float(cand.tr_hours[k]), 2),
+                    "usd": round(float(tr_usd[k]), 2),
+                }
+            )
         for k in np.flatnonzero((cand.api_w == wi) & (s > 0)):
             api = cand.api_offers[cand.api_a[k]]
-            allocations.append({"offer": api.id, "provider": api.provider, "vendor": api.vendor,
-                                "accelerator": None, "replicas": 0, "chips": 0,
-                                "share": round(float(s[k]), 6), "resells": api.resells,
-                                "usd": round(float(api_usd[k]), 2)})
-        kind = "inference" if isinstance(w, InferenceWorkload) else (
-            "training" if isinstance(w, TrainingWorkload) else "api")
-        out.append({"name": w.name, "kind": kind, "usd": round(sum(a["usd"] for a in allocations), 2),
-                    "allocations": allocations})
+            allocations.append(
+                {
+                    "offer": api.id,
+                    "provider": api.provider,
+                    "vendor": api.vendor,
+                    "accelerator": None,
+                    "replicas": 0,
+                    "chips": 0,
+                    "share": round(float(s[k]), 6),
+                    "resells": api.resells,
+                    "usd": round(float(api_usd[k]), 2),
+                }
+            )
+        kind = (
+            "inference"
+            if isinstance(w, InferenceWorkload)
+            else ("training" if isinstance(w, TrainingWorkload) else "api")
+        )
+        out.append(
+            {
+                "name": w.name,
+                "kind": kind,
+                "usd": round(sum(a["usd"] for a in allocations), 2),
+                "allocations": allocations,
+            }
+        )
     return out
 
 

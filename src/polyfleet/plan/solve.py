@@ -79,8 +79,8 @@ def solve_milp(milp: Milp, options: SolveOptions = SolveOptions()) -> Solution:
     gap = float(info.mip_gap) if milp.integer.any() else 0.0
     if model_status == S.kOptimal:
         return Solution(Status.OPTIMAL, values, float(info.objective_function_value), gap, seconds)
-    if has_solution and model_status in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit,
-                                         S.kInterrupt):
-        return Solution(Status.FEASIBLE, values, float(info.objective_function_value), gap, seconds,
-                        limit="time")
+    if has_solution and model_status in (S.kTimeLimit, S.kIterationLimit, S.kSolutionLimit, S.kInterrupt):
+        return Solution(
+            Status.FEASIBLE, values, float(info.objective_function_value), gap, seconds, limit="time"
+        )
     return Solution(Status.INFEASIBLE, values, float("nan"), float("nan"), seconds)

@@ -38,14 +38,23 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
         return Text(f"INFEASIBLE ({info.get('family', '?')}): {info.get('message', '')}", style="bold red")
     parts: list[RenderableType] = []
     head = Text.assemble(
-        ("plan ", "bold"), (plan["status"], "green"),
+        ("plan ", "bold"),
+        (plan["status"], "green"),
         f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g} month(s)",
         f"  solved in {plan['solve_seconds']:.2f} s",
     )
     parts.append(head)
     t = Table(title="Workloads: where each runs and what it costs", title_justify="left")
-    for col, justify in (("workload", "left"), ("kind", "left"), ("runs on", "left"), ("offer", "left"),
-                         ("replicas", "right"), ("chips", "right"), ("share", "right"), ("usd", "right")):
+    for col, justify in (
+        ("workload", "left"),
+        ("kind", "left"),
+        ("runs on", "left"),
+        ("offer", "left"),
+        ("replicas", "right"),
+        ("chips", "right"),
+        ("share", "right"),
+        ("usd", "right"),
+    ):
         t.add_column(col, justify=justify)  # type: ignore[arg-type]
     for w in plan["workloads"]:
         first = True
@@ -53,11 +62,28 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
             replicas = str(a["replicas"]) if a.get("accelerator") else "-"
             if w["kind"] == "training":
                 replicas = f"{a.get('run_hours', 0):,.0f} h"
-            t.add_row(w["name"] if first else "", w["kind"] if first else "", _where(a), a["offer"],
-                      replicas, str(a["chips"]) if a["chips"] else "-", _pct(a["share"]), _usd(a["usd"]))
+            t.add_row(
+                w["name"] if first else "",
+                w["kind"] if first else "",
+                _where(a),
+                a["offer"],
+                replicas,
+                str(a["chips"]) if a["chips"] else "-",
+                _pct(a["share"]),
+                _usd(a["usd"]),
+            )
             first = False
-        t.add_row("", "", Text("subtotal", style="dim"), "", "", "", "", Text(_usd(w["usd"]), style="bold"),
-                  end_section=True)
+        t.add_row(
+            "",
+            "",
+            Text("subtotal", style="dim"),
+            "",
+            "",
+            "",
+            "",
+            Text(_usd(w["usd"]), style="bold"),
+            end_section=True,
+        )
     parts.append(t)
     caps = plan.get("policy", {}).get("max_share", {})
     s = Table(title="Spend by provider and chip vendor against caps", title_justify="left")
@@ -72,8 +98,9 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
     parts.append(s)
     if plan.get("survival"):
         f = plan.get("policy", {}).get("survive_provider_loss", 0)
-        v = Table(title=f"If one provider fails (policy keeps {_pct(f)} of every service)",
-                  title_justify="left")
+        v = Table(
+            title=f"If one provider fails (policy keeps {_pct(f)} of every service)", title_justify="left"
+        )
         v.add_column("provider lost")
         v.add_column("worst service still served", justify="right")
         for provider, frac in plan["survival"].items():

@@ -1,0 +1,82 @@
+"""The bundled catalog: coverage the product promises, and every row sourced."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyfleet.catalog.io import load_bundled
+
+REQUIRED_ACCELERATORS = {
+    "nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-l4",
+    "amd-mi300x", "amd-mi325x", "google-tpu-v5e", "google-tpu-v5p", "google-tpu-v6e",
+    "aws-trainium1", "aws-trainium2", "aws-inferentia2", "microsoft-maia-100", "intel-gaudi3",
+}
+REQUIRED_MODELS = {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b",
+                   "deepseek-v3", "qwen2.5-72b"}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return load_bundled()
+
+
+def test_required_accelerators_present_with_specs(catalog):
+    missing = REQUIRED_ACCELERATORS - set(catalog.accelerators)
+    assert not missing
+    for acc_id in REQUIRED_ACCELERATORS:
+        acc = catalog.accelerators[acc_id]
+        assert acc.hbm_gb > 0 and acc.hbm_tbps > 0
+        assert acc.bf16_tflops or acc.fp8_tflops, acc_id
+
+
+def test_stacks_match_vendors(catalog):
+    expected = {"nvidia": "cuda", "amd": "rocm", "google": "xla", "aws": "neuron",
+                "microsoft": "maia", "intel": "synapse"}
+    for acc in catalog.accelerators.values():
+        assert acc.stack == expected[acc.vendor], acc.id
+
+
+def test_offers_cover_six_providers_and_spot(catalog):
+    providers = {o.provider for o in catalog.offers.values()}
+    assert {"aws", "gcp", "azure", "oci", "lambda", "nebius"} <= providers
+    assert {o.term for o in catalog.offers.values()} >= {"on-demand", "spot"}
+    for offer in catalog.offers.values():
+        assert offer.accelerator in catalog.accelerators, offer.id
+        # no provider publishes capacity: every default says it is assumed
+        assert offer.available_instances_assumed, offer.id
+
+
+def test_h100_price_spread_is_real(catalog):
+    """SOURCES.md: roughly a 4x spread in on-demand $/chip-hour for the same H100."""
+    prices = [o.usd_per_chip_hour for o in catalog.offers.values()
+              if o.accelerator == "nvidia-h100-sxm" and o.term == "on-demand"]
+    assert max(prices) / min(prices) > 3
+
+
+def test_models_have_architecture(catalog):
+    assert REQUIRED_MODELS <= set(catalog.models)
+    assert len(catalog.models) >= 8
+    for card in catalog.models.values():
+        assert card.kv_bytes_per_token and card.kv_bytes_per_token > 0, card.name
+    v3 = catalog.models["deepseek-v3"]
+    assert v3.attention == "mla" and v3.active_b < v3.params_b
+    # Llama 3.1 70B, GQA: 2 x 80 layers x 8 kv heads x 128 x 2 bytes
+    assert catalog.models["llama-3.1-70b"].kv_bytes_per_token == 2 * 80 * 8 * 128 * 2
+
+
+def test_api_offers_three_models_three_hosts_and_a_reseller(catalog):
+    hosts: dict[str, set[str]] = {}
+    for a in catalog.api_offers.values():
+        hosts.setdefault(a.model, set()).add(a.provider)
+    assert sum(len(h) >= 3 for h in hosts.values()) >= 3
+    resold = [a for a in catalog.api_offers.values() if a.resells]
+    assert resold
+    # the maker of a resold model also sells it directly
+    assert any(r.resells in hosts[r.model] for r in resold)
+
+
+@pytest.mark.parametrize("section", ["accelerators", "offers", "api_offers", "models"])
+def test_every_row_is_sourced_and_dated(catalog, section):
+    for record in getattr(catalog, section).values():
+        assert record.source.strip(), record
+        assert record.as_of.strip(), record
