@@ -67,7 +67,7 @@ def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:
     if fmt == "yaml":
         return yaml.safe_dump(data, sort_keys=False)
     buffer = io.StringIO()
-    Console(file=buffer, width=140, force_terminal=False, color_system=None).print(table())
+    Console(file=buffer, width=200, force_terminal=False, color_system=None).print(table())
     return buffer.getvalue()
 
 

@@ -121,12 +121,22 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
     return Group(*parts)
 
 
+_HEADERS = {
+    "usd_per_chip_hour": "$/chip-h",
+    "chips_per_instance": "chips/inst",
+    "available_instances": "avail",
+    "usd_per_mtok_in": "$/Mtok in",
+    "usd_per_mtok_out": "$/Mtok out",
+    "active_params_b": "active_b",
+}
+
+
 def records_table(title: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> Table:
     """A generic table of dict rows with the given columns (empty cells as '-')."""
     t = Table(title=title, title_justify="left")
     cols = list(columns)
-    for col in cols:
-        t.add_column(col)
+    for i, col in enumerate(cols):
+        t.add_column(_HEADERS.get(col, col), no_wrap=i == 0)
     for row in rows:
         t.add_row(*["-" if row.get(c) in (None, "") else str(row.get(c)) for c in cols])
     return t

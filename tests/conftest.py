@@ -1,0 +1,47 @@
+"""Shared fixtures: write a spec to a temporary file and run the CLI on it."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from polyfleet.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
+    """Write dedented ``text`` to ``tmp_path/name`` and return the path."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str) -> Result:
+    """Invoke ``polyfleet`` in-process with stdout and stderr kept apart."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()  # click >= 8.2 always keeps stderr apart
+    return runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path) -> Callable[..., Path]:
+    """``spec_file(text, name=...)``: a spec written under this test's tmp_path."""
+
+    def make(text: str, name: str = "spec.yaml") -> Path:
+        return write_spec(tmp_path, text, name)
+
+    return make
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """``cli(*args)``: run the CLI in-process, returning click's Result."""
+    return run_cli
