@@ -46,7 +46,12 @@ class InfeasibleError(PolyfleetError):
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ``; did you mean 'x'?`` suffix for the closest names, or ``""``."""
-    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    options = list(choices)
+    prefixed = sorted(c for c in options if c.startswith(name))
+    close = prefixed + [
+        c for c in difflib.get_close_matches(name, options, n=3, cutoff=0.5) if c not in prefixed
+    ]
+    close = close[:3]
     if not close:
         return ""
     return "; did you mean " + " or ".join(repr(c) for c in close) + "?"

@@ -12,16 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer, Stack
 from polyfleet.errors import SpecError, did_you_mean
+from polyfleet.yamlio import dotted, line_of, read_yaml
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MaxShare(_Strict):
@@ -149,56 +149,7 @@ class Spec:
 
     def error(self, message: str, *path: Any) -> SpecError:
         """A SpecError pointing at ``path`` in this spec's file."""
-        return SpecError(message, file=self.file, line=_line_of(self.lines, path), path=_dotted(path))
-
-
-# --- YAML with line numbers -------------------------------------------------------------
-
-
-def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            out[(*path, key.value)] = key.start_mark.line + 1
-            _node_lines(value, (*path, key.value), out)
-            out[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _node_lines(item, (*path, index), out)
-
-
-def _line_of(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> int | None:
-    """Line of the longest prefix of ``path`` present in the YAML."""
-    for cut in range(len(path), -1, -1):
-        if path[:cut] in lines:
-            return lines[path[:cut]]
-    return None
-
-
-def _dotted(path: tuple[Any, ...]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _read_yaml(path: Path) -> tuple[Any, dict[tuple[Any, ...], int]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError(f"cannot read spec: {exc.strerror}", file=str(path)) from exc
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        line = mark.line + 1 if mark is not None else None
-        raise SpecError(f"malformed YAML: {problem}", file=str(path), line=line) from exc
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _node_lines(node, (), lines)
-    return data, lines
+        return SpecError(message, file=self.file, line=line_of(self.lines, path), path=dotted(path))
 
 
 # --- validation errors -> one line --------------------------------------------------------
@@ -242,7 +193,7 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
+def _walk(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[tuple[Any, ...], Any]:
     """Follow a pydantic error location through the raw data, dropping union tags."""
     path: list[Any] = []
     node = data
@@ -253,7 +204,7 @@ def _walk(data: Any, loc: tuple[Any, ...]) -> tuple[tuple[Any, ...], Any]:
         ):
             path.append(part)
             node = node[part]
-        elif last and isinstance(node, dict):
+        elif last and isinstance(node, dict) and kind in ("missing", "extra_forbidden"):
             path.append(part)
             node = None
         # else: a union tag such as 'inference' or 'str'; skip it
@@ -264,9 +215,15 @@ def _translate(exc: ValidationError, data: Any, file: str, lines: dict) -> SpecE
     """The most useful single error of a pydantic ValidationError."""
     errors = exc.errors()
     # Prefer errors that are not about union branches the user did not mean.
-    errors.sort(key=lambda e: ("str" in e["loc"] or "function-after" in e["type"], len(e["loc"])))
+    errors.sort(
+        key=lambda e: (
+            "str" in e["loc"] or "function-after" in e["type"],  # a union branch not meant
+            e["type"] != "extra_forbidden",  # a misspelt key explains the "missing" one
+            len(e["loc"]),
+        )
+    )
     err = errors[0]
-    path, value = _walk(data, tuple(err["loc"]))
+    path, value = _walk(data, tuple(err["loc"]), err["type"])
     kind = err["type"]
     if kind == "extra_forbidden":
         model = _model_at(data, path[:-1])
@@ -282,7 +239,7 @@ def _translate(exc: ValidationError, data: Any, file: str, lines: dict) -> SpecE
         message = err["msg"].replace("Value error, ", "")
         if value is not None and not isinstance(value, dict | list):
             message += f" (got {value!r})"
-    return SpecError(message, file=file, line=_line_of(lines, path), path=_dotted(path))
+    return SpecError(message, file=file, line=line_of(lines, path), path=dotted(path))
 
 
 # --- resolving references ---------------------------------------------------------------
@@ -393,5 +350,5 @@ def build_spec(
 def load_spec(path: str | Path) -> Spec:
     """Read and validate a fleet spec file; raises ``SpecError`` on bad input."""
     path = Path(path)
-    data, lines = _read_yaml(path)
+    data, lines = read_yaml(path)
     return build_spec(data, file=str(path), lines=lines, base_dir=path.parent)

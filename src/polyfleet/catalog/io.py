@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer
 from polyfleet.errors import SpecError
+from polyfleet.yamlio import read_yaml
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -64,16 +64,23 @@ def _csv_rows(text: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _records(model: type[R], rows: Iterable[dict[str, Any]], source: str) -> list[R]:
+def _records(
+    model: type[R], rows: Iterable[dict[str, Any]], source: str, lines: Callable[[int], int | None]
+) -> list[R]:
+    """Validate rows; the first bad one becomes a SpecError at ``lines(row index)``."""
     out = []
-    for number, row in enumerate(rows, start=2):
+    for index, row in enumerate(rows):
         try:
             out.append(model.model_validate(row))
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise SpecError(first["msg"], file=source, line=number, path=loc) from exc
+            raise SpecError(first["msg"], file=source, line=lines(index), path=loc) from exc
     return out
+
+
+def _csv_line(index: int) -> int:
+    return index + 2  # header is line 1
 
 
 def _keyed(records: list[Any], key: str) -> dict[str, Any]:
@@ -88,14 +95,20 @@ def load_bundled() -> Catalog:
     for section, (model, key) in SECTIONS.items():
         name = f"{section}.csv"
         text = (base / name).read_text(encoding="utf-8")
-        parts[section] = _keyed(_records(model, _csv_rows(text), f"catalog/data/{name}"), key)
+        parts[section] = _keyed(_records(model, _csv_rows(text), f"catalog/data/{name}", _csv_line), key)
     return Catalog(**parts)
+
+
+def _yaml_line(lines: dict, section: str, index: int) -> int | None:
+    return lines.get((section, index))
 
 
 def load_catalog_file(path: Path) -> Catalog:
     """An extra catalog: a YAML file with any of the sections, or a CSV named after one."""
     try:
         text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError("cannot read catalog file: not UTF-8 text", file=str(path)) from exc
     except OSError as exc:
         raise SpecError(f"cannot read catalog file: {exc.strerror}", file=str(path)) from exc
     if path.suffix == ".csv":
@@ -106,11 +119,9 @@ def load_catalog_file(path: Path) -> Catalog:
                 file=str(path),
             )
         model, key = SECTIONS[section]
-        return Catalog(**{section: _keyed(_records(model, _csv_rows(text), str(path)), key)})
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise SpecError(f"malformed YAML: {exc}", file=str(path)) from exc
+        return Catalog(**{section: _keyed(_records(model, _csv_rows(text), str(path), _csv_line), key)})
+    data, lines = read_yaml(path, "catalog file")
+    data = data or {}
     if not isinstance(data, dict):
         raise SpecError("expected a mapping of catalog sections", file=str(path))
     unknown = set(data) - set(SECTIONS)
@@ -121,5 +132,6 @@ def load_catalog_file(path: Path) -> Catalog:
     parts = {}
     for section, rows in data.items():
         model, key = SECTIONS[section]
-        parts[section] = _keyed(_records(model, rows or [], str(path)), key)
+        rows_lines = partial(_yaml_line, lines, section)
+        parts[section] = _keyed(_records(model, rows or [], str(path), rows_lines), key)
     return Catalog(**parts)

@@ -29,7 +29,7 @@ BYTES_PER_DTYPE: dict[str, float] = {
 class _Record(BaseModel):
     """Base for catalog rows: unknown fields are errors, values are immutable."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Accelerator(_Record):

@@ -188,7 +188,7 @@ def _workloads(
     out = []
     for wi, w in enumerate(cand.workloads):
         allocations: list[dict[str, Any]] = []
-        D = cand.peak_rps[wi]
+        D = float(cand.peak_rps[wi])
         for k in np.flatnonzero((cand.inf_w == wi) & (x > 0)):
             o = cand.inf_o[k]
             rps = float(cand.inf_rps[k] * x[k])
