@@ -37,8 +37,13 @@ from polyfleet.spec import InferenceWorkload, Policy, Spec, TrainingWorkload, bu
 # --- synthetic fleet ----------------------------------------------------------------------
 
 #: (vendor, stack, how many accelerator models)
-VENDORS = (("nvidia", "cuda", 4), ("amd", "rocm", 2), ("google", "xla", 2), ("aws", "neuron", 2),
-           ("intel", "synapse", 2))
+VENDORS = (
+    ("nvidia", "cuda", 4),
+    ("amd", "rocm", 2),
+    ("google", "xla", 2),
+    ("aws", "neuron", 2),
+    ("intel", "synapse", 2),
+)
 STACKS = [stack for _, stack, _ in VENDORS]
 PROVIDERS = [f"prov-{c}" for c in "abcdefgh"]
 CPI = (1, 2, 4, 8)
@@ -49,8 +54,17 @@ def _models(rng: np.random.Generator) -> list[dict[str, Any]]:
     out = []
     for i, params in enumerate((7, 13, 34, 70)):
         layers = int(rng.integers(28, 81))
-        out.append({"name": f"model-{i}", "params_b": float(params), "layers": layers,
-                    "hidden": 4096, "heads": 32, "kv_heads": 8, "head_dim": 128})
+        out.append(
+            {
+                "name": f"model-{i}",
+                "params_b": float(params),
+                "layers": layers,
+                "hidden": 4096,
+                "heads": 32,
+                "kv_heads": 8,
+                "head_dim": 128,
+            }
+        )
     return out
 
 
@@ -59,14 +73,16 @@ def generate(n_workloads: int, n_offers: int, rng: np.random.Generator) -> dict[
     accelerators = []
     for vendor, stack, count in VENDORS:
         for i in range(count):
-            accelerators.append({
-                "id": f"{vendor}-x{i}",
-                "vendor": vendor,
-                "stack": stack,
-                "bf16_tflops": float(rng.uniform(200, 1200)),
-                "hbm_gb": float(rng.choice([64, 80, 96, 128, 192])),
-                "hbm_tbps": float(rng.uniform(1.5, 8.0)),
-            })
+            accelerators.append(
+                {
+                    "id": f"{vendor}-x{i}",
+                    "vendor": vendor,
+                    "stack": stack,
+                    "bf16_tflops": float(rng.uniform(200, 1200)),
+                    "hbm_gb": float(rng.choice([64, 80, 96, 128, 192])),
+                    "hbm_tbps": float(rng.uniform(1.5, 8.0)),
+                }
+            )
     acc_ids = [a["id"] for a in accelerators]
     acc_stack = {a["id"]: a["stack"] for a in accelerators}
     acc_base = {a["id"]: float(rng.uniform(1.0, 8.0)) for a in accelerators}  # USD/chip-hour
@@ -75,15 +91,17 @@ def generate(n_workloads: int, n_offers: int, rng: np.random.Generator) -> dict[
     for j in range(n_offers):
         acc = acc_ids[int(rng.integers(len(acc_ids)))]
         cpi = int(rng.choice(CPI))
-        offers.append({
-            "id": f"o{j:05d}",
-            "provider": PROVIDERS[int(rng.integers(len(PROVIDERS)))],
-            "region": f"r{int(rng.integers(6))}",
-            "accelerator": acc,
-            "chips_per_instance": cpi,
-            "usd_per_chip_hour": round(acc_base[acc] * float(rng.lognormal(0.0, 0.25)), 4),
-            "available_instances": int(rng.integers(2, 65) * 8 // cpi),
-        })
+        offers.append(
+            {
+                "id": f"o{j:05d}",
+                "provider": PROVIDERS[int(rng.integers(len(PROVIDERS)))],
+                "region": f"r{int(rng.integers(6))}",
+                "accelerator": acc,
+                "chips_per_instance": cpi,
+                "usd_per_chip_hour": round(acc_base[acc] * float(rng.lognormal(0.0, 0.25)), 4),
+                "available_instances": int(rng.integers(2, 65) * 8 // cpi),
+            }
+        )
 
     models = _models(rng)
     n_api = 2 if n_workloads >= 5 else 0
@@ -95,48 +113,58 @@ def generate(n_workloads: int, n_offers: int, rng: np.random.Generator) -> dict[
         throughput = {}
         for acc in acc_ids:
             chips = int(rng.choice([1, 1, 2, 4]))
-            throughput[acc] = {"chips_per_replica": chips,
-                               "requests_per_s": round(float(rng.uniform(0.5, 4.0)) * chips, 3)}
-        workloads.append({
-            "name": f"inf-{i:04d}",
-            "kind": "inference",
-            "model": models[int(rng.integers(len(models)))]["name"],
-            "requests_per_s": round(float(rng.uniform(5, 60)), 2),
-            "peak_to_mean": round(float(rng.uniform(1.0, 2.0)), 2),
-            "input_tokens": int(rng.integers(200, 4000)),
-            "output_tokens": int(rng.integers(50, 1000)),
-            "stacks": stacks,
-            "throughput": throughput,
-            "allow_api": False,
-        })
+            throughput[acc] = {
+                "chips_per_replica": chips,
+                "requests_per_s": round(float(rng.uniform(0.5, 4.0)) * chips, 3),
+            }
+        workloads.append(
+            {
+                "name": f"inf-{i:04d}",
+                "kind": "inference",
+                "model": models[int(rng.integers(len(models)))]["name"],
+                "requests_per_s": round(float(rng.uniform(5, 60)), 2),
+                "peak_to_mean": round(float(rng.uniform(1.0, 2.0)), 2),
+                "input_tokens": int(rng.integers(200, 4000)),
+                "output_tokens": int(rng.integers(50, 1000)),
+                "stacks": stacks,
+                "throughput": throughput,
+                "allow_api": False,
+            }
+        )
     for i in range(n_train):
-        workloads.append({
-            "name": f"train-{i:03d}",
-            "kind": "training",
-            "model": models[int(rng.integers(2))]["name"],
-            "tokens_b": round(float(rng.uniform(20, 120)), 1),
-            "deadline_days": round(float(rng.uniform(10, 30)), 1),
-            "stacks": sorted(rng.choice(STACKS, size=3, replace=False).tolist()),
-        })
+        workloads.append(
+            {
+                "name": f"train-{i:03d}",
+                "kind": "training",
+                "model": models[int(rng.integers(2))]["name"],
+                "tokens_b": round(float(rng.uniform(20, 120)), 1),
+                "deadline_days": round(float(rng.uniform(10, 30)), 1),
+                "stacks": sorted(rng.choice(STACKS, size=3, replace=False).tolist()),
+            }
+        )
     api_offers = []
     for i in range(n_api):
         for p in rng.choice(PROVIDERS, size=4, replace=False).tolist():
-            api_offers.append({
-                "id": f"api-{i}-{p}",
-                "provider": p,
+            api_offers.append(
+                {
+                    "id": f"api-{i}-{p}",
+                    "provider": p,
+                    "model": f"api-model-{i}",
+                    "usd_per_mtok_in": round(float(rng.uniform(0.5, 3.0)), 3),
+                    "usd_per_mtok_out": round(float(rng.uniform(2.0, 12.0)), 3),
+                    "max_tokens_per_minute": 30000.0 if rng.random() < 0.5 else None,
+                    "vendor": str(rng.choice(["", "nvidia", "google"])),
+                }
+            )
+        workloads.append(
+            {
+                "name": f"api-{i}",
+                "kind": "api",
                 "model": f"api-model-{i}",
-                "usd_per_mtok_in": round(float(rng.uniform(0.5, 3.0)), 3),
-                "usd_per_mtok_out": round(float(rng.uniform(2.0, 12.0)), 3),
-                "max_tokens_per_minute": 30000.0 if rng.random() < 0.5 else None,
-                "vendor": str(rng.choice(["", "nvidia", "google"])),
-            })
-        workloads.append({
-            "name": f"api-{i}",
-            "kind": "api",
-            "model": f"api-model-{i}",
-            "mtok_in_per_month": round(float(rng.uniform(200, 2000)), 1),
-            "mtok_out_per_month": round(float(rng.uniform(50, 500)), 1),
-        })
+                "mtok_in_per_month": round(float(rng.uniform(200, 2000)), 1),
+                "mtok_out_per_month": round(float(rng.uniform(50, 500)), 1),
+            }
+        )
     _cover_offers(offers, workloads[:n_inf], acc_stack, rng)
     return {
         "horizon_months": 1.0,
@@ -154,8 +182,10 @@ def _cover_offers(offers: list[dict], inference: list[dict], acc_stack: dict, rn
     """polyfleet rejects an inline offer no workload can use: patch one workload per orphan."""
     for o in offers:
         acc, cpi = o["accelerator"], o["chips_per_instance"]
-        if any(acc_stack[acc] in w["stacks"] and w["throughput"][acc]["chips_per_replica"] <= cpi
-               for w in inference):
+        if any(
+            acc_stack[acc] in w["stacks"] and w["throughput"][acc]["chips_per_replica"] <= cpi
+            for w in inference
+        ):
             continue
         w = inference[int(rng.integers(len(inference)))]
         if acc_stack[acc] not in w["stacks"]:
@@ -302,8 +332,11 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
     # api-rate
     for a, offer in enumerate(cand.api_offers):
         if offer.max_tokens_per_minute:
-            add({S + k: api_tpm[k] for k in range(n_s) if api_a[k] == a}, -inf,
-                float(offer.max_tokens_per_minute))
+            add(
+                {S + k: api_tpm[k] for k in range(n_s) if api_a[k] == a},
+                -inf,
+                float(offer.max_tokens_per_minute),
+            )
     # lock-in: spend of group value v <= cap T
     for group, attr, api_attr in (("provider", o_prov, a_prov), ("vendor", o_vend, a_vend)):
         cap = getattr(policy.max_share, group)
@@ -362,8 +395,15 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
             jj.append(j)
             vv.append(v)
     A = sp.csr_matrix((vv, (ii, jj)), shape=(len(rows), n))
-    return LoopModel(A, np.array(lo), np.array(hi), np.array(lower), np.array(upper),
-                     np.array(integer), np.array(objective))
+    return LoopModel(
+        A,
+        np.array(lo),
+        np.array(hi),
+        np.array(lower),
+        np.array(upper),
+        np.array(integer),
+        np.array(objective),
+    )
 
 
 def assert_same(milp: Milp, peer: LoopModel) -> str:
@@ -458,8 +498,9 @@ def _compare_loop(cand: Candidates, policy: Policy, repeat: int) -> dict[str, An
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="10x100,100x1000,300x5000",
-                        help="comma-separated WORKLOADSxOFFERS")
+    parser.add_argument(
+        "--sizes", default="10x100,100x1000,300x5000", help="comma-separated WORKLOADSxOFFERS"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--time-limit", type=float, default=60.0, help="HiGHS limit per solve, s")
     parser.add_argument("--threads", type=int, default=1, help="HiGHS threads")
@@ -472,28 +513,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {n_w}x{n_o} ...", file=sys.stderr, flush=True)
         results.append(run_size(n_w, n_o, args))
 
-    print(f"\nseed {args.seed}, mip_rel_gap 1e-6, time limit {args.time_limit:g} s, "
-          f"threads {args.threads}\n")
-    print("| size | #vars | #int vars | #rows | nnz | candidates s | build s | solve s | total s "
-          "| status | gap | build share |")
+    print(f"\nseed {args.seed}, mip_rel_gap 1e-6, time limit {args.time_limit:g} s, threads {args.threads}\n")
+    print(
+        "| size | #vars | #int vars | #rows | nnz | candidates s | build s | solve s | total s "
+        "| status | gap | build share |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
     for r in results:
-        print(f"| {r['size']} | {r['vars']:,} | {r['ints']:,} | {r['rows']:,} | {r['nnz']:,} "
-              f"| {r['cand']:.3f} | {r['build']:.3f} | {r['solve']:.3f} | {r['total']:.3f} "
-              f"| {r['status']} | {r['gap']:.2e} | {r['build'] / r['total']:.1%} |")
-    print("\n| size | spec validate s | HiGHS run s | solve_milp overhead s | read-back s "
-          "| eligible pairs | offers used | objective USD |")
+        print(
+            f"| {r['size']} | {r['vars']:,} | {r['ints']:,} | {r['rows']:,} | {r['nnz']:,} "
+            f"| {r['cand']:.3f} | {r['build']:.3f} | {r['solve']:.3f} | {r['total']:.3f} "
+            f"| {r['status']} | {r['gap']:.2e} | {r['build'] / r['total']:.1%} |"
+        )
+    print(
+        "\n| size | spec validate s | HiGHS run s | solve_milp overhead s | read-back s "
+        "| eligible pairs | offers used | objective USD |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        print(f"| {r['size']} | {r['spec']:.3f} | {r['highs']:.3f} | {r['solve'] - r['highs']:.3f} "
-              f"| {r['read']:.3f} | {r['eligible']:.0%} | {r['offers_used']:,} "
-              f"| {r['objective']:,.0f} |")
+        print(
+            f"| {r['size']} | {r['spec']:.3f} | {r['highs']:.3f} | {r['solve'] - r['highs']:.3f} "
+            f"| {r['read']:.3f} | {r['eligible']:.0%} | {r['offers_used']:,} "
+            f"| {r['objective']:,.0f} |"
+        )
     for r in results:
         if "peer" in r:
             p = r["peer"]
-            print(f"\n{r['size']} build, best of {args.repeat}: vectorised build_milp "
-                  f"{p['vec'] * 1e3:.1f} ms, per-variable loop {p['loop'] * 1e3:.1f} ms, "
-                  f"speed-up {p['loop'] / p['vec']:.1f}x ({p['same']})")
+            print(
+                f"\n{r['size']} build, best of {args.repeat}: vectorised build_milp "
+                f"{p['vec'] * 1e3:.1f} ms, per-variable loop {p['loop'] * 1e3:.1f} ms, "
+                f"speed-up {p['loop'] / p['vec']:.1f}x ({p['same']})"
+            )
     return 0
 
 

@@ -7,12 +7,30 @@ import pytest
 from polyfleet.catalog.io import load_bundled
 
 REQUIRED_ACCELERATORS = {
-    "nvidia-a100-80gb", "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-l4",
-    "amd-mi300x", "amd-mi325x", "google-tpu-v5e", "google-tpu-v5p", "google-tpu-v6e",
-    "aws-trainium1", "aws-trainium2", "aws-inferentia2", "microsoft-maia-100", "intel-gaudi3",
+    "nvidia-a100-80gb",
+    "nvidia-h100-sxm",
+    "nvidia-h200",
+    "nvidia-b200",
+    "nvidia-l4",
+    "amd-mi300x",
+    "amd-mi325x",
+    "google-tpu-v5e",
+    "google-tpu-v5p",
+    "google-tpu-v6e",
+    "aws-trainium1",
+    "aws-trainium2",
+    "aws-inferentia2",
+    "microsoft-maia-100",
+    "intel-gaudi3",
 }
-REQUIRED_MODELS = {"llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "mixtral-8x7b",
-                   "deepseek-v3", "qwen2.5-72b"}
+REQUIRED_MODELS = {
+    "llama-3.1-8b",
+    "llama-3.1-70b",
+    "llama-3.1-405b",
+    "mixtral-8x7b",
+    "deepseek-v3",
+    "qwen2.5-72b",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +48,14 @@ def test_required_accelerators_present_with_specs(catalog):
 
 
 def test_stacks_match_vendors(catalog):
-    expected = {"nvidia": "cuda", "amd": "rocm", "google": "xla", "aws": "neuron",
-                "microsoft": "maia", "intel": "synapse"}
+    expected = {
+        "nvidia": "cuda",
+        "amd": "rocm",
+        "google": "xla",
+        "aws": "neuron",
+        "microsoft": "maia",
+        "intel": "synapse",
+    }
     for acc in catalog.accelerators.values():
         assert acc.stack == expected[acc.vendor], acc.id
 
@@ -48,13 +72,16 @@ def test_offers_cover_six_providers_and_spot(catalog):
 
 def test_h100_price_spread_is_real(catalog):
     """SOURCES.md: roughly a 4x spread in on-demand $/chip-hour for the same H100."""
-    prices = [o.usd_per_chip_hour for o in catalog.offers.values()
-              if o.accelerator == "nvidia-h100-sxm" and o.term == "on-demand"]
+    prices = [
+        o.usd_per_chip_hour
+        for o in catalog.offers.values()
+        if o.accelerator == "nvidia-h100-sxm" and o.term == "on-demand"
+    ]
     assert max(prices) / min(prices) > 3
 
 
 def test_models_have_architecture(catalog):
-    assert REQUIRED_MODELS <= set(catalog.models)
+    assert set(catalog.models) >= REQUIRED_MODELS
     assert len(catalog.models) >= 8
     for card in catalog.models.values():
         assert card.kv_bytes_per_token and card.kv_bytes_per_token > 0, card.name

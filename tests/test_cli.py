@@ -86,9 +86,7 @@ def check_contract(data: dict, workload_names: list[str]) -> None:
         for alloc in workload["allocations"]:
             assert set(alloc) >= ALLOCATION_KEYS, ALLOCATION_KEYS - set(alloc)
             assert alloc["share"] > 0
-        assert workload["usd"] == pytest.approx(
-            sum(a["usd"] for a in workload["allocations"]), abs=0.05
-        )
+        assert workload["usd"] == pytest.approx(sum(a["usd"] for a in workload["allocations"]), abs=0.05)
     assert set(data["shares"]) == {"provider", "vendor"}
     assert sum(data["shares"]["provider"].values()) == pytest.approx(1.0, abs=1e-4)
     assert isinstance(data["survival"], dict) and data["survival"]
@@ -106,9 +104,7 @@ def test_plan_json_contract_startup(startup):
     # capacity is bought for the peak: 5 req/s x peak_to_mean 2
     assert sum(a["share"] for a in startup["workloads"][0]["allocations"]) >= 1 - 1e-6
     assert startup["total_usd"] <= 20000
-    assert startup["explain"]["budget_slack_usd"] == pytest.approx(
-        20000 - startup["total_usd"], abs=0.01
-    )
+    assert startup["explain"]["budget_slack_usd"] == pytest.approx(20000 - startup["total_usd"], abs=0.01)
 
 
 def test_plan_json_contract_copilot_reseller(reseller):
@@ -130,9 +126,7 @@ def test_plan_json_contract_copilot_reseller(reseller):
     # the own Maia offer is bought, within its instance limit
     own = [p for p in reseller["purchases"] if p["provider"] == "own"]
     assert own and own[0]["accelerator"] == "microsoft-maia-200" and own[0]["instances"] <= 6
-    assert {a["accelerator"] for a in reseller["workloads"][1]["allocations"]} >= {
-        "microsoft-maia-200"
-    }
+    assert {a["accelerator"] for a in reseller["workloads"][1]["allocations"]} >= {"microsoft-maia-200"}
 
 
 def test_frontier_lab_example_plans(tmp_path):
@@ -216,9 +210,7 @@ def _non_builtin(value, where="$"):
 
 
 def test_to_dict_has_only_builtin_types():
-    data = polyfleet.plan(
-        polyfleet.load_spec(EXAMPLES / "startup.yaml"), with_explain=True
-    ).to_dict()
+    data = polyfleet.plan(polyfleet.load_spec(EXAMPLES / "startup.yaml"), with_explain=True).to_dict()
     assert _non_builtin(data) == []
 
 
@@ -277,9 +269,7 @@ def test_perf_json_is_roofline_consistent():
         data["replica_requests_per_s"] * 300 / chips, rel=1e-9
     )
     # a replica cannot emit more tokens/s than max_batch streams at tpot each
-    assert data["replica_requests_per_s"] * 300 <= data["max_batch"] * 1000 / data["tpot_ms"] * (
-        1 + 1e-9
-    )
+    assert data["replica_requests_per_s"] * 300 <= data["max_batch"] * 1000 / data["tpot_ms"] * (1 + 1e-9)
 
 
 def test_perf_unknown_model_suggests():
@@ -314,9 +304,7 @@ def test_catalog_offers_provider_filter():
     assert nebius
     assert f"offers ({len(nebius)})" in result.stdout
     assert "nebius" in result.stdout and "aws-p5" not in result.stdout
-    as_json = json.loads(
-        run_cli("catalog", "offers", "--provider", "nebius", "--format", "json").stdout
-    )
+    as_json = json.loads(run_cli("catalog", "offers", "--provider", "nebius", "--format", "json").stdout)
     assert sorted(r["id"] for r in as_json) == sorted(nebius)
 
 
@@ -333,9 +321,7 @@ def test_catalog_api_offers_resells():
     result = run_cli("catalog", "api-offers", "--format", "json")
     assert result.exit_code == 0, result.stderr
     rows = {r["id"]: r for r in json.loads(result.stdout)}
-    bedrock = [
-        r for r in rows.values() if r["provider"] == "aws" and r["model"].startswith("claude-")
-    ]
+    bedrock = [r for r in rows.values() if r["provider"] == "aws" and r["model"].startswith("claude-")]
     assert bedrock and all(r["resells"] == "anthropic" for r in bedrock)
     assert rows["anthropic-claude-sonnet-4.5-standard"]["resells"] == ""
     assert rows["aws-llama-3.1-70b-on-demand"]["resells"] == ""  # open weights: not resold

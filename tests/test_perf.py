@@ -57,9 +57,7 @@ def toy_card(**over: object) -> ModelCard:
 
 
 def test_memory_cap_binds_and_all_numbers() -> None:
-    r = inference_perf(
-        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100, **TOY
-    )
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100, **TOY)
     # t=1: 9e9 >= 8e9 + 24e6.
     assert r.feasible and r.reason == ""
     assert r.chips_per_replica == 1
@@ -79,9 +77,7 @@ def test_memory_cap_binds_and_all_numbers() -> None:
 
 
 def test_tpot_cap_binds() -> None:
-    r = inference_perf(
-        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **TOY
-    )
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **TOY)
     # memory-term cap: (0.017*0.5e12 - 8e9)/22e6 = 22.7 -> 22 < b_mem 41 and < comp cap 106.
     assert r.max_batch == 22
     assert r.tpot_ms == pytest.approx((8e9 + 22 * 22e6) / 0.5e12 * 1000)  # 16.968
@@ -95,9 +91,7 @@ def test_no_tpot_means_memory_cap_only() -> None:
 
 
 def test_tpot_unreachable() -> None:
-    r = inference_perf(
-        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=16, **TOY
-    )
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=16, **TOY)
     one = (8e9 + 22e6) / 0.5e12 * 1000  # 16.044 ms > 16
     assert not r.feasible
     assert r.reason.startswith("slo: tpot")
@@ -108,9 +102,7 @@ def test_tpot_unreachable() -> None:
 
 
 def test_ttft_infeasible_keeps_numbers() -> None:
-    r = inference_perf(
-        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, ttft_ms=100, **TOY
-    )
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, ttft_ms=100, **TOY)
     assert not r.feasible
     assert r.reason.startswith("slo: ttft")
     assert r.ttft_ms == pytest.approx(160.0)
@@ -118,9 +110,7 @@ def test_ttft_infeasible_keeps_numbers() -> None:
 
 
 def test_ttft_met() -> None:
-    r = inference_perf(
-        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, ttft_ms=200, **TOY
-    )
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, ttft_ms=200, **TOY)
     assert r.feasible
 
 
@@ -174,9 +164,7 @@ def test_compute_bound() -> None:
 
 def test_mla_kv_size() -> None:
     # MLA: layers * kv_latent_dim * 2 bytes = 61*576*2 = 70,272; heads/head_dim ignored.
-    card = toy_card(
-        attention="mla", layers=61, kv_latent_dim=576, heads=128, kv_heads=128, head_dim=128
-    )
+    card = toy_card(attention="mla", layers=61, kv_latent_dim=576, heads=128, kv_heads=128, head_dim=128)
     assert card.kv_bytes_per_token == 61 * 576 * 2
     r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
     assert r.max_batch == math.floor(1e9 / (1200 * 70_272))  # 11
@@ -186,9 +174,7 @@ def test_spec_infeasible() -> None:
     no_kv = inference_perf(toy_card(layers=None), toy_acc(), input_tokens=10, output_tokens=10)
     assert not no_kv.feasible and no_kv.reason.startswith("spec:")
     mla = toy_card(attention="mla")  # no kv_latent_dim
-    assert inference_perf(mla, toy_acc(), input_tokens=10, output_tokens=10).reason.startswith(
-        "spec:"
-    )
+    assert inference_perf(mla, toy_acc(), input_tokens=10, output_tokens=10).reason.startswith("spec:")
     no_flops = toy_acc(bf16_tflops=None, fp8_tflops=None)
     r = inference_perf(toy_card(), no_flops, input_tokens=10, output_tokens=10)
     assert not r.feasible and r.reason.startswith("spec:") and r.max_batch == 0
@@ -224,9 +210,7 @@ def test_to_dict() -> None:
 
 
 def llama70() -> ModelCard:
-    return ModelCard(
-        name="llama-3.1-70b", params_b=70.6, layers=80, kv_heads=8, head_dim=128, dtype="bf16"
-    )
+    return ModelCard(name="llama-3.1-70b", params_b=70.6, layers=80, kv_heads=8, head_dim=128, dtype="bf16")
 
 
 def h100() -> Accelerator:
@@ -263,9 +247,7 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
 
 
 def test_llama70b_on_h100_min_batch_picks_four_chips() -> None:
-    r = inference_perf(
-        llama70(), h100(), input_tokens=1500, output_tokens=300, tpot_ms=40, min_batch=8
-    )
+    r = inference_perf(llama70(), h100(), input_tokens=1500, output_tokens=300, tpot_ms=40, min_batch=8)
     w, kv = 141.2e9, 327_680
     # 2 chips hold 4 requests < 8 -> 4 chips; memory cap floor((288e9 - w)/(1800 kv)) = 248,
     # TPOT caps (0.04*4*3.35e12*0.8 - w)/(1650 kv) = 531 and 0.04*4*989e12*0.6/(2*70.6e9) = 672.
@@ -307,9 +289,7 @@ def test_training_memory_binds_moe_flops_use_active() -> None:
 def test_training_fp8_peak_and_overrides() -> None:
     r = training_perf(toy_card(dtype="fp8"), toy_acc(), tokens_b=100, deadline_days=10)
     assert r.sustained_flops_per_chip == pytest.approx(200e12 * 0.40)
-    bf = training_perf(
-        toy_card(), toy_acc(stack="xla"), tokens_b=1, deadline_days=1, flops=1e21, mfu=0.5
-    )
+    bf = training_perf(toy_card(), toy_acc(stack="xla"), tokens_b=1, deadline_days=1, flops=1e21, mfu=0.5)
     assert bf.flops == 1e21 and bf.mfu == 0.5
     assert bf.sustained_flops_per_chip == pytest.approx(100e12 * 0.5)
     assert bf.chips_for_deadline == math.ceil(1e21 / (5e13 * 86400)) == 232
@@ -318,9 +298,7 @@ def test_training_fp8_peak_and_overrides() -> None:
 
 
 def test_training_no_tflops_infeasible() -> None:
-    r = training_perf(
-        toy_card(), toy_acc(bf16_tflops=None, fp8_tflops=None), tokens_b=1, deadline_days=1
-    )
+    r = training_perf(toy_card(), toy_acc(bf16_tflops=None, fp8_tflops=None), tokens_b=1, deadline_days=1)
     assert isinstance(r, TrainingPerf)
     assert not r.feasible and r.reason.startswith("spec:")
     assert r.chips == 0 and r.chips_for_memory == 8

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
 from polyfleet.errors import SpecError
@@ -54,7 +54,7 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
                 "accelerator": f"acc-o{j}",
                 "chips_per_instance": cpi,
                 "usd_per_chip_hour": draw(prices),
-                "available_instances": draw(st.integers(1, 6)),
+                "available_instances": draw(st.integers(1, 10)),
             }
         )
     api_offers = []
@@ -89,12 +89,13 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
                 "name": f"w{w}",
                 "kind": "inference",
                 "model": CARD,
-                "requests_per_s": draw(st.integers(1, 20)),
+                "requests_per_s": draw(st.integers(1, 12)),
                 "peak_to_mean": draw(st.sampled_from([1.0, 1.5])),
                 "input_tokens": draw(st.sampled_from([100, 500])),
                 "output_tokens": draw(st.sampled_from([100, 200])),
                 "throughput": throughput,
-                "allow_api": draw(st.booleans()),
+                # w0 may buy per token: an api offer nobody may use is bad input
+                "allow_api": w == 0 or draw(st.booleans()),
             }
         )
     if draw(st.booleans()):
@@ -126,7 +127,7 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
         "survive_provider_loss": draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0))),
     }
     if draw(st.booleans()):
-        policy["budget_usd"] = draw(st.integers(500, 60_000))
+        policy["budget_usd"] = draw(st.integers(1_000, 150_000))
     return {
         "catalog": "none",
         "accelerators": accelerators,
@@ -166,7 +167,9 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
     train_usd: dict[str, float] = {}
     api_tpm_used: dict[str, float] = {}
     api_usd: dict[str, float] = {}
-    api_tol: dict[str, float] = {}  # rounding allowed on api usd recomputed from printed shares
+    # rounding allowed on what is recomputed from shares printed to 6 decimals
+    api_tol: dict[str, float] = {}
+    api_tpm_tol: dict[str, float] = {}
 
     for w in spec.workloads:
         allocations = by_name[w.name]["allocations"]
@@ -177,7 +180,9 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
                 w.model if isinstance(w.model, str) else w.model.name
             )
             assert 0 < a["share"] <= 1 + TOL
-            api_tpm_used[a["offer"]] = api_tpm_used.get(a["offer"], 0.0) + a["share"] * _api_tpm(spec, w)
+            tpm = _api_tpm(spec, w)
+            api_tpm_used[a["offer"]] = api_tpm_used.get(a["offer"], 0.0) + a["share"] * tpm
+            api_tpm_tol[a["offer"]] = api_tpm_tol.get(a["offer"], 0.0) + 1e-6 * tpm
             full = _api_usd(spec, w, apis[a["offer"]])
             usd = a["share"] * full
             # the share is printed to 6 decimals: allow its rounding on the whole demand's cost
@@ -197,7 +202,7 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
             api_share = sum(a["share"] for a in api)
             assert not api or w.allow_api
             assert api_share <= 1 + TOL
-            assert served + D * api_share >= D * (1 - TOL), f"demand of {w.name}"
+            assert served + D * api_share >= D * (1 - TOL * (1 + len(api))), f"demand of {w.name}"
         elif isinstance(w, TrainingWorkload):
             (a,) = allocations  # placed exactly once
             o = offers[a["offer"]]
@@ -246,7 +251,7 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
     for aid, used_tpm in api_tpm_used.items():
         limit = apis[aid].max_tokens_per_minute
         if limit is not None:
-            assert used_tpm <= limit * (1 + TOL), f"api rate of {aid}"
+            assert used_tpm <= limit + api_tpm_tol[aid], f"api rate of {aid}"
 
     tol = 0.01 * (len(purchases) + 1) + sum(api_tol.values())
     assert out["total_usd"] == pytest.approx(total, abs=tol)
@@ -302,6 +307,7 @@ def test_random_fleet_plans_satisfy_every_constraint(data: dict[str, Any]) -> No
     except SpecError:
         reject()  # an offer or workload nothing can use: not a plannable spec
     out = result.to_dict()
+    event(f"status {out['status']}" + (f" ({out['infeasible']['family']})" if "infeasible" in out else ""))
     if out["status"] == "infeasible":
         assert out["infeasible"]["family"] in FAMILIES
         assert out["purchases"] == []
@@ -321,7 +327,14 @@ def tiny(draw: st.DrawFn) -> dict[str, Any]:
     for j in range(n_off):
         cpi = draw(st.sampled_from([1, 2, 4, 8]))
         accelerators.append(
-            {"id": f"acc-o{j}", "vendor": "va", "hbm_gb": 80, "hbm_tbps": 3, "bf16_tflops": 1000, "stack": "cuda"}
+            {
+                "id": f"acc-o{j}",
+                "vendor": "va",
+                "hbm_gb": 80,
+                "hbm_tbps": 3,
+                "bf16_tflops": 1000,
+                "stack": "cuda",
+            }
         )
         offers.append(
             {
@@ -347,7 +360,12 @@ def tiny(draw: st.DrawFn) -> dict[str, Any]:
         "output_tokens": 100,
         "throughput": throughput,
     }
-    return {"catalog": "none", "accelerators": accelerators, "offers": offers, "workloads": [workload]}
+    return {
+        "catalog": "none",
+        "accelerators": accelerators,
+        "offers": offers,
+        "workloads": [workload],
+    }
 
 
 def brute_force(data: dict[str, Any]) -> float | None:

@@ -67,9 +67,7 @@ def one_line_error(result, exit_code: int = 2) -> str:
     return lines[0]
 
 
-def assert_points_at(
-    message: str, path: Path, line: int, field: str, expected: tuple[str, ...]
-) -> None:
+def assert_points_at(message: str, path: Path, line: int, field: str, expected: tuple[str, ...]) -> None:
     assert f"{path}:{line}:" in message, message
     assert f" {field}:" in message, message
     for part in expected:
@@ -328,9 +326,7 @@ def test_cli_reports_bad_spec_on_one_line(tmp_path, request, text, marker, field
 @pytest.mark.parametrize(
     ("text", "marker", "field", "expected"), [pytest.param(*c[1:], id=c[0]) for c in LOAD_CASES]
 )
-def test_load_spec_raises_spec_error_with_location(
-    tmp_path, request, text, marker, field, expected
-):
+def test_load_spec_raises_spec_error_with_location(tmp_path, request, text, marker, field, expected):
     path = write_spec(tmp_path, text)
     with pytest.raises(SpecError) as info:
         load_spec(path)
@@ -399,9 +395,7 @@ PLAN_CASES = [
 @pytest.mark.parametrize(
     ("text", "marker", "field", "expected"), [pytest.param(*c[1:], id=c[0]) for c in PLAN_CASES]
 )
-def test_unusable_offer_or_unhostable_workload_is_bad_input(
-    tmp_path, text, marker, field, expected
-):
+def test_unusable_offer_or_unhostable_workload_is_bad_input(tmp_path, text, marker, field, expected):
     path = write_spec(tmp_path, text)
     message = one_line_error(run_cli("plan", path))
     assert_points_at(message, path, line_of(text, marker), field, expected)
@@ -432,9 +426,7 @@ def test_catalog_entry_that_is_a_directory(tmp_path):
 
 
 def test_malformed_extra_catalog_is_one_line_with_its_line(tmp_path):
-    (tmp_path / "extra.yaml").write_text(
-        "accelerators:\n  - id: x\n   vendor: y\n", encoding="utf-8"
-    )
+    (tmp_path / "extra.yaml").write_text("accelerators:\n  - id: x\n   vendor: y\n", encoding="utf-8")
     path = write_spec(tmp_path, "catalog: [bundled, extra.yaml]\n" + SVC)
     message = one_line_error(run_cli("plan", path))
     assert f"{tmp_path / 'extra.yaml'}:3:" in message and "malformed YAML" in message

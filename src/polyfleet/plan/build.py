@@ -263,16 +263,15 @@ def define_survival(ctx: _Ctx) -> None:
     inf_p = np.array([p_index[p] for p in c.offer_provider[c.inf_o]], int)
     api_p = np.array([p_index[p] for p in c.api_provider[c.api_a]], int) if len(c.api_a) else np.zeros(0, int)
     n_w = len(c.workloads)
-    # api capacity per (w, p) and elsewhere-than-p
+    # api capacity per (w, p), finite caps only; "elsewhere" is infinite when an unlimited
+    # api offer exists at some provider other than p
+    finite = np.where(np.isinf(c.api_cap_rps), 0.0, c.api_cap_rps)
     cap = np.zeros((n_w, n_p))
-    np.add.at(cap, (c.api_w, api_p), c.api_cap_rps)
-    total_cap = cap.sum(axis=1, keepdims=True)
-    with np.errstate(invalid="ignore"):
-        elsewhere = total_cap - cap  # inf - inf -> nan when p itself is the only unlimited one
+    np.add.at(cap, (c.api_w, api_p), finite)
     unlimited_at = np.zeros((n_w, n_p), int)
     np.add.at(unlimited_at, (c.api_w, api_p), np.isinf(c.api_cap_rps).astype(int))
     n_unlimited = unlimited_at.sum(axis=1, keepdims=True)
-    elsewhere = np.where(n_unlimited - unlimited_at > 0, np.inf, np.nan_to_num(elsewhere, posinf=0.0))
+    elsewhere = np.where(n_unlimited - unlimited_at > 0, np.inf, cap.sum(axis=1, keepdims=True) - cap)
     present = np.zeros((n_w, n_p), bool)
     present[c.inf_w, inf_p] = True
     present[c.api_w, api_p] = True
@@ -408,6 +407,10 @@ def build_milp(
 def _tie_broken(cost: np.ndarray, cols: dict[str, slice], cand: Candidates) -> np.ndarray:
     """Cost with a 1e-7 relative nudge per rank so exact ties go to the lower offer id."""
     objective = cost.copy()
+    # a replica costs a nudge of its chips' share of the instance, so spare chips in an
+    # instance already rented are not filled with replicas nobody asked for
+    per_chip = cand.offer_usd_per_instance[cand.inf_o] / cand.offer_cpi[cand.inf_o]
+    objective[cols["x"]] = TIE_BREAK * per_chip * cand.inf_chips
     rank_u = np.arange(len(cand.offers)) / max(len(cand.offers), 1)
     objective[cols["u"]] *= 1 + TIE_BREAK * rank_u
     if len(cand.tr_o):
