@@ -218,7 +218,8 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
     tr_w, tr_o, tr_inst = cand.tr_w.tolist(), cand.tr_o.tolist(), cand.tr_instances.tolist()
     tr_usd = cand.tr_usd.tolist()
     api_w, api_a = cand.api_w.tolist(), cand.api_a.tolist()
-    api_usd, api_tpm, api_cap = cand.api_usd.tolist(), cand.api_tpm.tolist(), cand.api_cap_rps.tolist()
+    api_usd, api_tpm = cand.api_usd.tolist(), cand.api_tpm.tolist()
+    api_cap = cand.api_cap_rps.tolist()
     o_prov, o_vend = cand.offer_provider.tolist(), cand.offer_vendor.tolist()
     o_cpi, o_avail = cand.offer_cpi.tolist(), cand.offer_avail.tolist()
     o_usd = cand.offer_usd_per_instance.tolist()
@@ -252,6 +253,9 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
     for w in range(n_w):
         upper[Z + w] = inf if isinstance(wls[w], InferenceWorkload) else 0.0
     objective = list(cost)
+    for k in range(n_x):  # replica nudge: its chips' share of the instance price
+        o = inf_o[k]
+        objective[X + k] = TIE_BREAK * (o_usd[o] / o_cpi[o]) * inf_chips[k]
     for o in range(n_u):
         objective[U + o] = cost[U + o] * (1 + TIE_BREAK * (o / max(n_u, 1)))
     for k in range(n_y):
@@ -513,7 +517,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"running {n_w}x{n_o} ...", file=sys.stderr, flush=True)
         results.append(run_size(n_w, n_o, args))
 
-    print(f"\nseed {args.seed}, mip_rel_gap 1e-6, time limit {args.time_limit:g} s, threads {args.threads}\n")
+    print(
+        f"\nseed {args.seed}, mip_rel_gap 1e-6, time limit {args.time_limit:g} s, "
+        f"threads {args.threads}\n"
+    )
     print(
         "| size | #vars | #int vars | #rows | nnz | candidates s | build s | solve s | total s "
         "| status | gap | build share |"

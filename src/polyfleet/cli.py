@@ -1,6 +1,7 @@
 """``polyfleet`` commands.  Thin: parse, call the library, render, set the exit code.
 
-Exit codes: 0 a result, 1 infeasible, 2 bad input (one line on stderr, never a traceback).
+Exit codes: 0 a plan; 1 infeasible, or no plan within the time limit; 2 bad input (one
+line on stderr, never a traceback).
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ def plan_cmd(
     if not result.feasible:
         info = result.infeasibility
         click.echo(
-            f"polyfleet: infeasible ({info.family if info else '?'}): {info.message if info else ''}",
+            f"polyfleet: {result.status} ({info.family if info else '?'}): {info.message if info else ''}",
             err=True,
         )
         sys.exit(1)

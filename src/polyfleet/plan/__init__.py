@@ -41,6 +41,19 @@ def solve_candidates(
     milp = build_milp(cand, spec.policy, families=families)
     build_seconds = time.perf_counter() - start
     sol = solve_milp(milp, options)
+    if sol.status == Status.UNKNOWN:
+        message = (
+            f"no plan found within the time limit ({options.time_limit_s:g} s); "
+            "raise --time-limit or loosen --gap"
+        )
+        return Plan(
+            status=Status.UNKNOWN,
+            horizon_months=spec.horizon_months,
+            solve_seconds=sol.seconds,
+            build_seconds=build_seconds,
+            limit="time",
+            infeasibility=Infeasibility("time-limit", "", message),
+        )
     if sol.status == Status.INFEASIBLE:
         result = Plan(
             status=Status.INFEASIBLE,

@@ -44,7 +44,7 @@ class Plan:
 
     @property
     def feasible(self) -> bool:
-        return self.status != Status.INFEASIBLE
+        return self.status in (Status.OPTIMAL, Status.FEASIBLE)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON contract; ``explain`` only when computed, ``infeasible`` only when infeasible."""

@@ -33,9 +33,10 @@ def _where(alloc: dict[str, Any]) -> str:
 
 def plan_tables(plan: dict[str, Any]) -> RenderableType:
     """A plan as a person reads it: where each workload runs and why, then spend vs caps."""
-    if plan["status"] == "infeasible":
+    if plan["status"] in ("infeasible", "unknown"):
         info = plan.get("infeasible", {})
-        return Text(f"INFEASIBLE ({info.get('family', '?')}): {info.get('message', '')}", style="bold red")
+        word = plan["status"].upper()
+        return Text(f"{word} ({info.get('family', '?')}): {info.get('message', '')}", style="bold red")
     parts: list[RenderableType] = []
     head = Text.assemble(
         ("plan ", "bold"),
