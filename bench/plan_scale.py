@@ -449,7 +449,7 @@ def run_size(n_w: int, n_o: int, args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.perf_counter()
     milp = build_milp(cand, spec.policy)
     t_build = time.perf_counter() - t0
-    options = SolveOptions(mip_rel_gap=1e-6, time_limit_s=args.time_limit, threads=args.threads)
+    options = SolveOptions(mip_rel_gap=args.gap, time_limit_s=args.time_limit, threads=args.threads)
     t0 = time.perf_counter()
     sol = solve_milp(milp, options)
     t_solve = time.perf_counter() - t0
@@ -506,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sizes", default="10x100,100x1000,300x5000", help="comma-separated WORKLOADSxOFFERS"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gap", type=float, default=1e-6, help="relative MIP gap")
     parser.add_argument("--time-limit", type=float, default=60.0, help="HiGHS limit per solve, s")
     parser.add_argument("--threads", type=int, default=1, help="HiGHS threads")
     parser.add_argument("--repeat", type=int, default=3, help="best-of for the build comparison")
@@ -518,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(run_size(n_w, n_o, args))
 
     print(
-        f"\nseed {args.seed}, mip_rel_gap 1e-6, time limit {args.time_limit:g} s, "
+        f"\nseed {args.seed}, mip_rel_gap {args.gap:g}, time limit {args.time_limit:g} s, "
         f"threads {args.threads}\n"
     )
     print(

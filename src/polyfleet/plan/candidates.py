@@ -255,9 +255,11 @@ def build_candidates(spec: Spec) -> Candidates:
     inf_o_all = cat(inf_parts, 1, int)
     tr_o_all = cat(tr_parts, 1, int)
     used = np.union1d(inf_o_all, tr_o_all).astype(int)
+    position = {o.id: i for i, o in enumerate(all_offers)}
+    is_used = np.zeros(len(all_offers), bool)
+    is_used[used] = True
     for index, offer in enumerate(spec.model.offers):
-        j = next(i for i, o in enumerate(all_offers) if o.id == offer.id)
-        if j not in used:
+        if not is_used[position[offer.id]]:
             raise spec.error(
                 f"no workload can use offer {offer.id!r} (accelerator {offer.accelerator}, "
                 f"stack {spec.catalog.accelerators[offer.accelerator].stack}): "
