@@ -54,6 +54,8 @@ def toy_card(**over: object) -> ModelCard:
 
 # ---------------------------------------------------------------- inference: toy cases
 # input 1000, output 200: ctx_full 1200 -> 24e6 B/request, ctx_mean 1100 -> 22e6 B/request.
+# One toy chip: step(b) = s0 + s1*b with s0 = 8e9/0.5e12 = 16 ms and
+# s1 = 22e6/0.5e12 + 2*4e9/5e13 = 0.044 ms + 0.16 ms = 0.204 ms (no comm at t=1).
 
 
 def test_memory_cap_binds_and_all_numbers() -> None:
@@ -62,27 +64,31 @@ def test_memory_cap_binds_and_all_numbers() -> None:
     assert r.feasible and r.reason == ""
     assert r.chips_per_replica == 1
     b_mem = math.floor((9e9 - 8e9) / 24e6)  # 41
-    b_tpot = math.floor(min((0.1 * 0.5e12 - 8e9) / 22e6, 0.1 * 5e13 / (2 * 4e9)))  # 625
-    assert (b_mem, b_tpot) == (41, 625)
+    b_tpot = math.floor((0.1 - 8e9 / 0.5e12) / (22e6 / 0.5e12 + 2 * 4e9 / 5e13))  # 84/0.204 -> 411
+    assert (b_mem, b_tpot) == (41, 411)
     assert r.max_batch == 41
     mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms
     comp = 2 * 4e9 * 41 / 5e13  # 6.56 ms
-    assert r.tpot_ms == pytest.approx(mem * 1000)
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)  # 24.364 ms: no overlap
+    assert r.tpot_ms == pytest.approx(24.364)
     assert r.bound == "memory" and mem > comp
-    prefill = max(2 * 4e9 * 1000 / 5e13, 8e9 / 0.5e12)  # 0.16 s, compute
+    prefill = 2 * 4e9 * 1000 / 5e13  # 0.16 s, batched prefill: compute only
     assert r.ttft_ms == pytest.approx(160.0)
-    rps = 1 / (prefill + 200 * mem / 41)
+    rps = 1 / (prefill + 200 * (mem + comp) / 41)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 200 / 1)
 
 
 def test_tpot_cap_binds() -> None:
-    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **TOY)
-    # memory-term cap: (0.017*0.5e12 - 8e9)/22e6 = 22.7 -> 22 < b_mem 41 and < comp cap 106.
-    assert r.max_batch == 22
-    assert r.tpot_ms == pytest.approx((8e9 + 22 * 22e6) / 0.5e12 * 1000)  # 16.968
-    assert r.tpot_ms <= 17
-    assert (8e9 + 23 * 22e6) / 0.5e12 * 1000 > 17  # one more request would break the SLO
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=20, **TOY)
+    # (20 ms - 16 ms) / 0.204 ms = 19.6 -> 19 < b_mem 41.
+    assert r.max_batch == math.floor((0.020 - 0.016) / 0.204e-3) == 19
+    step19 = (8e9 + 19 * 22e6) / 0.5e12 + 2 * 4e9 * 19 / 5e13  # 16.836 + 3.04 = 19.876 ms
+    assert r.tpot_ms == pytest.approx(step19 * 1000)
+    assert r.tpot_ms == pytest.approx(19.876)
+    assert r.tpot_ms <= 20
+    step20 = (8e9 + 20 * 22e6) / 0.5e12 + 2 * 4e9 * 20 / 5e13  # 20.08 ms
+    assert step20 * 1000 > 20  # one more request would break the SLO
 
 
 def test_no_tpot_means_memory_cap_only() -> None:
@@ -92,7 +98,7 @@ def test_no_tpot_means_memory_cap_only() -> None:
 
 def test_tpot_unreachable() -> None:
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=16, **TOY)
-    one = (8e9 + 22e6) / 0.5e12 * 1000  # 16.044 ms > 16
+    one = ((8e9 + 22e6) / 0.5e12 + 2 * 4e9 / 5e13) * 1000  # 16.044 + 0.16 = 16.204 ms > 16
     assert not r.feasible
     assert r.reason.startswith("slo: tpot")
     assert r.max_batch == 0 and r.replica_requests_per_s == 0
@@ -150,16 +156,114 @@ def test_compute_bound() -> None:
     card = toy_card(params_b=1.0, layers=2, kv_heads=1, head_dim=64)
     assert card.kv_bytes_per_token == 512
     r = inference_perf(card, toy_acc(), input_tokens=100, output_tokens=100, tpot_ms=50, **TOY)
-    comp_cap = 0.05 * 5e13 / (2 * 1e9)  # 1250
-    mem_cap = (0.05 * 0.5e12 - 2e9) / (150 * 512)  # 299479
-    b_mem = (9e9 - 2e9) / (200 * 512)  # 68359
-    assert comp_cap < mem_cap and comp_cap < b_mem
-    assert r.max_batch == 1250
-    assert r.bound == "compute"
-    assert r.tpot_ms == pytest.approx(2 * 1e9 * 1250 / 5e13 * 1000)  # 50 ms
-    prefill = max(2 * 1e9 * 100 / 5e13, 2e9 / 0.5e12)  # 4 ms memory
+    s0 = 2e9 / 0.5e12  # 4 ms of weights
+    s1 = 150 * 512 / 0.5e12 + 2 * 1e9 / 5e13  # 0.1536 us + 40 us per request
+    b_tpot = math.floor((0.05 - s0) / s1)  # 46 ms / 40.1536 us = 1145.6 -> 1145
+    b_mem = math.floor((9e9 - 2e9) / (200 * 512))  # 68359
+    assert (b_tpot, b_mem) == (1145, 68359)
+    assert r.max_batch == 1145
+    mem = (2e9 + 1145 * 150 * 512) / 0.5e12  # 4.176 ms
+    comp = 2 * 1e9 * 1145 / 5e13  # 45.8 ms
+    assert r.bound == "compute" and comp > mem
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)  # 49.976 ms
+    assert r.tpot_ms <= 50
+    prefill = 2 * 1e9 * 100 / 5e13  # 4 ms, compute only
     assert r.ttft_ms == pytest.approx(prefill * 1000)
-    assert r.replica_requests_per_s == pytest.approx(1 / (prefill + 100 * 0.05 / 1250))
+    assert r.replica_requests_per_s == pytest.approx(1 / (prefill + 100 * (mem + comp) / 1145))
+
+
+def test_decode_step_adds_memory_and_compute() -> None:
+    # No overlap: at b=41 the step is mem + comp, not max(mem, comp).
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
+    mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms
+    comp = 2 * 4e9 * 41 / 5e13  # 6.56 ms
+    assert r.max_batch == 41
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
+    assert r.tpot_ms > max(mem, comp) * 1000 * 1.3  # 24.364 vs 17.804
+    assert r.bound == "memory"
+
+
+def test_prefill_has_no_weight_read_term() -> None:
+    # Batched prefill: with no prompt there is no prefill work (was W/(t*BW*me) = 16 ms).
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=0, output_tokens=200, **TOY)
+    assert r.ttft_ms == 0.0
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=10, output_tokens=200, **TOY)
+    assert r.ttft_ms == pytest.approx(2 * 4e9 * 10 / 5e13 * 1000)  # 1.6 ms, below 16 ms
+
+
+# Tensor-parallel case: 4.5B (W 9e9), input 30000 + output 20000 -> t=2 (see below),
+# hidden 1000, scale-up 100 GB/s bidirectional -> link 50e9 B/s one way.  Per all-reduce
+# pair per layer: comm(n) = 2*10*(2*(2-1)/2 * n*1000*2/50e9 + 10e-6)
+#   = 200 us + n * 0.8 us.
+COMM = {"input_tokens": 30_000, "output_tokens": 20_000, **TOY}
+
+
+def test_tensor_parallel_comm_cost() -> None:
+    card = toy_card(params_b=4.5, hidden=1000)
+    acc = toy_acc(scaleup_gbps=100.0)
+    r = inference_perf(card, acc, **COMM)
+    assert r.chips_per_replica == 2 and r.max_batch == 9
+
+    def comm(n: float) -> float:
+        return 2 * 10 * (2 * (2 - 1) / 2 * n * 1000 * 2 / (100 / 2 * 1e9) + 10e-6)
+
+    assert comm(0) == pytest.approx(200e-6)
+    assert comm(1) - comm(0) == pytest.approx(0.8e-6)
+    mem = (9e9 + 9 * 40_000 * 20_000) / (2 * 0.5e12)  # 16.2 ms
+    comp = 2 * 4.5e9 * 9 / (2 * 5e13)  # 0.81 ms
+    step = mem + comp + comm(9)  # 16.2 + 0.81 + 0.2072 = 17.2172 ms
+    assert r.tpot_ms == pytest.approx(step * 1000)
+    assert r.tpot_ms == pytest.approx(17.2172)
+    prefill = 2 * 4.5e9 * 30_000 / (2 * 5e13) + comm(30_000)  # 2.7 s + 24.2 ms
+    assert r.ttft_ms == pytest.approx(prefill * 1000)
+    assert r.ttft_ms == pytest.approx(2724.2)
+    assert r.replica_requests_per_s == pytest.approx(1 / (prefill + 20_000 * step / 9))
+    assert r.bound == "memory"
+
+
+def test_tensor_parallel_comm_lowers_tpot_batch_cap() -> None:
+    # s0 = 9e9/1e12 + 200 us = 9.2 ms; s1 = 0.8 ms + 0.09 ms + 0.8 us = 0.8908 ms.
+    # TPOT 17.1 ms: (17.1 - 9.2)/0.8908 = 8.87 -> 8; without comm (17.1 - 9)/0.89 = 9.1 -> 9.
+    card = toy_card(params_b=4.5, hidden=1000)
+    with_comm = inference_perf(card, toy_acc(scaleup_gbps=100.0), tpot_ms=17.1, **COMM)
+    assert with_comm.max_batch == math.floor((0.0171 - 0.0092) / 0.8908e-3) == 8
+    assert with_comm.tpot_ms == pytest.approx(9.2 + 8 * 0.8908)  # 16.3264 ms
+    no_comm = inference_perf(card, toy_acc(), tpot_ms=17.1, **COMM)  # no scaleup_gbps
+    assert no_comm.max_batch == math.floor((0.0171 - 0.009) / 0.89e-3) == 9
+    assert no_comm.tpot_ms == pytest.approx(9.0 + 9 * 0.89)  # 17.01 ms
+
+
+def test_comm_skipped_without_data_or_tensor_parallelism() -> None:
+    base = inference_perf(toy_card(params_b=4.5), toy_acc(), **COMM)
+    # No hidden on the card, or no scale-up figure on the chip: comm is 0.
+    no_hidden = inference_perf(toy_card(params_b=4.5), toy_acc(scaleup_gbps=100.0), **COMM)
+    no_link = inference_perf(toy_card(params_b=4.5, hidden=1000), toy_acc(), **COMM)
+    for r in (no_hidden, no_link):
+        assert r.chips_per_replica == 2
+        assert r.tpot_ms == pytest.approx(base.tpot_ms)
+        assert r.ttft_ms == pytest.approx(base.ttft_ms)
+    assert base.tpot_ms == pytest.approx(16.2 + 0.81)
+    assert base.ttft_ms == pytest.approx(2700.0)
+    # t=1 has no all-reduce even with hidden and a scale-up link.
+    card, acc = toy_card(hidden=1000), toy_acc(scaleup_gbps=100.0)
+    one = inference_perf(card, acc, input_tokens=1000, output_tokens=200, **TOY)
+    assert one.chips_per_replica == 1
+    assert one.tpot_ms == pytest.approx(24.364) and one.ttft_ms == pytest.approx(160.0)
+
+
+def test_kv_dtype_rule() -> None:
+    # 2*10*5*100 = 10,000 KV values per token; bytes follow the KV dtype.
+    assert toy_card().kv_bytes_per_token == 10_000 * 2  # bf16 weights -> bf16 KV
+    assert toy_card(dtype="fp8").kv_bytes_per_token == 10_000 * 1
+    # fp4/int4 weights: KV cache in fp8 (1 byte), not bf16 and not 4-bit.
+    assert toy_card(dtype="fp4").kv_bytes_per_token == 10_000 * 1
+    assert toy_card(dtype="int4").kv_bytes_per_token == 10_000 * 1
+    mla = {"attention": "mla", "layers": 61, "kv_latent_dim": 576}
+    assert toy_card(dtype="fp4", **mla).kv_bytes_per_token == 61 * 576 * 1
+    # An explicit kv_dtype always wins.
+    assert toy_card(dtype="fp4", kv_dtype="bf16").kv_bytes_per_token == 10_000 * 2
+    assert toy_card(dtype="fp4", kv_dtype="fp4").kv_bytes_per_token == 10_000 * 0.5
+    assert toy_card(dtype="bf16", kv_dtype="fp8").kv_bytes_per_token == 10_000 * 1
 
 
 def test_mla_kv_size() -> None:
@@ -234,14 +338,14 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
     assert w + 1800 * kv > usable and 2 * usable >= w + 1800 * kv
     assert r.chips_per_replica == 2
     assert r.max_batch == math.floor((2 * usable - w) / (1800 * kv))  # 4: memory cap
+    # The card has no ``hidden`` and the chip no ``scaleup_gbps``: no comm term.
     mem = (w + 4 * 1650 * kv) / (2 * 3.35e12 * 0.8)  # 26.7 ms
-    comp = 2 * 70.6e9 * 4 / (2 * 989e12 * 0.6)
-    assert r.tpot_ms == pytest.approx(mem * 1000)
+    comp = 2 * 70.6e9 * 4 / (2 * 989e12 * 0.6)  # 0.48 ms
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
     assert r.bound == "memory" and mem > comp
-    prefill = 2 * 70.6e9 * 1500 / (2 * 989e12 * 0.6)  # 178.5 ms, compute-bound
-    assert prefill > w / (2 * 3.35e12 * 0.8)
+    prefill = 2 * 70.6e9 * 1500 / (2 * 989e12 * 0.6)  # 178.5 ms, compute only
     assert r.ttft_ms == pytest.approx(prefill * 1000)
-    rps = 1 / (prefill + 300 * mem / 4)
+    rps = 1 / (prefill + 300 * (mem + comp) / 4)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 300 / 2)
 
@@ -249,12 +353,22 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
 def test_llama70b_on_h100_min_batch_picks_four_chips() -> None:
     r = inference_perf(llama70(), h100(), input_tokens=1500, output_tokens=300, tpot_ms=40, min_batch=8)
     w, kv = 141.2e9, 327_680
-    # 2 chips hold 4 requests < 8 -> 4 chips; memory cap floor((288e9 - w)/(1800 kv)) = 248,
-    # TPOT caps (0.04*4*3.35e12*0.8 - w)/(1650 kv) = 531 and 0.04*4*989e12*0.6/(2*70.6e9) = 672.
+    mem_rate, comp_rate = 4 * 3.35e12 * 0.8, 4 * 989e12 * 0.6
+
+    def step(b: int) -> float:
+        return (w + b * 1650 * kv) / mem_rate + 2 * 70.6e9 * b / comp_rate
+
+    # 2 chips hold 4 requests < 8 -> 4 chips; memory cap floor((288e9 - w)/(1800 kv)) = 248;
+    # TPOT cap (0.04 - w/mem_rate) / (1650 kv/mem_rate + 2*70.6e9/comp_rate)
+    #   = (40 - 13.17) ms / 0.1099 ms = 244.06 -> 244 binds.
+    s0 = w / mem_rate
+    s1 = 1650 * kv / mem_rate + 2 * 70.6e9 / comp_rate
+    assert math.floor((288e9 - w) / (1800 * kv)) == 248
+    assert math.floor((0.04 - s0) / s1) == 244
     assert r.chips_per_replica == 4
-    assert r.max_batch == 248
-    assert r.tpot_ms == pytest.approx((w + 248 * 1650 * kv) / (4 * 3.35e12 * 0.8) * 1000)
-    assert r.tpot_ms < 40
+    assert r.max_batch == 244
+    assert r.tpot_ms == pytest.approx(step(244) * 1000)
+    assert r.tpot_ms <= 40 < step(245) * 1000
 
 
 # ---------------------------------------------------------------- training
@@ -307,6 +421,7 @@ def test_training_no_tflops_infeasible() -> None:
 
 def test_defaults_documented() -> None:
     assert set(defaults.MFU_BY_STACK) == set(defaults.MFU_SOURCES)
+    assert defaults.ALLREDUCE_LATENCY_S == 10e-6
     assert defaults.TRAINING_BYTES_PER_PARAM == 2 + 2 + 4 + 4 + 4
     assert defaults.MAX_TENSOR_PARALLEL == 64
     for stack in ("rocm", "neuron", "synapse", "maia"):

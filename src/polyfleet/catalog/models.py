@@ -107,6 +107,8 @@ class ModelCard(_Record):
     token is ``2 x layers x kv_heads x head_dim x bytes(kv_dtype)`` for multi-head and
     grouped-query attention, or ``layers x kv_latent_dim x bytes(kv_dtype)`` for
     multi-head latent attention (DeepSeek), where K and V share one compressed latent.
+    Without an explicit ``kv_dtype`` the KV cache is stored at the weight dtype, except
+    that fp4/int4 weights get an fp8 KV cache (serving stacks quantise KV to 8 bits, not 4).
     """
 
     name: str = ""
@@ -141,7 +143,7 @@ class ModelCard(_Record):
     @property
     def kv_bytes_per_token(self) -> float | None:
         """KV-cache bytes per token of context; None when the card lacks the numbers."""
-        kv_bytes = BYTES_PER_DTYPE[self.kv_dtype or ("bf16" if self.dtype in ("fp4", "int4") else self.dtype)]
+        kv_bytes = BYTES_PER_DTYPE[self.kv_dtype or ("fp8" if self.dtype in ("fp4", "int4") else self.dtype)]
         if self.layers is None:
             return None
         if self.attention == "mla":

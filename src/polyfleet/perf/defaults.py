@@ -53,3 +53,11 @@ degree.  With 1 (the bare "fits one request" rule) a 70B model lands on 2 H100s 
 room for 4 requests and ~10x fewer tokens/s per chip than on 4; serving engines are
 sized for a working batch.  The planner falls back to 1 when 8 does not fit in one
 instance, so a model that barely fits is still placed.  *Estimate*."""
+
+ALLREDUCE_LATENCY_S: float = 10e-6
+"""Fixed cost of one tensor-parallel all-reduce, seconds (kernel launch, synchronisation
+and link latency, independent of message size).  *Estimate*: NCCL all-reduces of small
+messages within one NVLink domain take on the order of 5-20 microseconds; we take 10.
+The inference model charges 2 all-reduces per layer (after attention and after the MLP)
+when ``t > 1``, each moving ``2(t-1)/t`` of the activations over one direction of the
+scale-up link."""

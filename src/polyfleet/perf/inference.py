@@ -1,16 +1,20 @@
 """Inference performance model v1: chips per replica, batch, latency and throughput.
 
 A replica is ``t`` chips in one tensor-parallel group; weights and KV cache are split
-evenly over them and bandwidth and FLOP/s add up.  Communication cost is ignored in v1.
+evenly over them and bandwidth and FLOP/s add up.  Tensor-parallel communication is
+charged as two ring all-reduces of the activations per layer.
 
 Inputs (SI units)::
 
     W      = card.weight_bytes                      bytes of weights
     kv     = card.kv_bytes_per_token                bytes of KV cache per context token
     A      = card.active_b * 1e9                    parameters touched per token
+    L, H   = card.layers, card.hidden               layers, hidden size
     peak   = acc.peak_tflops(card.dtype) * 1e12     FLOP/s
     BW     = acc.hbm_tbps * 1e12                    bytes/s
     HBM    = acc.hbm_gb * 1e9                       bytes
+    link   = acc.scaleup_gbps / 2 * 1e9             bytes/s one way (the figure is bidirectional)
+    lat    = ALLREDUCE_LATENCY_S                    fixed cost of one all-reduce
     u, me, ce = hbm_utilisation, memory_efficiency, compute_efficiency
 
     ctx_full = input_tokens + output_tokens         context at the end (memory sizing)
@@ -20,22 +24,33 @@ Chips per replica: the smallest power of two ``t`` in 1, 2, 4, ..., MAX_TENSOR_P
 (and <= max_chips) with ``t*HBM*u >= W + min_batch*ctx_full*kv`` (``min_batch`` is 1
 unless the caller asks for KV room for more requests).
 
-Decode step of a batch of ``b`` requests, seconds::
+Tensor-parallel all-reduce of the activations of ``n`` tokens (bf16, 2 bytes each),
+two per layer, a ring moving ``2(t-1)/t`` of the data::
+
+    comm(n) = 2*L*(2*(t-1)/t * n*H*2 / link + lat)  when t > 1
+    comm(n) = 0                                     when t == 1, or the card lacks
+                                                    ``hidden`` / the chip ``scaleup_gbps``
+
+Decode step of a batch of ``b`` requests, seconds (memory, compute and communication
+do not overlap)::
 
     mem(b)  = (W + b*ctx_mean*kv) / (t*BW*me)       read weights once, each request's KV
     comp(b) = 2*A*b / (t*peak*ce)                   2 FLOP per active parameter per token
-    step(b) = max(mem(b), comp(b))
+    step(b) = mem(b) + comp(b) + comm(b)  =  s0 + s1*b   with
+    s0      = W / (t*BW*me) + comm(0)
+    s1      = ctx_mean*kv / (t*BW*me) + 2*A / (t*peak*ce) + (comm(1) - comm(0))
 
 Batch::
 
     b_mem   = floor((t*HBM*u - W) / (ctx_full*kv))
-    b_tpot  = floor(min((T*t*BW*me - W) / (ctx_mean*kv), T*t*peak*ce / (2*A)))
+    b_tpot  = floor((T - s0) / s1)                  largest b with step(b) <= T,
               where T = tpot_ms/1000 (no cap when tpot_ms is None)
     max_batch = min(b_mem, b_tpot)                  < 1 -> infeasible ("slo: tpot ...")
 
-Prefill of one request (not overlapped with decode in v1)::
+Prefill (requests' prompts are batched, so the weights are not re-read per request and
+prefill is compute-bound; not overlapped with decode in v1)::
 
-    prefill = max(2*A*input_tokens / (t*peak*ce), W / (t*BW*me))
+    prefill = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens)
     ttft_ms = prefill*1000                          > ttft target -> infeasible ("slo: ttft")
 
 Throughput::
@@ -55,6 +70,7 @@ from typing import Any
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import defaults
 from polyfleet.perf.defaults import (
+    ALLREDUCE_LATENCY_S,
     COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
     MAX_TENSOR_PARALLEL,
@@ -179,23 +195,33 @@ def inference_perf(
     mem_rate = t * bw * memory_efficiency  # bytes/s actually streamed
     comp_rate = t * peak * compute_efficiency  # FLOP/s actually sustained
 
+    # Tensor-parallel all-reduce: comm(n) = c0 + c1*n (0 without the data it needs).
+    c0 = c1 = 0.0
+    if t > 1 and card.hidden is not None and card.layers is not None and acc.scaleup_gbps:
+        link = acc.scaleup_gbps / 2 * 1e9  # bytes/s in one direction
+        c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
+        c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
+
     def mem(b: int) -> float:
         return (weights + b * ctx_mean * kv) / mem_rate
 
     def comp(b: int) -> float:
         return 2 * active * b / comp_rate
 
+    def comm(n: float) -> float:
+        return c0 + c1 * n
+
     def step(b: int) -> float:
-        return max(mem(b), comp(b))
+        return mem(b) + comp(b) + comm(b)
 
     b_mem = _floor((t * usable - weights) / (ctx_full * kv))
     b_tpot: float = math.inf
     if tpot_ms is not None:
         target = tpot_ms / 1000
-        b_tpot = _floor(
-            min((target * mem_rate - weights) / (ctx_mean * kv), target * comp_rate / (2 * active))
-        )
-    prefill = max(2 * active * input_tokens / comp_rate, weights / mem_rate)
+        s0 = weights / mem_rate + c0
+        s1 = ctx_mean * kv / mem_rate + 2 * active / comp_rate + c1
+        b_tpot = _floor((target - s0) / s1)
+    prefill = 2 * active * input_tokens / comp_rate + comm(input_tokens)
 
     if b_tpot < 1:
         return _infeasible(
