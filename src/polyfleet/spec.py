@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer, Stack
 from polyfleet.errors import SpecError, did_you_mean
+from polyfleet.perf.calibration import Calibration, load_calibration
 from polyfleet.yamlio import dotted, line_of, read_yaml
 
 
@@ -112,6 +113,7 @@ class SpecModel(_Strict):
 
     horizon_months: float = Field(1.0, gt=0)
     catalog: Literal["bundled", "none"] | list[str] = "bundled"
+    calibration: str | None = Field(None, description="file written by `polyfleet perf calibrate`")
     accelerators: list[Accelerator] = []
     offers: list[Offer] = []
     api_offers: list[ApiOffer] = []
@@ -128,6 +130,7 @@ class Spec:
     catalog: Catalog
     file: str = "<spec>"
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
+    calibration: Calibration | None = None
 
     @property
     def workloads(self) -> list[InferenceWorkload | TrainingWorkload | ApiWorkload]:
@@ -344,6 +347,12 @@ def build_spec(
     _check_duplicates(spec)
     spec.catalog = _base_catalog(model, base_dir or Path.cwd(), spec).merged(_inline_catalog(model))
     _check_references(spec)
+    if model.calibration is not None:
+        path = Path(model.calibration)
+        path = path if path.is_absolute() else (base_dir or Path.cwd()) / path
+        if not path.exists():
+            raise spec.error(f"calibration file not found: {path}", "calibration")
+        spec.calibration = load_calibration(path)
     return spec
 
 

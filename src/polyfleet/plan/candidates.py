@@ -101,6 +101,7 @@ def _inference_rows(
             tpot_ms=w.slo.tpot_ms,
             ttft_ms=w.slo.ttft_ms,
             max_chips=None if w.allow_multi_instance else cpi,
+            **(spec.calibration.efficiency(acc_id).kwargs() if spec.calibration else {}),
         )
         k_ok[k], k_t[k], k_r[k], k_why[k] = (
             perf.feasible,
