@@ -426,3 +426,181 @@ def test_defaults_documented() -> None:
     assert defaults.MAX_TENSOR_PARALLEL == 64
     for stack in ("rocm", "neuron", "synapse", "maia"):
         assert "estimate" in defaults.MFU_SOURCES[stack]
+
+
+# ---------------------------------------------------------------- inference: MoE traffic
+# Toy MoE: 4B total, 1.6B active, E=8 experts, k=2 per token, bf16.
+# e = (4 - 1.6)/(8 - 2) = 0.4B per expert, shared S = 1.6 - 2*0.4 = 0.8B.
+
+
+def toy_moe(**over: object) -> ModelCard:
+    fields: dict = {"params_b": 4.0, "active_params_b": 1.6, "experts": 8, "experts_per_token": 2}
+    fields.update(over)
+    return toy_card(**fields)
+
+
+def moe_read(b: float) -> float:
+    """Hand formula: (S + e*E*(1 - (1 - k/E)^b)) * 2 bytes."""
+    return (0.8e9 + 0.4e9 * 8 * (1 - 0.75**b)) * 2
+
+
+def test_moe_split_and_weights_read() -> None:
+    from polyfleet.perf.inference import moe_split, weight_bytes_read
+
+    shared, e, n_exp, k = moe_split(toy_moe())  # type: ignore[misc]
+    assert (shared, e, n_exp, k) == (pytest.approx(0.8e9), pytest.approx(0.4e9), 8, 2)
+    # b=1: shared + exactly 2 experts = the active parameters, 1.6e9 * 2 B.
+    assert weight_bytes_read(toy_moe(), 1) == pytest.approx((0.8e9 + 2 * 0.4e9) * 2) == 3.2e9
+    # b=2: 8*(1 - 0.75^2) = 3.5 distinct experts expected.
+    assert weight_bytes_read(toy_moe(), 2) == pytest.approx((0.8e9 + 3.5 * 0.4e9) * 2)
+    # Large batches touch every expert: all 8e9 bytes.
+    assert weight_bytes_read(toy_moe(), 200) == pytest.approx(8e9, rel=1e-12)
+    reads = [weight_bytes_read(toy_moe(), b) for b in (1, 2, 4, 8, 16, 32)]
+    assert reads == sorted(reads) and reads[-1] < 8e9
+    # Dense cards (and k >= E) read all their weights at any batch.
+    assert weight_bytes_read(toy_card(), 1) == 8e9
+    assert moe_split(toy_card()) is None
+    assert moe_split(toy_moe(experts_per_token=8)) is None
+
+
+def test_moe_decode_step_hand_worked() -> None:
+    card = toy_moe()
+    r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
+    # Capacity holds all 8e9 bytes: same t=1 and b_mem=41 as the dense toy.
+    assert r.chips_per_replica == 1 and r.pipeline_stages == 1 and r.max_batch == 41
+    mem = (moe_read(41) + 41 * 22e6) / 0.5e12
+    comp = 2 * 1.6e9 * 41 / 5e13  # compute counts active parameters only
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
+    assert r.ttft_ms == pytest.approx(2 * 1.6e9 * 1000 / 5e13 * 1000)  # 64 ms
+    assert r.replica_requests_per_s == pytest.approx(1 / (2 * 1.6e9 * 1000 / 5e13 + 200 * (mem + comp) / 41))
+
+
+def test_moe_tpot_cap_bisection() -> None:
+    card = toy_moe()
+
+    def step(b: int) -> float:
+        return (moe_read(b) + b * 22e6) / 0.5e12 + 2 * 1.6e9 * b / 5e13
+
+    # One request: (3.2e9 + 22e6)/0.5e12 + 64 us = 6.508 ms; batch grows the expert reads.
+    assert step(1) == pytest.approx(6.508e-3)
+    r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=12, **TOY)
+    b = r.max_batch
+    assert step(b) <= 0.012 < step(b + 1)
+    assert r.tpot_ms == pytest.approx(step(b) * 1000)
+    bad = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=6.5, **TOY)
+    assert not bad.feasible and bad.reason.startswith("slo: tpot")
+    assert bad.tpot_ms == pytest.approx(6.508)
+
+
+def test_moe_small_batch_beats_dense_of_same_size() -> None:
+    moe = inference_perf(toy_moe(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=12, **TOY)
+    dense = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **TOY)
+    assert moe.feasible and moe.tpot_ms < 12
+    assert dense.feasible and dense.tpot_ms > 16  # reads all 8e9 bytes every step
+
+
+# ---------------------------------------------------------------- inference: pipeline
+# Toy 4.5B (W 9e9), hidden 1000, input 30000 + output 20000 (1e9 B/request, 0.8e9 mean)
+# on one-chip nodes: 1 chip holds 9e9 < 10e9, so t=1 and p=2 stages (18e9 >= 9e9 + 2e9).
+# Hand-off x(n) = 20 us + n*1000*2/50e9 = 20 us + n*0.04 us.
+
+
+def test_pipeline_stages_hand_worked() -> None:
+    card = toy_card(params_b=4.5, hidden=1000)
+    r = inference_perf(card, toy_acc(scaleup_gbps=100.0), chips_per_node=1, **COMM)
+    assert r.feasible and r.pipeline_stages == 2 and r.chips_per_replica == 2
+    # B_mem = floor((18e9 - 9e9)/1e9) = 9 requests -> 4 per micro-batch, 8 in flight.
+    assert r.max_batch == 8
+
+    def x(n: float) -> float:
+        return 20e-6 + n * 1000 * 2 / 50e9
+
+    step = (9e9 + 4 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 4 / 5e13  # 24.4 + 0.72 ms, t=1: no comm
+    tpot = step + 2 * x(4)  # 25.12 + 0.04032 ms
+    assert r.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(25.16032)
+    pre = 2 * 4.5e9 * 30_000 / 5e13  # 5.4 s on one stage group of 1 chip
+    assert r.ttft_ms == pytest.approx((pre + 2 * x(30_000)) * 1000) == pytest.approx(5402.44)
+    rps = 1 / (pre / 2 + x(30_000) + 20_000 * (tpot / 2) / 4)
+    assert r.replica_requests_per_s == pytest.approx(rps)
+    assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 20_000 / 2)
+    assert r.to_dict()["pipeline_stages"] == 2
+
+
+def test_pipeline_latency_and_throughput_relations() -> None:
+    card = toy_card(params_b=4.5, hidden=1000)
+    pp = inference_perf(card, toy_acc(), chips_per_node=1, **COMM)
+    tp = inference_perf(card, toy_acc(), max_chips=2, **COMM)  # same 2 chips as tensor parallel
+    assert (pp.chips_per_replica, pp.pipeline_stages) == (2, 2)
+    assert (tp.chips_per_replica, tp.pipeline_stages) == (2, 1)
+    # Same memory, so about the same requests in flight (rounded down to whole micro-batches).
+    assert tp.max_batch == 9 and pp.max_batch == 8
+    # A token passes every stage in turn: its TPOT streams all the weights from one
+    # chip's bandwidth (9e9/0.5e12 = 18 ms), the tensor-parallel step from two (9 ms).
+    assert tp.tpot_ms == pytest.approx(17.01) and pp.tpot_ms == pytest.approx(25.16032)
+    assert pp.tpot_ms > tp.tpot_ms
+    # Prefill is pipelined: TTFT is the whole prompt on one chip, throughput share halves.
+    assert pp.ttft_ms == pytest.approx(2 * tp.ttft_ms, rel=1e-3)
+    # Decode rate p*b/tpot: below tensor parallelism (each stage re-reads its weights per
+    # micro-batch) but within a factor p.
+    assert tp.replica_requests_per_s / 2 < pp.replica_requests_per_s < tp.replica_requests_per_s
+    # A slower inter-node link only adds hand-off time.
+    slow = inference_perf(card, toy_acc(), chips_per_node=1, internode_gbps=0.1, **COMM)
+    assert slow.max_batch == pp.max_batch and slow.tpot_ms > pp.tpot_ms
+    assert slow.tpot_ms - pp.tpot_ms == pytest.approx(2 * 4 * 1000 * 2 * (1 / 0.1e9 - 1 / 50e9) * 1000)
+
+
+def test_pipeline_not_used_when_the_node_holds_the_model() -> None:
+    # Dense results are unchanged by chips_per_node when one node is enough.
+    card = toy_card(params_b=4.5, hidden=1000)
+    acc = toy_acc(scaleup_gbps=100.0)
+    for node in (2, 4, 8):
+        with_node = inference_perf(card, acc, chips_per_node=node, tpot_ms=30, **COMM)
+        assert with_node == inference_perf(card, acc, tpot_ms=30, **COMM)
+        assert with_node.pipeline_stages == 1 and with_node.chips_per_replica == 2
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, chips_per_node=8, **TOY)
+    assert r.tpot_ms == pytest.approx(24.364) and r.max_batch == 41 and r.pipeline_stages == 1
+
+
+def test_pipeline_limits() -> None:
+    card = toy_card(params_b=4.5)
+    # max_chips caps t*p: with one chip there is no room for a second stage.
+    capped = inference_perf(card, toy_acc(), chips_per_node=1, max_chips=1, **COMM)
+    assert not capped.feasible and capped.reason.startswith("memory:")
+    assert "9.0 GB usable on 1 chip(s)" in capped.reason
+    # 40B (80e9 B) on one-chip nodes would need 16 stages > MAX_PIPELINE_STAGES = 8.
+    assert defaults.MAX_PIPELINE_STAGES == 8
+    big = inference_perf(toy_card(params_b=40.0), toy_acc(), chips_per_node=1, **COMM)
+    assert not big.feasible and big.reason.startswith("memory:")
+    assert "72.0 GB usable on 8 chip(s) (8 pipeline stages of 1)" in big.reason
+    # Without chips_per_node nothing changes: tensor parallelism only.
+    assert inference_perf(card, toy_acc(), max_chips=1, **COMM).pipeline_stages == 1
+    with pytest.raises(ValueError):
+        inference_perf(card, toy_acc(), chips_per_node=0, **COMM)
+
+
+def test_pipeline_for_real_models_that_outgrow_a_node() -> None:
+    from polyfleet.catalog.io import load_bundled
+    from polyfleet.perf import sized_inference_perf
+
+    cat = load_bundled()
+    h100, h200 = cat.accelerators["nvidia-h100-sxm"], cat.accelerators["nvidia-h200"]
+    kw = {"input_tokens": 2000, "output_tokens": 500, "tpot_ms": 50}
+    # Llama 3.1 405B bf16: 810 GB > 8 x 80 x 0.9 = 576 GB -> 2 stages of 8 H100s (1152 GB).
+    llama = cat.models["llama-3.1-405b"]
+    assert llama.weight_bytes == 810e9 and 810e9 > 8 * 80e9 * 0.9
+    one_node = sized_inference_perf(llama, h100, max_chips=8, **kw)
+    assert not one_node.feasible and one_node.reason.startswith("memory:")
+    r = sized_inference_perf(llama, h100, chips_per_node=8, **kw)
+    assert r.feasible and (r.pipeline_stages, r.chips_per_replica) == (2, 16)
+    assert r.max_batch % 2 == 0 and r.tpot_ms <= 50
+    # DeepSeek-V3 fp8: 671 GB fits in 8 H200s (8 x 141 x 0.9 = 1015 GB) but not 8 H100s.
+    ds = cat.models["deepseek-v3"]
+    assert sized_inference_perf(ds, h200, chips_per_node=8, **kw).pipeline_stages == 1
+    assert sized_inference_perf(ds, h200, chips_per_node=8, **kw).chips_per_replica == 8
+    r = sized_inference_perf(ds, h100, chips_per_node=8, **kw)
+    assert r.feasible and (r.pipeline_stages, r.chips_per_replica) == (2, 16)
+
+
+def test_internode_defaults_documented() -> None:
+    assert defaults.INTERNODE_GBPS == 50.0  # one 400 Gb/s NIC
+    assert defaults.INTERNODE_LATENCY_S == 20e-6

@@ -54,6 +54,14 @@ class Throughput(_Strict):
     requests_per_s: float = Field(gt=0)
 
 
+class LengthBucket(_Strict):
+    """One bucket of a request-length histogram: its tokens and its share of requests."""
+
+    input_tokens: int = Field(gt=0)
+    output_tokens: int = Field(gt=0)
+    weight: float = Field(gt=0, description="relative share of requests; normalised over buckets")
+
+
 class _Workload(_Strict):
     name: str = Field(min_length=1)
     stacks: list[Stack] | None = None
@@ -65,13 +73,51 @@ class InferenceWorkload(_Workload):
     kind: Literal["inference"]
     model: str | ModelCard
     requests_per_s: float = Field(gt=0, description="mean requests/s")
-    input_tokens: int = Field(gt=0)
-    output_tokens: int = Field(gt=0)
+    input_tokens: int = Field(gt=0, description="with lengths: derived, the rounded weighted mean")
+    output_tokens: int = Field(gt=0, description="with lengths: derived, the rounded weighted mean")
+    lengths: list[LengthBucket] | None = Field(None, min_length=1, description="request-length histogram")
     peak_to_mean: float = Field(1.0, ge=1)
     slo: Slo = Slo()
     throughput: dict[str, Throughput] = {}
     allow_multi_instance: bool = False
     allow_api: bool = Field(True, description="may buy this model per token from api offers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tokens_from_lengths(cls, data: Any) -> Any:
+        """With ``lengths``, input_tokens/output_tokens are derived: placeholders until validated."""
+        if isinstance(data, dict) and data.get("lengths") is not None:
+            if "input_tokens" in data or "output_tokens" in data:
+                raise ValueError(
+                    "give input_tokens/output_tokens or lengths, not both "
+                    "(with lengths they are the weighted means)"
+                )
+            data = {**data, "input_tokens": 1, "output_tokens": 1}
+        return data
+
+    @model_validator(mode="after")
+    def _mean_tokens(self) -> InferenceWorkload:
+        """Fill input_tokens/output_tokens with the (rounded) weighted means of ``lengths``."""
+        if self.lengths is not None:
+            mean_in, mean_out = self.mean_tokens
+            # frozen model: the derived fields are set once, during validation
+            object.__setattr__(self, "input_tokens", max(1, round(mean_in)))
+            object.__setattr__(self, "output_tokens", max(1, round(mean_out)))
+        return self
+
+    @property
+    def length_mix(self) -> list[tuple[int, int, float]]:
+        """(input_tokens, output_tokens, weight) per bucket, weights summing to 1."""
+        if self.lengths is None:
+            return [(self.input_tokens, self.output_tokens, 1.0)]
+        total = sum(b.weight for b in self.lengths)
+        return [(b.input_tokens, b.output_tokens, b.weight / total) for b in self.lengths]
+
+    @property
+    def mean_tokens(self) -> tuple[float, float]:
+        """Exact weighted mean (input, output) tokens per request (unrounded)."""
+        mix = self.length_mix
+        return sum(i * p for i, _, p in mix), sum(o * p for _, o, p in mix)
 
     @property
     def peak_requests_per_s(self) -> float:
@@ -193,6 +239,8 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
             return ModelCard
         if len(rest) == 2 and rest[0] == "throughput":
             return Throughput
+        if len(rest) == 2 and rest[0] == "lengths":
+            return LengthBucket
     return None
 
 
@@ -235,6 +283,8 @@ def _translate(exc: ValidationError, data: Any, file: str, lines: dict) -> SpecE
         message = f"unknown field {path[-1]!r}{hint}{allowed}"
     elif kind == "missing":
         message = "required field is missing"
+        if path and path[-1] in ("input_tokens", "output_tokens"):
+            message += " (or give a lengths histogram)"
     elif kind == "union_tag_invalid" or kind == "union_tag_not_found":
         message = "expected kind: inference, training or api"
         path = (*path, "kind")

@@ -61,3 +61,58 @@ messages within one NVLink domain take on the order of 5-20 microseconds; we tak
 The inference model charges 2 all-reduces per layer (after attention and after the MLP)
 when ``t > 1``, each moving ``2(t-1)/t`` of the activations over one direction of the
 scale-up link."""
+
+SCALING_BASE_CHIPS: int = 512
+"""Chip count up to which training is taken to scale perfectly (scaling efficiency 1).
+MLPerf Training scaling results for GPT-3 175B are reported relative to 512 chips."""
+
+SCALING_POINTS: dict[str, tuple[int, float]] = {
+    "cuda": (11_616, 0.65),  # published: GPT-3 175B, 11,616 H100, 65% of 512-chip per-chip rate
+    "xla": (6_144, 0.77),  # published: GPT-3 175B, 6,144 TPU v5p, 77% of 512-chip per-chip rate
+}
+"""Published (chips, scaling efficiency relative to ``SCALING_BASE_CHIPS``) per stack.
+``polyfleet.perf.training`` fits ``eff(n) = 1 - alpha * log2(n / 512)`` through each
+point; stacks without a point use the cuda ``alpha`` (*estimate*)."""
+
+SCALING_SOURCES: dict[str, str] = {
+    "cuda": "MLPerf Training v3.1/v4.0 GPT-3 175B, as reported by NVIDIA: 65% at 11,616 H100 vs 512",
+    "xla": "MLPerf Training v3.1/v4.0 GPT-3 175B, as reported by Google: 77% at 6,144 TPU v5p vs 512",
+    "rocm": "estimate: cuda alpha",
+    "neuron": "estimate: cuda alpha",
+    "synapse": "estimate: cuda alpha",
+    "maia": "estimate: cuda alpha",
+}
+"""Where each stack's scaling-efficiency slope comes from; "estimate" marks guesses."""
+
+SCALING_EFFICIENCY_FLOOR: float = 0.30
+"""Lowest scaling efficiency the log-linear fit may give.  *Estimate*: keeps the fit
+from going to 0 or negative far beyond the published points."""
+
+ACTIVATION_BYTES_FACTOR: float = 34.0
+"""Activation bytes per layer = ``34 * seq * micro_batch * hidden`` with 16-bit
+activations and selective activation recomputation (Korthikanti et al. 2022, "Reducing
+Activation Recomputation in Large Transformer Models", section 5)."""
+
+TRAINING_SEQ_LEN: int = 4096
+"""Training sequence length for activation memory.  *Estimate*: common pre-training length."""
+
+TRAINING_MICRO_BATCH: int = 1
+"""Sequences per micro-batch per data-parallel rank for activation memory.  *Estimate*:
+the smallest, so activation memory is a lower bound."""
+
+MAX_PIPELINE_STAGES: int = 8
+"""Most pipeline stages (nodes) one inference replica may span when the caller gives
+``chips_per_node`` and the model does not fit in one node's tensor-parallel group."""
+
+INTERNODE_GBPS: float = 50.0
+"""Inter-node bandwidth for pipeline hand-offs, GB/s one way per node: one 400 Gb/s
+NIC (InfiniBand NDR / 400 GbE).  *Estimate*: a conservative single-link figure; H100 and
+H200 nodes commonly carry eight such NICs, but a stage hand-off is small and rarely
+striped over all of them.  Each of the ``p`` hand-offs per decode token moves the
+activations ``n*hidden*2`` bytes (bf16) of the micro-batch; ``inference_perf`` takes it
+as the ``internode_gbps`` keyword."""
+
+INTERNODE_LATENCY_S: float = 20e-6
+"""Fixed cost of one pipeline hand-off between nodes, seconds (RDMA send/receive,
+synchronisation, kernel launch).  *Estimate*: inter-node point-to-point messages take a
+few to tens of microseconds; we take 20."""

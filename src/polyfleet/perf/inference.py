@@ -1,12 +1,14 @@
 """Inference performance model v1: chips per replica, batch, latency and throughput.
 
-A replica is ``t`` chips in one tensor-parallel group; weights and KV cache are split
-evenly over them and bandwidth and FLOP/s add up.  Tensor-parallel communication is
-charged as two ring all-reduces of the activations per layer.
+A replica is ``t`` chips in one tensor-parallel group, times ``p`` pipeline stages
+(``p = 1`` unless the caller passes ``chips_per_node`` and the model does not fit in one
+node).  Weights and KV cache are split evenly over the ``t*p`` chips and bandwidth and
+FLOP/s add up.  Tensor-parallel communication is charged as two ring all-reduces of the
+activations per layer.
 
 Inputs (SI units)::
 
-    W      = card.weight_bytes                      bytes of weights
+    W      = card.weight_bytes                      bytes of weights (all of them: capacity)
     kv     = card.kv_bytes_per_token                bytes of KV cache per context token
     A      = card.active_b * 1e9                    parameters touched per token
     L, H   = card.layers, card.hidden               layers, hidden size
@@ -20,9 +22,33 @@ Inputs (SI units)::
     ctx_full = input_tokens + output_tokens         context at the end (memory sizing)
     ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time)
 
-Chips per replica: the smallest power of two ``t`` in 1, 2, 4, ..., MAX_TENSOR_PARALLEL
-(and <= max_chips) with ``t*HBM*u >= W + min_batch*ctx_full*kv`` (``min_batch`` is 1
-unless the caller asks for KV room for more requests).
+Weights read per decode step (mixture of experts).  A dense card (no ``experts``, or
+``experts_per_token`` missing or >= ``experts``) reads all its weights every step:
+``R(b) = W``.  A MoE card with ``E`` experts, ``k`` per token, ``N = params_b`` total
+and ``Na = active_params_b`` active parameters (billions) is split as::
+
+    Na = S + k*e,  N = S + E*e   =>   e = (N - Na)/(E - k)   parameters per expert
+                                      S = Na - k*e           shared (non-expert) parameters
+
+(``e`` is the sum over layers of one expert's parameters; shared experts, attention and
+embeddings are in ``S``).  Routing ``b`` tokens independently and uniformly, one expert
+is untouched by all of them with probability ``(1 - k/E)^b``, so a step reads::
+
+    R(b) = (S + e*E*(1 - (1 - k/E)^b)) * 1e9 * bytes(dtype)
+
+``R(1) = Na`` worth of bytes and ``R(b) -> W`` as ``b`` grows.  Compute still counts the
+active parameters only (``2*A`` FLOP per token) and memory capacity still holds all of
+``W``.  Experts are assumed spread evenly over the chips (no load imbalance).
+
+Chips per replica.  Let ``need = W + m*ctx_full*kv`` with ``m = min_batch`` (1 unless
+the caller asks for KV room for more requests).  Tensor parallelism: the smallest power
+of two ``t`` in 1, 2, 4, ..., MAX_TENSOR_PARALLEL (and <= max_chips, and <= chips_per_node
+when given) with ``t*HBM*u >= need``; then ``p = 1``.  Pipeline parallelism, only when
+``chips_per_node`` is given and no such ``t`` exists: ``t`` = the largest power of two
+<= chips_per_node (and the caps above) and ``p`` the smallest power of two in
+2, 4, ..., MAX_PIPELINE_STAGES with ``t*p <= max_chips`` and
+``t*p*HBM*u >= W + max(m, p)*ctx_full*kv`` (room for one request per micro-batch).
+chips_per_replica = ``t*p``; each stage holds ``L/p`` layers on ``t`` chips of one node.
 
 Tensor-parallel all-reduce of the activations of ``n`` tokens (bf16, 2 bytes each),
 two per layer, a ring moving ``2(t-1)/t`` of the data::
@@ -31,34 +57,59 @@ two per layer, a ring moving ``2(t-1)/t`` of the data::
     comm(n) = 0                                     when t == 1, or the card lacks
                                                     ``hidden`` / the chip ``scaleup_gbps``
 
-Decode step of a batch of ``b`` requests, seconds (memory, compute and communication
-do not overlap)::
+Pipeline hand-off of the activations of ``n`` tokens between two stages, over the
+inter-node network (``xlink = internode_gbps * 1e9`` bytes/s one way per node,
+``xlat = INTERNODE_LATENCY_S``)::
 
-    mem(b)  = (W + b*ctx_mean*kv) / (t*BW*me)       read weights once, each request's KV
+    x(n) = n*H*2 / xlink + xlat    when p > 1 (the bytes term is 0 without ``hidden``)
+    x(n) = 0                       when p == 1
+
+Decode step of one micro-batch of ``b`` requests through the whole model on ``t`` chips,
+seconds (memory, compute and communication do not overlap)::
+
+    mem(b)  = (R(b) + b*ctx_mean*kv) / (t*BW*me)    read weights once, each request's KV
     comp(b) = 2*A*b / (t*peak*ce)                   2 FLOP per active parameter per token
-    step(b) = mem(b) + comp(b) + comm(b)  =  s0 + s1*b   with
-    s0      = W / (t*BW*me) + comm(0)
-    s1      = ctx_mean*kv / (t*BW*me) + 2*A / (t*peak*ce) + (comm(1) - comm(0))
+    step(b) = mem(b) + comp(b) + comm(b)
 
-Batch::
+Pipeline (``p`` stages, ``p`` micro-batches of ``b`` requests in flight, so every stage
+is busy; with ``p = 1`` all of this reduces to the plain tensor-parallel replica).  A
+stage runs ``1/p`` of the layers, then hands off to the next (the last stage sends the
+sampled tokens back to the first; all ``p`` hand-offs are charged as ``x(b)``)::
 
-    b_mem   = floor((t*HBM*u - W) / (ctx_full*kv))
-    b_tpot  = floor((T - s0) / s1)                  largest b with step(b) <= T,
-              where T = tpot_ms/1000 (no cap when tpot_ms is None)
-    max_batch = min(b_mem, b_tpot)                  < 1 -> infeasible ("slo: tpot ...")
+    stage(b) = step(b)/p + x(b)                     one pipeline slot
+    tpot(b)  = p*stage(b) = step(b) + p*x(b)        one token of one request
+    requests in flight  = p*b  (reported as ``max_batch``)
+    replica decode rate = p*b / tpot(b) = b / stage(b) tokens/s
+
+For a dense card ``tpot(b) = s0 + s1*b`` with::
+
+    s0 = W / (t*BW*me) + comm(0) + p*x(0)
+    s1 = ctx_mean*kv / (t*BW*me) + 2*A / (t*peak*ce) + (comm(1) - comm(0)) + p*(x(1) - x(0))
+
+Batch (per micro-batch ``b``; ``max_batch = p*b``)::
+
+    B_mem   = floor((t*p*HBM*u - W) / (ctx_full*kv))   requests the memory holds
+    b_mem   = floor(B_mem / p)
+    b_tpot  = largest b with tpot(b) <= T, T = tpot_ms/1000 (no cap when tpot_ms is None);
+              dense: floor((T - s0) / s1); MoE: found by bisection (tpot grows with b)
+    b       = min(b_mem, b_tpot)                    < 1 -> infeasible ("slo: tpot ...")
 
 Prefill (requests' prompts are batched, so the weights are not re-read per request and
-prefill is compute-bound; not overlapped with decode in v1)::
+prefill is compute-bound; not overlapped with decode in v1; prompts are pipelined like
+decode micro-batches)::
 
-    prefill = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens)
-    ttft_ms = prefill*1000                          > ttft target -> infeasible ("slo: ttft")
+    pre     = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens)
+    ttft_ms = (pre + p*x(input_tokens))*1000        > ttft target -> infeasible ("slo: ttft")
 
-Throughput::
+Throughput (replica time per request: its prefill slot plus its share of decode slots)::
 
-    per_request_s = prefill + output_tokens*step(b)/b
+    per_request_s = pre/p + x(input_tokens) + output_tokens*stage(b)/b
     replica_requests_per_s = 1/per_request_s
-    output_tokens_per_s_per_chip = replica_requests_per_s*output_tokens/t
+    output_tokens_per_s_per_chip = replica_requests_per_s*output_tokens/(t*p)
     bound = "memory" if mem(b) >= comp(b) else "compute"
+
+With ``p = 1`` these are ``per_request_s = pre + output_tokens*step(b)/b`` and
+``ttft = pre``: a dense card without ``chips_per_node`` gives exactly the v1 numbers.
 """
 
 from __future__ import annotations
@@ -67,12 +118,15 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from polyfleet.catalog.models import Accelerator, ModelCard
+from polyfleet.catalog.models import BYTES_PER_DTYPE, Accelerator, ModelCard
 from polyfleet.perf import defaults
 from polyfleet.perf.defaults import (
     ALLREDUCE_LATENCY_S,
     COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
+    INTERNODE_GBPS,
+    INTERNODE_LATENCY_S,
+    MAX_PIPELINE_STAGES,
     MAX_TENSOR_PARALLEL,
     MEMORY_EFFICIENCY,
 )
@@ -88,6 +142,8 @@ class InferencePerf:
     ``reason`` is "" when feasible, else a sentence starting with its category:
     "memory:", "slo: tpot", "slo: ttft" or "spec:".  When infeasible the numeric fields
     hold the best values computed (0 where unknown) and ``bound`` may be "".
+    ``chips_per_replica`` is ``t*pipeline_stages`` and ``max_batch`` the requests in
+    flight over all stages (``pipeline_stages`` micro-batches of equal size).
     """
 
     feasible: bool
@@ -99,6 +155,7 @@ class InferencePerf:
     replica_requests_per_s: float
     output_tokens_per_s_per_chip: float
     bound: str
+    pipeline_stages: int = 1
 
     def to_dict(self) -> dict:
         """Plain dict of all fields, for JSON and tables."""
@@ -125,6 +182,40 @@ def _floor(x: float) -> int:
     return math.floor(x + _EPS)
 
 
+def _pow2_floor(n: int) -> int:
+    """Largest power of two <= n (n >= 1)."""
+    return 1 << (n.bit_length() - 1)
+
+
+def moe_split(card: ModelCard) -> tuple[float, float, int, int] | None:
+    """``(S, e, E, k)`` in parameters for a mixture-of-experts card, None when dense.
+
+    ``e = (N - Na)/(E - k)`` parameters per expert and ``S = Na - k*e`` shared ones (see
+    the module docstring).  A card without both expert counts, with ``k >= E``, without
+    ``active_params_b`` or with active >= total is dense.
+    """
+    n_exp, k = card.experts, card.experts_per_token
+    total, active = card.params_b * 1e9, card.active_b * 1e9
+    if n_exp is None or k is None or k >= n_exp or active >= total:
+        return None
+    e = (total - active) / (n_exp - k)
+    return max(active - k * e, 0.0), e, n_exp, k
+
+
+def weight_bytes_read(card: ModelCard, batch: float) -> float:
+    """Bytes of weights one decode step of ``batch`` tokens reads, ``R(b)``.
+
+    Dense: all of ``card.weight_bytes``.  MoE: the shared parameters plus the expected
+    number of distinct experts the batch routes to, ``E*(1 - (1 - k/E)^b)``.
+    """
+    split = moe_split(card)
+    if split is None:
+        return card.weight_bytes
+    shared, e, n_exp, k = split
+    touched = n_exp * (1 - (1 - k / n_exp) ** batch)
+    return (shared + e * touched) * BYTES_PER_DTYPE[card.dtype]
+
+
 def inference_perf(
     card: ModelCard,
     acc: Accelerator,
@@ -134,14 +225,18 @@ def inference_perf(
     tpot_ms: float | None = None,
     ttft_ms: float | None = None,
     max_chips: int | None = None,
+    chips_per_node: int | None = None,
     min_batch: int = 1,
     hbm_utilisation: float = HBM_UTILISATION,
     memory_efficiency: float = MEMORY_EFFICIENCY,
     compute_efficiency: float = COMPUTE_EFFICIENCY,
+    internode_gbps: float = INTERNODE_GBPS,
 ) -> InferencePerf:
     """Size one inference replica and estimate its latency and throughput.
 
-    See the module docstring for the formulas.  Raises ``ValueError`` for arguments no
+    See the module docstring for the formulas.  ``chips_per_node`` (the chips of one
+    instance) caps the tensor-parallel group and allows pipeline stages across nodes
+    when the model does not fit in one.  Raises ``ValueError`` for arguments no
     workload can have (negative tokens, non-positive targets); data the catalog lacks
     gives an infeasible result with a "spec:" reason instead, so a plan can skip it.
     """
@@ -153,8 +248,12 @@ def inference_perf(
         raise ValueError("ttft_ms must be > 0")
     if max_chips is not None and max_chips < 1:
         raise ValueError("max_chips must be >= 1")
+    if chips_per_node is not None and chips_per_node < 1:
+        raise ValueError("chips_per_node must be >= 1")
     if min_batch < 1:
         raise ValueError("min_batch must be >= 1")
+    if internode_gbps <= 0:
+        raise ValueError("internode_gbps must be > 0")
     for name, value in (
         ("hbm_utilisation", hbm_utilisation),
         ("memory_efficiency", memory_efficiency),
@@ -177,23 +276,43 @@ def inference_perf(
     usable = acc.hbm_gb * 1e9 * hbm_utilisation
     ctx_full = input_tokens + output_tokens
     ctx_mean = input_tokens + output_tokens / 2
+    moe = moe_split(card) is not None
 
     # Tensor-parallel degree: smallest power of two whose memory holds weights + KV.
-    limit = MAX_TENSOR_PARALLEL if max_chips is None else min(MAX_TENSOR_PARALLEL, max_chips)
+    limit = MAX_TENSOR_PARALLEL
+    for cap in (max_chips, chips_per_node):
+        if cap is not None:
+            limit = min(limit, cap)
     need = weights + min_batch * ctx_full * kv
-    t = 1
+    t, p = 1, 1
     while t * usable < need:
         if t * 2 > limit:
-            largest = 1 << (limit.bit_length() - 1)
+            break
+        t *= 2
+    if t * usable < need:
+        largest, stages = _pow2_floor(limit), 0
+        if chips_per_node is not None:
+            # Pipeline stages across nodes, each stage a whole (power-of-two) node group.
+            t, q = largest, 2
+            while q <= MAX_PIPELINE_STAGES and (max_chips is None or t * q <= max_chips):
+                if t * q * usable >= weights + max(min_batch, q) * ctx_full * kv:
+                    p = q
+                    break
+                stages, q = q, q * 2
+        if p == 1:
+            where = f"{largest} chip(s)"
+            if stages:
+                largest = t * stages
+                where = f"{largest} chip(s) ({stages} pipeline stages of {t})"
             return _infeasible(
                 f"memory: weights + KV for {min_batch} request(s) need {need / 1e9:.1f} GB, "
-                f"at most {largest * usable / 1e9:.1f} GB usable on {largest} chip(s)",
+                f"at most {largest * usable / 1e9:.1f} GB usable on {where}",
                 bound="memory",
             )
-        t *= 2
 
-    mem_rate = t * bw * memory_efficiency  # bytes/s actually streamed
-    comp_rate = t * peak * compute_efficiency  # FLOP/s actually sustained
+    chips = t * p
+    mem_rate = t * bw * memory_efficiency  # bytes/s actually streamed, per stage group
+    comp_rate = t * peak * compute_efficiency  # FLOP/s actually sustained, per stage group
 
     # Tensor-parallel all-reduce: comm(n) = c0 + c1*n (0 without the data it needs).
     c0 = c1 = 0.0
@@ -202,52 +321,82 @@ def inference_perf(
         c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
-    def mem(b: int) -> float:
-        return (weights + b * ctx_mean * kv) / mem_rate
+    # Pipeline hand-off between stages: x(n) = x0 + x1*n (0 without pipeline stages).
+    x0 = x1 = 0.0
+    if p > 1:
+        x0 = INTERNODE_LATENCY_S
+        if card.hidden is not None:
+            x1 = card.hidden * 2 / (internode_gbps * 1e9)
 
-    def comp(b: int) -> float:
+    def mem(b: float) -> float:
+        read = weight_bytes_read(card, b) if moe else weights
+        return (read + b * ctx_mean * kv) / mem_rate
+
+    def comp(b: float) -> float:
         return 2 * active * b / comp_rate
 
     def comm(n: float) -> float:
         return c0 + c1 * n
 
-    def step(b: int) -> float:
+    def xfer(n: float) -> float:
+        return x0 + x1 * n
+
+    def step(b: float) -> float:
         return mem(b) + comp(b) + comm(b)
 
-    b_mem = _floor((t * usable - weights) / (ctx_full * kv))
+    def tpot(b: float) -> float:
+        return step(b) + p * xfer(b)
+
+    b_mem = _floor((chips * usable - weights) / (ctx_full * kv)) // p
     b_tpot: float = math.inf
     if tpot_ms is not None:
         target = tpot_ms / 1000
-        s0 = weights / mem_rate + c0
-        s1 = ctx_mean * kv / mem_rate + 2 * active / comp_rate + c1
-        b_tpot = _floor((target - s0) / s1)
-    prefill = 2 * active * input_tokens / comp_rate + comm(input_tokens)
+        if not moe:
+            s0 = weights / mem_rate + c0 + p * x0
+            s1 = ctx_mean * kv / mem_rate + 2 * active / comp_rate + c1 + p * x1
+            b_tpot = _floor((target - s0) / s1)
+        elif tpot(1) > target * (1 + _EPS):
+            b_tpot = 0
+        else:  # tpot grows with b: bisect for the largest b <= b_mem meeting the target
+            lo, hi = 1, max(b_mem, 1)
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if tpot(mid) <= target * (1 + _EPS):
+                    lo = mid
+                else:
+                    hi = mid - 1
+            b_tpot = lo
+    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens)
+    ttft = pre + p * xfer(input_tokens)
 
     if b_tpot < 1:
         return _infeasible(
-            f"slo: tpot {tpot_ms:g} ms unreachable, one-request step is {step(1) * 1000:.1f} ms",
-            chips_per_replica=t,
-            tpot_ms=step(1) * 1000,
-            ttft_ms=prefill * 1000,
+            f"slo: tpot {tpot_ms:g} ms unreachable, one-request step is {tpot(1) * 1000:.1f} ms",
+            chips_per_replica=chips,
+            tpot_ms=tpot(1) * 1000,
+            ttft_ms=ttft * 1000,
             bound="memory" if mem(1) >= comp(1) else "compute",
+            pipeline_stages=p,
         )
     batch = int(min(b_mem, b_tpot))
 
-    per_request = prefill + output_tokens * step(batch) / batch
+    stage = tpot(batch) / p
+    per_request = pre / p + xfer(input_tokens) + output_tokens * stage / batch
     requests_per_s = 1 / per_request
     reason = ""
-    if ttft_ms is not None and prefill * 1000 > ttft_ms:
-        reason = f"slo: ttft {prefill * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
+    if ttft_ms is not None and ttft * 1000 > ttft_ms:
+        reason = f"slo: ttft {ttft * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
     return InferencePerf(
         feasible=not reason,
         reason=reason,
-        chips_per_replica=t,
-        max_batch=batch,
-        tpot_ms=step(batch) * 1000,
-        ttft_ms=prefill * 1000,
+        chips_per_replica=chips,
+        max_batch=batch * p,
+        tpot_ms=tpot(batch) * 1000,
+        ttft_ms=ttft * 1000,
         replica_requests_per_s=requests_per_s,
-        output_tokens_per_s_per_chip=requests_per_s * output_tokens / t,
+        output_tokens_per_s_per_chip=requests_per_s * output_tokens / chips,
         bound="memory" if mem(batch) >= comp(batch) else "compute",
+        pipeline_stages=p,
     )
 
 
@@ -255,7 +404,8 @@ def sized_inference_perf(card: ModelCard, acc: Accelerator, **kwargs: Any) -> In
     """``inference_perf`` with the replica sized for ``MIN_BATCH`` requests, else for one.
 
     This is what the planner and ``polyfleet perf`` use: it picks a tensor-parallel
-    degree that leaves room for a working batch when the chips allow it.
+    degree (and pipeline stages, with ``chips_per_node``) that leaves room for a working
+    batch when the chips allow it.  Keyword arguments go through to ``inference_perf``.
     """
     perf = inference_perf(card, acc, min_batch=defaults.MIN_BATCH, **kwargs)
     if not perf.feasible and perf.reason.startswith("memory"):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polyfleet.catalog.models import Offer
-from polyfleet.perf import sized_inference_perf, training_perf
+from polyfleet.perf import InferencePerf, sized_inference_perf, training_perf
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
 HOURS_PER_MONTH = 730.0
@@ -53,6 +53,7 @@ class Candidates:
     api_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # whole demand, horizon
     api_tpm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens/min at full share
     api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf when unlimited
+    accelerators: dict = field(default_factory=dict)  # id -> Accelerator (confidence in the plan)
 
     @property
     def api_provider(self) -> np.ndarray:
@@ -86,6 +87,21 @@ def _inference_rows(
     k_t = np.zeros(n_key)
     k_r = np.zeros(n_key)
     k_why = [""] * n_key
+    mix = w.length_mix  # one bucket unless the workload gives a lengths histogram
+
+    def bucket_perf(acc_id: str, cpi: int, n_in: int, n_out: int) -> InferencePerf:
+        return sized_inference_perf(
+            card,
+            accs[acc_id],
+            input_tokens=n_in,
+            output_tokens=n_out,
+            tpot_ms=w.slo.tpot_ms,
+            ttft_ms=w.slo.ttft_ms,
+            max_chips=None if w.allow_multi_instance else cpi,
+            chips_per_node=cpi if w.allow_multi_instance else None,
+            **(spec.calibration.efficiency(acc_id).kwargs() if spec.calibration else {}),
+        )
+
     for k, (acc_id, cpi) in enumerate(key_list):
         if acc_id in w.throughput:
             m = w.throughput[acc_id]
@@ -93,22 +109,8 @@ def _inference_rows(
             k_ok[k], k_t[k], k_r[k] = fits, m.chips_per_replica, m.requests_per_s
             k_why[k] = "" if fits else f"memory: measured replica needs {m.chips_per_replica} chips"
             continue
-        perf = sized_inference_perf(
-            card,
-            accs[acc_id],
-            input_tokens=w.input_tokens,
-            output_tokens=w.output_tokens,
-            tpot_ms=w.slo.tpot_ms,
-            ttft_ms=w.slo.ttft_ms,
-            max_chips=None if w.allow_multi_instance else cpi,
-            **(spec.calibration.efficiency(acc_id).kwargs() if spec.calibration else {}),
-        )
-        k_ok[k], k_t[k], k_r[k], k_why[k] = (
-            perf.feasible,
-            perf.chips_per_replica,
-            perf.replica_requests_per_s,
-            perf.reason,
-        )
+        perfs = [bucket_perf(acc_id, cpi, n_in, n_out) for n_in, n_out, _ in mix]
+        k_ok[k], k_t[k], k_r[k], k_why[k] = _combine_buckets(perfs, mix)
     stack = _stack_ok(spec, offers, w.stacks)
     ok = stack & k_ok[keys]
     t = k_t[keys].copy()
@@ -124,6 +126,26 @@ def _inference_rows(
         reasons[("example", k_why[k].split(":")[0])] = k_why[k]  # type: ignore[index]
     idx = np.flatnonzero(ok)
     return idx, t[idx].astype(int), r[idx]
+
+
+def _combine_buckets(
+    perfs: list[InferencePerf], mix: list[tuple[int, int, float]]
+) -> tuple[bool, int, float, str]:
+    """(feasible, chips per replica, requests/s per replica, reason) for a length mix.
+
+    Every bucket must meet the SLOs. A replica is sized for the largest bucket (the most
+    chips any bucket needs) and time-shares its requests, so its requests/s is the
+    weighted harmonic mean ``1 / sum_i(weight_i / rps_i)``; each ``rps_i`` is the bucket's
+    own replica estimate (at its own, possibly smaller, chip count: conservative).
+    """
+    if len(perfs) == 1:
+        p = perfs[0]
+        return p.feasible, p.chips_per_replica, p.replica_requests_per_s, p.reason
+    for i, (p, (n_in, n_out, _)) in enumerate(zip(perfs, mix, strict=True)):
+        if not p.feasible:
+            return False, p.chips_per_replica, 0.0, f"{p.reason} (lengths[{i}]: {n_in} in / {n_out} out)"
+    seconds = sum(weight / p.replica_requests_per_s for p, (_, _, weight) in zip(perfs, mix, strict=True))
+    return True, max(p.chips_per_replica for p in perfs), 1.0 / seconds, ""
 
 
 def _training_rows(
@@ -198,9 +220,10 @@ def _api_rows(
         if a.model != model:
             continue
         if isinstance(w, InferenceWorkload):
-            per_request = (w.input_tokens * a.usd_per_mtok_in + w.output_tokens * a.usd_per_mtok_out) / 1e6
+            mean_in, mean_out = w.mean_tokens  # exact: price is linear in tokens
+            per_request = (mean_in * a.usd_per_mtok_in + mean_out * a.usd_per_mtok_out) / 1e6
             usd = per_request * w.requests_per_s * seconds
-            tokens_per_request = w.input_tokens + w.output_tokens
+            tokens_per_request = mean_in + mean_out
             tpm = w.peak_requests_per_s * tokens_per_request * 60
             cap = a.max_tokens_per_minute / (tokens_per_request * 60) if a.max_tokens_per_minute else math.inf
         else:
@@ -310,4 +333,5 @@ def build_candidates(spec: Spec) -> Candidates:
         api_usd=api[:, 2],
         api_tpm=api[:, 3],
         api_cap_rps=api[:, 4],
+        accelerators=dict(accs),
     )

@@ -62,6 +62,16 @@ class Plan:
         }
         if self.limit:
             out["limit"] = self.limit
+        low = sorted(
+            {
+                a["accelerator"]
+                for w in self.workloads
+                for a in w["allocations"]
+                if a.get("accelerator") and a.get("confidence") == "low" and not a.get("measured")
+            }
+        )
+        if low:
+            out["low_confidence_accelerators"] = low
         if self.explain is not None:
             out["explain"] = self.explain
         if self.infeasibility is not None:
@@ -89,6 +99,17 @@ def _offer_fields(cand: Candidates, o: int) -> dict[str, Any]:
         "vendor": str(cand.offer_vendor[o]),
         "accelerator": offer.accelerator,
     }
+
+
+def _confidence(cand: Candidates, w: Any, o: int) -> dict[str, Any]:
+    """The accelerator's catalog confidence, and ``measured`` when the spec overrides it."""
+    offer = cand.offers[o]
+    acc = cand.accelerators.get(offer.accelerator)
+    out: dict[str, Any] = {"confidence": acc.confidence if acc is not None else "medium"}
+    throughput = getattr(w, "throughput", {})
+    if offer.id in throughput or offer.accelerator in throughput:
+        out["measured"] = True
+    return out
 
 
 def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horizon_months: float) -> Plan:
@@ -200,6 +221,7 @@ def _workloads(
                     "share": round(rps / D, 6),
                     "requests_per_s": round(rps, 4),
                     "usd": round(float(alloc_usd[k]), 2),
+                    **_confidence(cand, w, o),
                 }
             )
         for k in np.flatnonzero((cand.tr_w == wi) & (y > 0)):
@@ -213,6 +235,7 @@ def _workloads(
                     "share": 1.0,
                     "run_hours": round(float(cand.tr_hours[k]), 2),
                     "usd": round(float(tr_usd[k]), 2),
+                    **_confidence(cand, w, o),
                 }
             )
         for k in np.flatnonzero((cand.api_w == wi) & (s > 0)):

@@ -26,7 +26,8 @@ def _pct(value: float | None) -> str:
 
 def _where(alloc: dict[str, Any]) -> str:
     if alloc.get("accelerator"):
-        return f"{alloc['accelerator']} @ {alloc['provider']}"
+        low = " (low confidence)" if alloc.get("confidence") == "low" and not alloc.get("measured") else ""
+        return f"{alloc['accelerator']} @ {alloc['provider']}{low}"
     resold = f", resells {alloc['resells']}" if alloc.get("resells") else ""
     return f"per-token @ {alloc['provider']}{resold}"
 
