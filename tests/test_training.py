@@ -87,12 +87,16 @@ def test_efficiency_monotone_and_floored() -> None:
 
 
 # ---------------------------------------------------------------- fixed-point chips
+# A user-given mfu is read as measured at <= 512 chips, so the whole scaling loss applies.
+MFU = defaults.MFU_BY_STACK["cuda"]
 
 
 def test_fixed_point_chips_under_scaling_loss() -> None:
     # F = 4e13 x 86400 x 1000: 1000 chips loss-free for a 1-day deadline, 8-chip instances.
     f = BASE * DAY * 1000
-    r = training_perf(toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f, chips_per_instance=8)
+    r = training_perf(
+        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f, chips_per_instance=8, mfu=MFU
+    )
     # n=1000:  eff = 1 - a*log2(1000/512) = 0.924947 -> ceil(1000/0.924947) = 1082 -> 1088
     # n=1088:  eff = 1 - a*log2(2.125)    = 0.915491 -> ceil(1092.31)       = 1093 -> 1096
     # n=1096:  eff = 1 - a*log2(2.140625) = 0.914670 -> ceil(1093.29)       = 1094 -> 1096  fixed
@@ -111,7 +115,7 @@ def test_fixed_point_chips_under_scaling_loss() -> None:
     assert short < f
     # half the work: 500 chips loss-free
     half = training_perf(
-        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f / 2, chips_per_instance=8
+        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f / 2, chips_per_instance=8, mfu=MFU
     )
     assert half.chips == 504 and half.scaling_efficiency == 1.0  # 500 -> 504, below 512: no loss
 
@@ -119,7 +123,9 @@ def test_fixed_point_chips_under_scaling_loss() -> None:
 def test_fixed_point_reaches_floor() -> None:
     # 100,000 loss-free chips: the iteration climbs to the 0.3 floor, 100000/0.3 = 333,333.3
     f = BASE * DAY * 100_000
-    r = training_perf(toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f, chips_per_instance=8)
+    r = training_perf(
+        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=f, chips_per_instance=8, mfu=MFU
+    )
     assert r.scaling_efficiency == 0.3
     assert r.chips_for_deadline == 333_334
     assert r.chips == 333_336  # whole 8-chip instances
@@ -131,7 +137,9 @@ def test_memory_binds_at_scale_efficiency_still_applies() -> None:
     # 400B params: 400e9 x 16 / 9e9 = 711.1 -> 712 memory chips; the deadline needs few:
     # 1e20 / (4e13 x 0.96303 x 864,000) = 2.894 / 0.96303 = 3.005 -> 4 at eff(712).
     card = toy_card(params_b=400.0)
-    r = training_perf(card, toy_acc(), tokens_b=1, deadline_days=10, flops=1e20, chips_per_instance=8)
+    r = training_perf(
+        card, toy_acc(), tokens_b=1, deadline_days=10, flops=1e20, chips_per_instance=8, mfu=MFU
+    )
     assert r.chips_for_memory == 712
     assert r.chips_for_deadline == 4
     assert r.chips == 712
@@ -183,3 +191,19 @@ def test_new_fields_in_dict_and_infeasible() -> None:
     assert bad.activation_bytes == 11_141_120_000
     with pytest.raises(ValueError):
         training_perf(toy_card(), toy_acc(), tokens_b=1, deadline_days=1, seq_len=0)
+
+
+def test_default_mfu_carries_the_loss_up_to_its_reference_scale() -> None:
+    """Default cuda MFU was measured on 16,384 chips: no extra loss below that, the
+    relative loss eff(n) / eff(16384) beyond it (the published loss is not counted twice)."""
+    ref = scaling_efficiency(16_384, "cuda")
+    small = training_perf(
+        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=BASE * DAY * 1000, chips_per_instance=8
+    )
+    assert small.chips == 1000 and small.scaling_efficiency == 1.0
+    big = training_perf(
+        toy_card(), toy_acc(), tokens_b=1, deadline_days=1, flops=BASE * DAY * 30_000, chips_per_instance=8
+    )
+    assert big.chips > 30_000
+    assert big.scaling_efficiency == pytest.approx(scaling_efficiency(big.chips, "cuda") / ref)
+    assert big.run_hours <= 24

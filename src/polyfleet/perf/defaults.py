@@ -41,8 +41,7 @@ MFU_SOURCES: dict[str, str] = {
 TRAINING_BYTES_PER_PARAM: float = 16.0
 """Training state bytes per parameter for mixed-precision Adam: bf16 weights 2 + bf16
 grads 2 + fp32 master weights 4 + Adam m 4 + Adam v 4 (ZeRO, Rajbhandari et al. 2020).
-Activation memory is ignored in v1 (it depends on micro-batch, sequence length and
-recomputation), so chip counts for memory are a lower bound."""
+Activations are added separately (``ACTIVATION_BYTES_FACTOR``)."""
 
 MAX_TENSOR_PARALLEL: int = 64
 """Largest tensor-parallel group (chips per inference replica) the model will consider."""
@@ -116,3 +115,9 @@ INTERNODE_LATENCY_S: float = 20e-6
 """Fixed cost of one pipeline hand-off between nodes, seconds (RDMA send/receive,
 synchronisation, kernel launch).  *Estimate*: inter-node point-to-point messages take a
 few to tens of microseconds; we take 20."""
+
+MFU_REFERENCE_CHIPS: dict[str, int] = {"cuda": 16_384, "xla": 6_144}
+"""Chip counts at which the default ``MFU_BY_STACK`` values were measured (Llama 3 on 16k
+H100; PaLM on 6,144 TPU v4).  The training model applies to the defaults only the scaling
+loss beyond these sizes, so the published loss is not counted twice.  Stacks without a
+published MFU have no reference: their MFU is an estimate and gets the whole loss."""

@@ -47,6 +47,7 @@ from polyfleet.perf.defaults import (
     ACTIVATION_BYTES_FACTOR,
     HBM_UTILISATION,
     MFU_BY_STACK,
+    MFU_REFERENCE_CHIPS,
     SCALING_BASE_CHIPS,
     SCALING_EFFICIENCY_FLOOR,
     SCALING_POINTS,
@@ -180,10 +181,18 @@ def training_perf(
         )
     base = peak_tflops * 1e12 * use_mfu
     chip_seconds = total / (deadline_days * 86400)
+    # The default MFUs were measured at MFU_REFERENCE_CHIPS, so they already carry the
+    # scaling loss up to that size: apply only the loss beyond it (never a gain below it).
+    # A user-given mfu is read as measured at <= 512 chips and gets the whole loss.
+    ref_chips = MFU_REFERENCE_CHIPS.get(acc.stack, 1)
+    reference = 1.0 if mfu is not None else scaling_efficiency(ref_chips, acc.stack)
+
+    def eff_at(n: int) -> float:
+        return min(1.0, scaling_efficiency(n, acc.stack) / reference)
 
     def needed(n: int) -> tuple[int, int]:
         """(deadline chips, whole-instance chips) if per-chip speed is that at n chips."""
-        deadline = _ceil(chip_seconds / (base * scaling_efficiency(n, acc.stack)))
+        deadline = _ceil(chip_seconds / (base * eff_at(n)))
         whole = _ceil(max(deadline, chips_for_memory) / chips_per_instance) * chips_per_instance
         return deadline, whole
 
@@ -196,7 +205,7 @@ def training_perf(
     else:  # not settled: size for the floor efficiency, a lower bound on eff(n)
         floor = _ceil(chip_seconds / (base * SCALING_EFFICIENCY_FLOOR))
         chips = max(chips, _ceil(max(floor, chips_for_memory) / chips_per_instance) * chips_per_instance)
-    eff = scaling_efficiency(chips, acc.stack)
+    eff = eff_at(chips)
     sustained = base * eff
     return TrainingPerf(
         feasible=True,
