@@ -36,12 +36,10 @@ keep their defaults.
 
 from __future__ import annotations
 
-import csv
 import math
-import re
 import statistics
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,17 +47,33 @@ import numpy as np
 import yaml
 from scipy.optimize import minimize
 
-from polyfleet.catalog.io import Catalog, load_bundled
-from polyfleet.catalog.models import BYTES_PER_DTYPE, Accelerator, ModelCard
+from polyfleet.catalog.io import Catalog
+from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.defaults import (
     COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
-    MAX_TENSOR_PARALLEL,
     MEMORY_EFFICIENCY,
 )
 from polyfleet.perf.inference import InferencePerf, inference_perf
+from polyfleet.perf.measurements import Measurement, read_measurements, resolve_accelerator, resolve_model
 from polyfleet.yamlio import line_of, read_yaml
+
+__all__ = [
+    "EFF_MIN",
+    "AcceleratorFit",
+    "Calibration",
+    "Efficiency",
+    "Measurement",
+    "dump_yaml",
+    "fit",
+    "load_calibration",
+    "predict",
+    "predict_perf",
+    "read_measurements",
+    "resolve_accelerator",
+    "resolve_model",
+]
 
 EFF_MIN = 0.05
 """Lower bound of a fitted efficiency (the upper bound is 1)."""
@@ -75,17 +89,6 @@ GRID = 13
 
 FORMAT_VERSION = 1
 """``polyfleet_calibration`` value written to and required in calibration files."""
-
-REQUIRED_COLUMNS = (
-    "model",
-    "weight_dtype",
-    "accelerator",
-    "tensor_parallel",
-    "input_tokens",
-    "output_tokens",
-    "output_tokens_per_s_whole_tp_group",
-)
-"""Columns a measurements CSV must have; ``tpot_ms`` and ``source`` are optional."""
 
 
 @dataclass(frozen=True)
@@ -268,171 +271,6 @@ def _opt_pct(obj: Mapping[str, Any], key: str, path: tuple[Any, ...], number: Ca
     if key not in obj:
         return math.nan
     return number(obj, key, path, 0.0, math.inf)
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """One measured point; ``model`` and ``accelerator`` are catalog names.
-
-    ``output_tokens_per_s`` is for the whole tensor-parallel group; ``tpot_ms`` is the
-    TPOT target it was measured at (None: offline max throughput).
-    """
-
-    model: str
-    dtype: str
-    accelerator: str
-    tensor_parallel: int
-    input_tokens: int
-    output_tokens: int
-    output_tokens_per_s: float
-    tpot_ms: float | None = None
-    source: str = ""
-    line: int | None = field(default=None, compare=False)
-
-
-# -- reading measurements --------------------------------------------------------------------
-
-
-def _norm(name: str) -> str:
-    return re.sub(r"[\s_]+", "-", name.strip().lower())
-
-
-def _model_aliases(name: str) -> list[str]:
-    """Candidate catalog names for a published model name, most literal first."""
-    base = _norm(name)
-    out = [base]
-    base = base.rsplit("/", 1)[-1]  # meta-llama/Llama-3.1-8B
-    out.append(base)
-    for prefix in ("meta-",):
-        if base.startswith(prefix):
-            base = base[len(prefix) :]
-            out.append(base)
-    for suffix in ("-instruct", "-chat", "-it", "-hf"):
-        if base.endswith(suffix):
-            base = base[: -len(suffix)]
-            out.append(base)
-    return out
-
-
-def resolve_model(name: str, catalog: Catalog) -> str | None:
-    """Catalog model name for ``name`` (case-insensitive, common aliases), or None."""
-    lower = {k.lower(): k for k in catalog.models}
-    for alias in _model_aliases(name):
-        if alias in lower:
-            return lower[alias]
-    return None
-
-
-def resolve_accelerator(name: str, catalog: Catalog) -> str | None:
-    """Catalog accelerator id for ``name`` (case-insensitive; vendor prefix optional), or None."""
-    key = _norm(name)
-    lower = {k.lower(): k for k in catalog.accelerators}
-    if key in lower:
-        return lower[key]
-    bare = [k for k in catalog.accelerators if k.lower().split("-", 1)[-1] == key]
-    return bare[0] if len(bare) == 1 else None
-
-
-def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measurement]:
-    """Measurements from a CSV; any bad row raises one-line ``SpecError`` (file, line, column)."""
-    catalog = catalog or load_bundled()
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"cannot read measurements: not UTF-8 text (byte {exc.start})", file=file) from exc
-    except OSError as exc:
-        raise SpecError(f"cannot read measurements: {exc.strerror}", file=file) from exc
-    reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
-    if not header:
-        raise SpecError("empty measurements file: expected a CSV header", file=file, line=1)
-    reader.fieldnames = header
-    for col in REQUIRED_COLUMNS:
-        if col not in header:
-            raise SpecError(
-                f"missing column{did_you_mean(col, header) or ''}; need {', '.join(REQUIRED_COLUMNS)}",
-                file=file,
-                line=1,
-                path=col,
-            )
-    out: list[Measurement] = []
-    try:
-        for rec in reader:
-            out.append(_measurement(rec, catalog, file, reader.line_num))
-    except csv.Error as exc:
-        raise SpecError(f"malformed CSV: {exc}", file=file, line=reader.line_num) from exc
-    if not out:
-        raise SpecError("no measurements: the CSV has a header but no rows", file=file, line=1)
-    return out
-
-
-def _measurement(rec: dict[str | Any, Any], catalog: Catalog, file: str, line: int) -> Measurement:
-    def cell(col: str) -> str:
-        value = rec.get(col)
-        return "" if value is None else str(value).strip()
-
-    def fail(col: str, msg: str) -> SpecError:
-        return SpecError(msg, file=file, line=line, path=col)
-
-    def required(col: str) -> str:
-        value = cell(col)
-        if not value:
-            raise fail(col, "missing value")
-        return value
-
-    def integer(col: str, lo: int) -> int:
-        raw = required(col)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise fail(col, f"expected an integer, got {raw!r}") from None
-        if value < lo:
-            raise fail(col, f"must be >= {lo}, got {value}")
-        return value
-
-    def positive(col: str, raw: str) -> float:
-        try:
-            value = float(raw)
-        except ValueError:
-            raise fail(col, f"expected a number, got {raw!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise fail(col, f"must be a positive number, got {raw}")
-        return value
-
-    raw_model = required("model")
-    model = resolve_model(raw_model, catalog)
-    if model is None:
-        hint = did_you_mean(_model_aliases(raw_model)[-1], sorted(catalog.models))
-        raise fail("model", f"unknown model {raw_model!r}{hint}")
-    dtype = required("weight_dtype").lower()
-    if dtype not in BYTES_PER_DTYPE:
-        raise fail("weight_dtype", f"unknown dtype {dtype!r}; expected one of {', '.join(BYTES_PER_DTYPE)}")
-    raw_acc = required("accelerator")
-    acc = resolve_accelerator(raw_acc, catalog)
-    if acc is None:
-        hint = did_you_mean(_norm(raw_acc), sorted(catalog.accelerators))
-        raise fail("accelerator", f"unknown accelerator {raw_acc!r}{hint}")
-    tp = integer("tensor_parallel", 1)
-    if tp & (tp - 1) or tp > MAX_TENSOR_PARALLEL:
-        raise fail("tensor_parallel", f"must be a power of two <= {MAX_TENSOR_PARALLEL}, got {tp}")
-    inp = integer("input_tokens", 0)
-    out = integer("output_tokens", 1)
-    rate_col = "output_tokens_per_s_whole_tp_group"
-    rate = positive(rate_col, required(rate_col))
-    tpot = cell("tpot_ms")
-    return Measurement(
-        model=model,
-        dtype=dtype,
-        accelerator=acc,
-        tensor_parallel=tp,
-        input_tokens=inp,
-        output_tokens=out,
-        output_tokens_per_s=rate,
-        tpot_ms=positive("tpot_ms", tpot) if tpot else None,
-        source=cell("source"),
-        line=line,
-    )
 
 
 # -- prediction ------------------------------------------------------------------------------
