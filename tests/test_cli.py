@@ -369,3 +369,52 @@ def test_version_option():
     result = run_cli("--version")
     assert result.exit_code == 0
     assert polyfleet.__version__ in result.stdout
+
+
+def test_batching_choice_reaches_the_perf_model_and_the_planner(tmp_path):
+    from polyfleet.catalog.io import load_bundled
+    from polyfleet.perf import sized_inference_perf
+    from polyfleet.plan import build_candidates
+
+    args = [
+        "perf",
+        "--model",
+        "llama-3.1-8b",
+        "--accelerator",
+        "nvidia-h100-sxm",
+        "--input-tokens",
+        "1200",
+        "--output-tokens",
+        "250",
+        "--tpot-ms",
+        "50",
+        "--format",
+        "json",
+    ]
+    serial = json.loads(run_cli(*args).stdout)
+    chunked = json.loads(run_cli(*args, "--batching", "chunked").stdout)
+    cat = load_bundled()
+    expected = sized_inference_perf(
+        cat.models["llama-3.1-8b"],
+        cat.accelerators["nvidia-h100-sxm"],
+        input_tokens=1200,
+        output_tokens=250,
+        tpot_ms=50,
+        batching="chunked",
+    )
+    assert chunked["max_batch"] == expected.max_batch
+    # prompts chunked into the decode steps lengthen each step, so the TPOT cap allows fewer
+    assert chunked["max_batch"] < serial["max_batch"]
+
+    text = (
+        "workloads:\n  - {name: svc, kind: inference, model: llama-3.1-8b, requests_per_s: 5,\n"
+        "     input_tokens: 1200, output_tokens: 250, slo: {tpot_ms: 50}, allow_api: false,\n"
+        "     stacks: [cuda], batching: BATCHING}\n"
+    )
+    rps = {}
+    for mode in ("serial", "chunked"):
+        spec = polyfleet.build_spec(yaml.safe_load(text.replace("BATCHING", mode)))
+        cand = build_candidates(spec)
+        k = next(i for i, o in enumerate(cand.inf_o) if cand.offers[o].accelerator == "nvidia-h100-sxm")
+        rps[mode] = cand.inf_rps[k]
+    assert rps["chunked"] != pytest.approx(rps["serial"])

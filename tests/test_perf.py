@@ -604,3 +604,157 @@ def test_pipeline_for_real_models_that_outgrow_a_node() -> None:
 def test_internode_defaults_documented() -> None:
     assert defaults.INTERNODE_GBPS == 50.0  # one 400 Gb/s NIC
     assert defaults.INTERNODE_LATENCY_S == 20e-6
+
+
+# ---------------------------------------------------------------- inference: chunked prefill
+# batching="chunked": every step carries P(b) = b*input/output prompt tokens.  Toy dense
+# card, input 1000 / output 200: n(b) = 6b tokens per step, so on one chip
+# tpot(b) = 16 ms + b*(22e6/0.5e12 + 6*2*4e9/5e13) = 16 ms + b*(0.044 + 0.96) ms.
+CHUNKED = {"batching": "chunked", **TOY}
+
+
+def test_chunked_hand_worked_memory_cap() -> None:
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **CHUNKED)
+    assert r.feasible and r.chips_per_replica == 1 and r.max_batch == 41  # b_mem as serial
+    mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms: the KV read is unchanged
+    comp = 2 * 4e9 * 41 * 6 / 5e13  # 246 tokens: 39.36 ms
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000) == pytest.approx(57.164)
+    assert r.bound == "compute" and comp > mem
+    # TTFT: the prompt is worked through in output/b = 200/41 steps of the shared budget.
+    assert r.ttft_ms == pytest.approx(57.164 * 200 / 41)  # 278.85 ms
+    rps = 41 / (200 * (mem + comp))  # 41 requests finish every 200 steps
+    assert r.replica_requests_per_s == pytest.approx(rps)
+    assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 200)
+    # One chip, no all-reduce: the same requests/s as serial prefill (same work, same batch).
+    serial = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
+    assert serial.replica_requests_per_s == pytest.approx(rps)
+    assert inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200,
+                          batching="serial", **TOY) == serial  # fmt: skip
+
+
+def test_chunked_prefill_share_of_the_step() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    serial = inference_perf(toy_card(), toy_acc(), **kw)
+    chunked = inference_perf(toy_card(), toy_acc(), batching="chunked", **kw)
+    # Same batch 41: the step grows by the compute of P = 41*1000/200 = 205 prompt tokens.
+    assert chunked.max_batch == serial.max_batch == 41
+    assert chunked.tpot_ms - serial.tpot_ms == pytest.approx(205 * 2 * 4e9 / 5e13 * 1000)  # 32.8 ms
+    # No prompt: no prefill share, the step is the serial decode step; TTFT is one step.
+    empty = inference_perf(
+        toy_card(), toy_acc(), input_tokens=0, output_tokens=200, batching="chunked", **TOY
+    )
+    # ctx_full 200 -> b_mem = floor(1e9/(200*20000)) = 250; ctx_mean 100.
+    assert empty.max_batch == 250
+    tpot = (8e9 + 250 * 100 * 20_000) / 0.5e12 + 2 * 4e9 * 250 / 5e13  # 17 + 40 ms
+    assert empty.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(57.0)
+    serial_empty = inference_perf(toy_card(), toy_acc(), input_tokens=0, output_tokens=200, **TOY)
+    assert empty.tpot_ms == pytest.approx(serial_empty.tpot_ms)
+    assert empty.ttft_ms == pytest.approx(empty.tpot_ms)
+    with pytest.raises(ValueError):
+        inference_perf(toy_card(), toy_acc(), batching="eager", **kw)
+
+
+def test_chunked_tpot_cap_includes_prefill() -> None:
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=30, **CHUNKED)
+    # (30 - 16) / 1.004 = 13.94 -> 13 (serial would take 41: its step leaves prefill out).
+    assert r.max_batch == math.floor((30 - 16) / 1.004) == 13
+    assert r.tpot_ms == pytest.approx(16 + 13 * 1.004) == pytest.approx(29.052)
+    assert r.ttft_ms == pytest.approx(29.052 * 200 / 13)  # 446.95 ms
+    assert r.replica_requests_per_s == pytest.approx(13 / (200 * 0.029052))
+    bad = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **CHUNKED)
+    assert not bad.feasible and bad.reason.startswith("slo: tpot")
+    assert bad.tpot_ms == pytest.approx(17.004)  # 16 + 1.004 > 17
+
+
+def test_chunked_ttft_falls_then_rises_with_batch() -> None:
+    # input 1000 / output 20: n(b) = 51b; ctx_mean 1010 -> 20.2e6 B, ctx_full 1020 -> 20.4e6 B.
+    # tpot(b) = 16 + b*(0.0404 + 51*0.16) = 16 + 8.2004*b ms; b_mem = floor(1e9/20.4e6) = 49.
+    kw = {"input_tokens": 1000, "output_tokens": 20, **CHUNKED}
+
+    def tpot(b: int) -> float:
+        return 16 + 8.2004 * b
+
+    # Below b = output (20) the prompt spans 20/b steps: TTFT falls as the batch grows.
+    for b, tpot_ms in ((5, 58.0), (10, 99.0)):
+        r = inference_perf(toy_card(), toy_acc(), tpot_ms=tpot_ms, **kw)
+        assert r.max_batch == b == math.floor((tpot_ms - 16) / 8.2004)
+        assert r.ttft_ms == pytest.approx(tpot(b) * 20 / b)
+    assert tpot(5) * 4 > tpot(10) * 2 > tpot(20)  # 327.2 > 196.0 > 180.0 ms
+    # Above it the prompt fits in one step: TTFT = TPOT, rising with the batch.
+    r = inference_perf(toy_card(), toy_acc(), **kw)
+    assert r.max_batch == 49 and r.ttft_ms == pytest.approx(r.tpot_ms) == pytest.approx(tpot(49))
+
+
+def test_chunked_batch_meets_ttft_and_tpot_at_once() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 20, **CHUNKED}
+    # TTFT 250 ms alone: largest b >= 20 with 16 + 8.2004 b <= 250 -> 28 (memory allows 49).
+    r = inference_perf(toy_card(), toy_acc(), ttft_ms=250, **kw)
+    assert r.feasible and r.max_batch == math.floor((250 - 16) / 8.2004) == 28
+    assert r.ttft_ms == pytest.approx(16 + 28 * 8.2004) == pytest.approx(245.6112)
+    # TPOT 200 ms as well: the TPOT cap floor(184/8.2004) = 22 binds, TTFT 196.4 ms is met.
+    both = inference_perf(toy_card(), toy_acc(), ttft_ms=250, tpot_ms=200, **kw)
+    assert both.feasible and both.max_batch == 22
+    assert both.tpot_ms <= 200 and both.ttft_ms <= 250
+    # TPOT 99 ms caps b at 10 < 20: TTFT = 2*98.004 = 196.008 ms; a 150 ms target cannot be
+    # met by a smaller batch (TTFT grows as b shrinks), so it is infeasible.
+    ok = inference_perf(toy_card(), toy_acc(), ttft_ms=200, tpot_ms=99, **kw)
+    assert ok.feasible and ok.max_batch == 10 and ok.ttft_ms == pytest.approx(196.008)
+    bad = inference_perf(toy_card(), toy_acc(), ttft_ms=150, tpot_ms=99, **kw)
+    assert not bad.feasible and bad.reason.startswith("slo: ttft")
+    assert "lowest reachable 196.0 ms at batch 10" in bad.reason
+    # The lowest TTFT of all is at b = output = 20: 16 + 164.008 = 180.008 ms.
+    low = inference_perf(toy_card(), toy_acc(), ttft_ms=170, **kw)
+    assert not low.feasible and "lowest reachable 180.0 ms at batch 20" in low.reason
+    assert low.max_batch == 49  # numbers at the TPOT/memory cap, as serial keeps them
+    # Exactly at the minimum: the one batch that meets it.
+    edge = inference_perf(toy_card(), toy_acc(), ttft_ms=180.008, **kw)
+    assert edge.feasible and edge.max_batch == 20
+
+
+def test_chunked_tensor_parallel_and_pipeline() -> None:
+    card = toy_card(params_b=4.5, hidden=1000)
+    # t=2, b=9, input 30000 / output 20000: n = 2.5*9 = 22.5 tokens per step.
+    r = inference_perf(card, toy_acc(scaleup_gbps=100.0), batching="chunked", **COMM)
+    assert r.chips_per_replica == 2 and r.max_batch == 9
+    mem = 16.2e-3  # (9e9 + 9*0.8e9)/1e12, as serial
+    comp = 2 * 4.5e9 * 22.5 / 1e14  # 2.025 ms
+    comm = 200e-6 + 22.5 * 0.8e-6  # 0.218 ms: the prompt tokens are all-reduced too
+    assert r.tpot_ms == pytest.approx((mem + comp + comm) * 1000) == pytest.approx(18.443)
+    assert r.ttft_ms == pytest.approx(18.443 * 20_000 / 9)
+    assert r.replica_requests_per_s == pytest.approx(9 / (20_000 * (mem + comp + comm)))
+    # Pipeline: t=1, p=2, b=4 per micro-batch, n = 10; hand-off x(10) = 20 + 0.4 us.
+    pp = inference_perf(card, toy_acc(), chips_per_node=1, batching="chunked", **COMM)
+    assert (pp.pipeline_stages, pp.chips_per_replica, pp.max_batch) == (2, 2, 8)
+    step = (9e9 + 4 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 10 / 5e13  # 24.4 + 1.8 ms
+    tpot = step + 2 * (20e-6 + 10 * 1000 * 2 / 50e9)  # 26.2408 ms
+    assert pp.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(26.2408)
+    assert pp.ttft_ms == pytest.approx(tpot * 20_000 / 4 * 1000)
+    assert pp.replica_requests_per_s == pytest.approx(4 / (20_000 * tpot / 2))  # b/stage per token
+
+
+def test_chunked_moe_routes_prompt_tokens() -> None:
+    r = inference_perf(toy_moe(), toy_acc(), input_tokens=1000, output_tokens=200, **CHUNKED)
+    assert r.max_batch == 41
+    # 246 tokens per step route to experts: essentially all 8 are read.
+    mem = (moe_read(246) + 41 * 22e6) / 0.5e12
+    comp = 2 * 1.6e9 * 246 / 5e13
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
+    assert moe_read(246) > moe_read(41)
+    # TPOT cap by bisection over the chunked step.
+    capped = inference_perf(toy_moe(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=30, **CHUNKED)
+
+    def step(b: int) -> float:
+        return (moe_read(6 * b) + b * 22e6) / 0.5e12 + 2 * 1.6e9 * 6 * b / 5e13
+
+    b = capped.max_batch
+    assert b >= 1 and step(b) <= 0.030 < step(b + 1)
+
+
+def test_chunked_through_sized_inference_perf() -> None:
+    from polyfleet.perf import sized_inference_perf
+
+    kw = {"input_tokens": 1000, "output_tokens": 200, **CHUNKED}
+    assert sized_inference_perf(toy_card(), toy_acc(), **kw) == inference_perf(
+        toy_card(), toy_acc(), min_batch=defaults.MIN_BATCH, **kw
+    )
+    assert defaults.BATCHING == "serial"

@@ -177,6 +177,7 @@ def _perf_compare(
     ttft_ms: float | None,
     max_chips: int | None,
     term: str,
+    batching: str,
     fmt: str,
     chart: Path | None,
 ) -> None:
@@ -196,6 +197,7 @@ def _perf_compare(
         ttft_ms=ttft_ms,
         max_chips=max_chips,
         term=term,
+        batching=batching,
     )
     slo = ", ".join(
         part
@@ -253,6 +255,13 @@ def _perf_compare(
 @click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.option("--max-chips", type=click.IntRange(min=1), default=None)
 @click.option(
+    "--batching",
+    type=click.Choice(["serial", "chunked"]),
+    default="serial",
+    show_default=True,
+    help="serial: prefill apart from decode; chunked: prompts chunked into every decode step",
+)
+@click.option(
     "--term",
     type=click.Choice(["on-demand", "spot"]),
     default="on-demand",
@@ -277,6 +286,7 @@ def perf_cmd(
     tpot_ms: float | None,
     ttft_ms: float | None,
     max_chips: int | None,
+    batching: str,
     term: str,
     chart: Path | None,
     fmt: str,
@@ -303,6 +313,7 @@ def perf_cmd(
             ttft_ms=ttft_ms,
             max_chips=max_chips,
             term=term,
+            batching=batching,
             fmt=fmt,
             chart=chart,
         )
@@ -322,6 +333,7 @@ def perf_cmd(
         tpot_ms=tpot_ms,
         ttft_ms=ttft_ms,
         max_chips=max_chips,
+        batching=batching,
     )
     data = {"model": model_name, "accelerator": accelerator_id, **perf.to_dict()}
     _emit(

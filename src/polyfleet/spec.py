@@ -80,6 +80,9 @@ class InferenceWorkload(_Workload):
     slo: Slo = Slo()
     throughput: dict[str, Throughput] = {}
     allow_multi_instance: bool = False
+    batching: Literal["serial", "chunked"] = Field(
+        "serial", description="serving model: prefill apart from decode, or chunked into its steps"
+    )
     allow_api: bool = Field(True, description="may buy this model per token from api offers")
 
     @model_validator(mode="before")

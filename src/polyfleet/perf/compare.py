@@ -55,6 +55,7 @@ def compare_accelerators(
     ttft_ms: float | None = None,
     max_chips: int | None = None,
     term: str = "on-demand",
+    batching: str = "serial",
 ) -> list[dict[str, Any]]:
     """One row per accelerator: can it serve ``card`` at the SLO, how fast, and at what $/Mtok.
 
@@ -85,6 +86,7 @@ def compare_accelerators(
             tpot_ms=tpot_ms,
             ttft_ms=ttft_ms,
             max_chips=max_chips,
+            batching=batching,
         )
         offer = None
         reason = perf.reason

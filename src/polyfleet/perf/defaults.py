@@ -121,3 +121,11 @@ MFU_REFERENCE_CHIPS: dict[str, int] = {"cuda": 16_384, "xla": 6_144}
 H100; PaLM on 6,144 TPU v4).  The training model applies to the defaults only the scaling
 loss beyond these sizes, so the published loss is not counted twice.  Stacks without a
 published MFU have no reference: their MFU is an estimate and gets the whole loss."""
+
+BATCHING: str = "serial"
+"""How ``inference_perf`` schedules prompts; the default is "serial" (v1).  "serial":
+each prompt is a separate compute-bound prefill added to the request's time, outside
+the decode step.  "chunked": continuous batching with chunked prefill, every decode step
+also carries its share of prompt tokens, so prefill and decode share one step budget
+(TPOT) and TTFT depends on the batch.  Both are *models* of a scheduler, not
+measurements; see ``polyfleet.perf.inference``."""

@@ -110,6 +110,46 @@ Throughput (replica time per request: its prefill slot plus its share of decode 
 
 With ``p = 1`` these are ``per_request_s = pre + output_tokens*step(b)/b`` and
 ``ttft = pre``: a dense card without ``chips_per_node`` gives exactly the v1 numbers.
+
+Everything above is ``batching="serial"`` (the default, ``defaults.BATCHING``).
+
+Continuous batching with chunked prefill (``batching="chunked"``).  Steady state at
+``b`` requests decoding per micro-batch: each step emits ``b`` tokens, so ``b/output``
+requests finish per step and as many arrive; their prompts are chunked into the decode
+steps, each step carrying ``P(b) = b*input_tokens/output_tokens`` prompt tokens (the
+average; the prompt chunk reads no KV beyond its own context, which is ignored).  With
+``n(b) = b + P(b) = b*(1 + input/output)`` tokens per step::
+
+    mem(b)  = (R(n(b)) + b*ctx_mean*kv) / (t*BW*me)   MoE: the prompt tokens route too
+    comp(b) = 2*A*n(b) / (t*peak*ce)
+    step(b) = mem(b) + comp(b) + comm(n(b))
+    tpot(b) = step(b) + p*x(n(b))                     TPOT includes the prefill share
+    stage(b) = tpot(b)/p;  per_request_s = output_tokens*stage(b)/b   (no separate prefill)
+
+Dense: ``s1 = ctx_mean*kv/(t*BW*me) + (1 + input/output)*(2*A/(t*peak*ce) + c1 + p*x1)``.
+
+TTFT.  A prompt of ``input`` tokens is worked through at the step budget ``P(b)``; with
+first-come first-served prompts and one arrival every ``output/b`` steps, each prompt
+has the whole budget for ``input/P(b) = output/b`` steps and its first token is sampled
+at the end of the last of them; several prompts that arrive in one step (``b >=
+output``) all finish in that step.  A token of one micro-batch comes back every
+``tpot(b)``, so::
+
+    ttft(b) = tpot(b) * max(1, output_tokens/b)       (tpot(b) when input_tokens = 0)
+
+This is the steady-state schedule at the minimum prefill budget that keeps up with
+arrivals (no queueing, no burst); a scheduler with a larger per-step token budget
+could front-load a lone prompt, so it is an upper estimate of TTFT at that batch.
+``ttft`` falls with ``b`` up to ``b = output_tokens`` (``tpot(b)/b`` falls: the weight
+read is shared) and rises after it (``tpot`` grows), so the requests meeting a TTFT
+target form an interval of batches.  Batch: ``cap = min(b_mem, b_tpot)`` as above (with
+the chunked ``tpot``), ``b* = min(output_tokens, cap)`` the lowest-TTFT batch; if
+``ttft(b*)`` misses the target the result is infeasible ("slo: ttft ...", numbers at
+``cap``), else ``b`` = the largest integer in ``[b*, cap]`` with ``ttft(b) <= target``
+(bisection; ``ttft`` is non-decreasing there).  Throughput ``b/tpot(b)`` grows with
+``b``, so this is the batch that meets TTFT and TPOT at once with the most requests/s.
+When memory binds (no targets) the throughput equals the serial one but for the fixed
+all-reduce and hand-off latencies per prompt, which chunking amortises.
 """
 
 from __future__ import annotations
@@ -122,6 +162,7 @@ from polyfleet.catalog.models import BYTES_PER_DTYPE, Accelerator, ModelCard
 from polyfleet.perf import defaults
 from polyfleet.perf.defaults import (
     ALLREDUCE_LATENCY_S,
+    BATCHING,
     COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
     INTERNODE_GBPS,
@@ -231,6 +272,7 @@ def inference_perf(
     memory_efficiency: float = MEMORY_EFFICIENCY,
     compute_efficiency: float = COMPUTE_EFFICIENCY,
     internode_gbps: float = INTERNODE_GBPS,
+    batching: str = BATCHING,
 ) -> InferencePerf:
     """Size one inference replica and estimate its latency and throughput.
 
@@ -254,6 +296,8 @@ def inference_perf(
         raise ValueError("min_batch must be >= 1")
     if internode_gbps <= 0:
         raise ValueError("internode_gbps must be > 0")
+    if batching not in ("serial", "chunked"):
+        raise ValueError('batching must be "serial" or "chunked"')
     for name, value in (
         ("hbm_utilisation", hbm_utilisation),
         ("memory_efficiency", memory_efficiency),
@@ -328,12 +372,19 @@ def inference_perf(
         if card.hidden is not None:
             x1 = card.hidden * 2 / (internode_gbps * 1e9)
 
+    # Chunked prefill: every step also carries P(b) = b*input/output prompt tokens.
+    ratio = input_tokens / output_tokens if batching == "chunked" else 0.0
+
+    def tokens(b: float) -> float:
+        """Tokens one step of ``b`` decoding requests pushes through the model."""
+        return b * (1 + ratio)
+
     def mem(b: float) -> float:
-        read = weight_bytes_read(card, b) if moe else weights
+        read = weight_bytes_read(card, tokens(b)) if moe else weights
         return (read + b * ctx_mean * kv) / mem_rate
 
     def comp(b: float) -> float:
-        return 2 * active * b / comp_rate
+        return 2 * active * tokens(b) / comp_rate
 
     def comm(n: float) -> float:
         return c0 + c1 * n
@@ -342,10 +393,28 @@ def inference_perf(
         return x0 + x1 * n
 
     def step(b: float) -> float:
-        return mem(b) + comp(b) + comm(b)
+        return mem(b) + comp(b) + comm(tokens(b))
 
     def tpot(b: float) -> float:
-        return step(b) + p * xfer(b)
+        return step(b) + p * xfer(tokens(b))
+
+    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens)
+
+    def ttft(b: float) -> float:
+        if batching == "serial":
+            return pre + p * xfer(input_tokens)
+        steps = max(1.0, output_tokens / b) if input_tokens > 0 else 1.0
+        return tpot(b) * steps
+
+    def largest(lo: int, hi: int, ok: Any) -> int:
+        """Largest b in [lo, hi] with ok(b), given ok(lo) and ok monotone (true, then false)."""
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if ok(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
 
     b_mem = _floor((chips * usable - weights) / (ctx_full * kv)) // p
     b_tpot: float = math.inf
@@ -353,46 +422,53 @@ def inference_perf(
         target = tpot_ms / 1000
         if not moe:
             s0 = weights / mem_rate + c0 + p * x0
-            s1 = ctx_mean * kv / mem_rate + 2 * active / comp_rate + c1 + p * x1
+            s1 = ctx_mean * kv / mem_rate + (1 + ratio) * (2 * active / comp_rate + c1 + p * x1)
             b_tpot = _floor((target - s0) / s1)
         elif tpot(1) > target * (1 + _EPS):
             b_tpot = 0
         else:  # tpot grows with b: bisect for the largest b <= b_mem meeting the target
-            lo, hi = 1, max(b_mem, 1)
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if tpot(mid) <= target * (1 + _EPS):
-                    lo = mid
-                else:
-                    hi = mid - 1
-            b_tpot = lo
-    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens)
-    ttft = pre + p * xfer(input_tokens)
+            b_tpot = largest(1, max(b_mem, 1), lambda b: tpot(b) <= target * (1 + _EPS))
 
     if b_tpot < 1:
         return _infeasible(
             f"slo: tpot {tpot_ms:g} ms unreachable, one-request step is {tpot(1) * 1000:.1f} ms",
             chips_per_replica=chips,
             tpot_ms=tpot(1) * 1000,
-            ttft_ms=ttft * 1000,
+            ttft_ms=ttft(1) * 1000,
             bound="memory" if mem(1) >= comp(1) else "compute",
             pipeline_stages=p,
         )
     batch = int(min(b_mem, b_tpot))
 
-    stage = tpot(batch) / p
-    per_request = pre / p + xfer(input_tokens) + output_tokens * stage / batch
-    requests_per_s = 1 / per_request
     reason = ""
-    if ttft_ms is not None and ttft * 1000 > ttft_ms:
-        reason = f"slo: ttft {ttft * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
+    if ttft_ms is not None and batching == "chunked":
+        # ttft(b) falls until b = output_tokens, then rises: the largest b that meets the
+        # target lies between that minimum and the TPOT/memory cap.
+        limit_s = ttft_ms / 1000 * (1 + _EPS)
+        best = min(output_tokens, batch)
+        if ttft(best) <= limit_s:
+            batch = largest(best, batch, lambda b: ttft(b) <= limit_s)
+        else:
+            reason = (
+                f"slo: ttft {ttft(batch) * 1000:.1f} ms exceeds target {ttft_ms:g} ms; "
+                f"lowest reachable {ttft(best) * 1000:.1f} ms at batch {best * p}"
+            )
+    elif ttft_ms is not None and ttft(batch) * 1000 > ttft_ms:
+        reason = f"slo: ttft {ttft(batch) * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
+
+    stage = tpot(batch) / p
+    if batching == "serial":
+        per_request = pre / p + xfer(input_tokens) + output_tokens * stage / batch
+    else:  # prompts ride in the decode steps: b requests finish every output_tokens steps
+        per_request = output_tokens * stage / batch
+    requests_per_s = 1 / per_request
     return InferencePerf(
         feasible=not reason,
         reason=reason,
         chips_per_replica=chips,
         max_batch=batch * p,
         tpot_ms=tpot(batch) * 1000,
-        ttft_ms=ttft * 1000,
+        ttft_ms=ttft(batch) * 1000,
         replica_requests_per_s=requests_per_s,
         output_tokens_per_s_per_chip=requests_per_s * output_tokens / chips,
         bound="memory" if mem(batch) >= comp(batch) else "compute",

@@ -99,6 +99,7 @@ def _inference_rows(
             ttft_ms=w.slo.ttft_ms,
             max_chips=None if w.allow_multi_instance else cpi,
             chips_per_node=cpi if w.allow_multi_instance else None,
+            batching=w.batching,
             **(spec.calibration.efficiency(acc_id).kwargs() if spec.calibration else {}),
         )
 
