@@ -47,6 +47,12 @@ class Milp:
     row_family: np.ndarray = field(repr=False)  # family name per row
     row_label: np.ndarray = field(repr=False)  # workload / group / provider per row
     slack_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # row of each e
+    # what a rounding heuristic needs: offer and chips of each x, chips per instance of each
+    # u, job of each y
+    x_offer: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    x_chips: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    u_cpi: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    y_job: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
 
     @property
     def n_cols(self) -> int:
@@ -401,6 +407,10 @@ def build_milp(
         row_family=np.concatenate(rows.family),
         row_label=np.concatenate(rows.label),
         slack_rows=slack_rows,
+        x_offer=cand.inf_o,
+        x_chips=cand.inf_chips,
+        u_cpi=cand.offer_cpi,
+        y_job=cand.tr_w,
     )
 
 

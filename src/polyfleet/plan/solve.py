@@ -1,13 +1,21 @@
-"""Solve a built ``Milp`` with HiGHS and read the column values back."""
+"""Solve a built ``Milp`` with HiGHS and read the column values back.
+
+Large models first get a starting plan by rounding: the LP relaxation is solved with
+capacity, caps and budget tightened a little (to leave room for rounding up), replicas
+are rounded up, instances set to hold them, each training job put where the LP put most
+of it.  When that plan satisfies every original row it is handed to HiGHS, so a time
+limit still returns a plan.  It never changes what HiGHS may prove: it is only a start.
+"""
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 import highspy
 import numpy as np
+import scipy.sparse as sp
 
 from polyfleet.plan.build import Milp
 
@@ -38,6 +46,7 @@ class SolveOptions:
     mip_rel_gap: float = 1e-6
     time_limit_s: float = 60.0
     threads: int = 1
+    rounding_start_above: int = 2000
 
 
 @dataclass
@@ -50,6 +59,7 @@ class Solution:
     gap: float
     seconds: float
     limit: str = ""  # "time" when status is FEASIBLE or UNKNOWN because of the time limit
+    rounded_start: bool = False  # a rounded LP plan was handed to HiGHS as a start
 
 
 def _highs(milp: Milp, options: SolveOptions, integer: np.ndarray, upper: np.ndarray) -> highspy.Highs:
@@ -102,7 +112,74 @@ def _run(h: highspy.Highs, milp: Milp, is_mip: bool) -> Solution:
     return Solution(Status.INFEASIBLE, values, float("nan"), float("nan"), seconds)
 
 
+#: (row family, factor) applied to the LP before rounding: capacity rows keep 10% spare
+#: instances, share caps and budget 3% headroom
+_TIGHTEN = {"capacity": 0.9, "lock-in": 0.97, "budget": 0.97}
+
+
+def _tightened(milp: Milp) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Row matrix and upper bounds with capacity, caps and budget tightened (see _TIGHTEN)."""
+    A = milp.A.tocsr(copy=True)
+    upper = milp.row_upper.copy()
+    cap_rows = milp.row_family == "capacity"
+    upper[cap_rows] = np.floor(upper[cap_rows] * _TIGHTEN["capacity"])
+    budget_rows = milp.row_family == "budget"
+    upper[budget_rows] *= _TIGHTEN["budget"]
+    t_col = milp.cols["T"].start
+    for row in np.flatnonzero(milp.row_family == "lock-in"):  # few rows: one per provider/vendor
+        lo, hi = A.indptr[row], A.indptr[row + 1]
+        at_t = lo + np.flatnonzero(A.indices[lo:hi] == t_col)
+        A.data[at_t] *= _TIGHTEN["lock-in"]
+    return A, upper
+
+
+def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
+    """A feasible integer plan from the tightened LP by rounding, or None."""
+    A, upper = _tightened(milp)
+    relaxed = replace(milp, A=A, row_upper=upper)
+    lp = _run(_highs(relaxed, options, np.zeros_like(milp.integer), milp.upper), relaxed, False)
+    if lp.status != Status.OPTIMAL:
+        return None
+    v = lp.values.copy()
+    xs, us, ys = milp.cols["x"], milp.cols["u"], milp.cols["y"]
+    x = np.ceil(v[xs] - 1e-7)
+    chips = np.zeros(us.stop - us.start)
+    np.add.at(chips, milp.x_offer, x * milp.x_chips)
+    v[xs] = x
+    v[us] = np.ceil(chips / milp.u_cpi - 1e-9)
+    y = np.zeros(ys.stop - ys.start)
+    for job in np.unique(milp.y_job):  # one job at a time: few training jobs
+        k = np.flatnonzero(milp.y_job == job)
+        y[k[np.argmax(v[ys][k])]] = 1.0
+    v[ys] = y
+    # continuous columns that are definitions: z (served) and T (total spend)
+    served_rows = np.flatnonzero(milp.row_family == "served")
+    zs = milp.cols["z"]
+    z_part = milp.A[served_rows][:, zs.start : zs.stop]
+    rest = milp.A[served_rows] @ v - z_part @ v[zs]
+    v[zs] = np.maximum(-rest, 0.0)
+    v[milp.cols["T"]] = milp.cost @ v
+    activity = milp.A @ v
+    tol = 1e-6 * np.maximum(1.0, np.abs(activity))
+    ok = np.all(activity >= milp.row_lower - tol) and np.all(activity <= milp.row_upper + tol)
+    ok = ok and np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9)
+    return v if ok else None
+
+
 def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
     """Solve ``milp`` with HiGHS to ``options.mip_rel_gap`` within ``options.time_limit_s``."""
     options = options or SolveOptions()
-    return _run(_highs(milp, options, milp.integer, milp.upper), milp, bool(milp.integer.any()))
+    start = time.perf_counter()
+    given = None
+    if int(milp.integer.sum()) > options.rounding_start_above:
+        given = _rounded_start(milp, options)
+    left = max(options.time_limit_s - (time.perf_counter() - start), 0.01)
+    h = _highs(milp, replace(options, time_limit_s=left), milp.integer, milp.upper)
+    if given is not None:
+        solution = highspy.HighsSolution()
+        solution.col_value = list(given)
+        h.setSolution(solution)
+    sol = _run(h, milp, bool(milp.integer.any()))
+    sol.seconds = time.perf_counter() - start
+    sol.rounded_start = given is not None
+    return sol
