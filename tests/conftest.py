@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from polyfleet.catalog.models import Accelerator
 from polyfleet.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,3 +46,18 @@ def spec_file(tmp_path: Path) -> Callable[..., Path]:
 def cli() -> Callable[..., Result]:
     """``cli(*args)``: run the CLI in-process, returning click's Result."""
     return run_cli
+
+
+def toy_acc(**over: object) -> Accelerator:
+    """100 TFLOPS bf16, 200 fp8, 10 GB, 1 TB/s."""
+    fields: dict = {
+        "id": "toy",
+        "vendor": "nvidia",
+        "bf16_tflops": 100.0,
+        "fp8_tflops": 200.0,
+        "hbm_gb": 10.0,
+        "hbm_tbps": 1.0,
+        "stack": "cuda",
+    }
+    fields.update(over)
+    return Accelerator(**fields)

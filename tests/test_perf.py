@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from conftest import toy_acc
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import (
     InferencePerf,
@@ -21,21 +22,6 @@ from polyfleet.perf import (
 
 # Toy efficiencies: 9 GB usable of 10, 0.5 TB/s of 1, 50 TFLOP/s of 100.
 TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5}
-
-
-def toy_acc(**over: object) -> Accelerator:
-    """100 TFLOPS bf16, 200 fp8, 10 GB, 1 TB/s."""
-    fields: dict = {
-        "id": "toy",
-        "vendor": "nvidia",
-        "bf16_tflops": 100.0,
-        "fp8_tflops": 200.0,
-        "hbm_gb": 10.0,
-        "hbm_tbps": 1.0,
-        "stack": "cuda",
-    }
-    fields.update(over)
-    return Accelerator(**fields)
 
 
 def toy_card(**over: object) -> ModelCard:

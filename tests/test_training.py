@@ -16,7 +16,8 @@ import math
 
 import pytest
 
-from polyfleet.catalog.models import Accelerator, ModelCard
+from conftest import toy_acc
+from polyfleet.catalog.models import ModelCard
 from polyfleet.perf import defaults, training_perf
 from polyfleet.perf.training import activation_bytes, scaling_alpha, scaling_efficiency
 
@@ -24,20 +25,6 @@ ALPHA_CUDA = 0.35 / math.log2(11616 / 512)
 ALPHA_XLA = 0.23 / math.log2(6144 / 512)
 BASE = 100e12 * 0.40  # toy sustained FLOP/s per chip before scaling loss
 DAY = 86400
-
-
-def toy_acc(**over: object) -> Accelerator:
-    fields: dict = {
-        "id": "toy",
-        "vendor": "nvidia",
-        "bf16_tflops": 100.0,
-        "fp8_tflops": 200.0,
-        "hbm_gb": 10.0,
-        "hbm_tbps": 1.0,
-        "stack": "cuda",
-    }
-    fields.update(over)
-    return Accelerator(**fields)
 
 
 def toy_card(**over: object) -> ModelCard:
