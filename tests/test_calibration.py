@@ -220,3 +220,29 @@ def test_cli_perf_without_model_is_a_usage_error():
     result = CliRunner().invoke(main, ["perf"])
     assert result.exit_code == 2
     assert "--model" in result.output
+
+
+def test_bundled_calibration_is_the_fit_of_the_published_points():
+    import polyfleet
+
+    spec = polyfleet.build_spec(
+        {
+            "calibration": "bundled",
+            "workloads": [
+                {
+                    "name": "w",
+                    "kind": "inference",
+                    "model": "llama-3.1-8b",
+                    "requests_per_s": 1,
+                    "input_tokens": 100,
+                    "output_tokens": 100,
+                }
+            ],
+        }
+    )
+    assert spec.calibration is not None
+    refit = fit(read_measurements(PUBLISHED, load_bundled()), load_bundled(), fitted_at="x")
+    for acc in ("nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200"):
+        assert spec.calibration.efficiency(acc) == refit.efficiency(acc)
+    # accelerators without published points keep the global defaults
+    assert spec.calibration.efficiency("amd-mi300x") == Efficiency.default()

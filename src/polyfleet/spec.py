@@ -9,6 +9,7 @@ was expected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -162,7 +163,9 @@ class SpecModel(_Strict):
 
     horizon_months: float = Field(1.0, gt=0)
     catalog: Literal["bundled", "none"] | list[str] = "bundled"
-    calibration: str | None = Field(None, description="file written by `polyfleet perf calibrate`")
+    calibration: str | None = Field(
+        None, description="file written by `polyfleet perf calibrate`, or `bundled` (fit to published points)"
+    )
     accelerators: list[Accelerator] = []
     offers: list[Offer] = []
     api_offers: list[ApiOffer] = []
@@ -400,7 +403,10 @@ def build_spec(
     _check_duplicates(spec)
     spec.catalog = _base_catalog(model, base_dir or Path.cwd(), spec).merged(_inline_catalog(model))
     _check_references(spec)
-    if model.calibration is not None:
+    if model.calibration == "bundled":
+        with resources.as_file(resources.files("polyfleet.perf") / "data" / "calibration.yaml") as bundled:
+            spec.calibration = load_calibration(bundled)
+    elif model.calibration is not None:
         path = Path(model.calibration)
         path = path if path.is_absolute() else (base_dir or Path.cwd()) / path
         if not path.exists():
