@@ -20,8 +20,10 @@ from typing import Any
 import click
 import yaml
 from rich.console import Console
+from rich.table import Table
 
-from polyfleet.catalog.io import load_bundled
+from polyfleet.catalog.io import csv_section, load_bundled
+from polyfleet.catalog.skypilot import import_skypilot, offers_csv
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf import sized_inference_perf
 from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
@@ -380,15 +382,12 @@ _CATALOG_COLUMNS = {
 }
 
 
-@main.command("catalog")
-@click.argument("what", type=click.Choice(list(_CATALOG_COLUMNS)))
-@click.option("--vendor", help="only this chip vendor (accelerators, offers)")
-@click.option("--provider", help="only this provider (offers, api-offers)")
-@click.option("--stack", help="only this software stack (accelerators, offers)")
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@_handles_errors
-def catalog_cmd(what: str, vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
-    """List the bundled catalog: accelerators, offers, models or api-offers."""
+@main.group("catalog")
+def catalog_cmd() -> None:
+    """List the bundled catalog (accelerators, offers, models, api-offers) or import one."""
+
+
+def _catalog_list(what: str, vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
     cat = load_bundled()
     section = {
         "accelerators": cat.accelerators,
@@ -410,6 +409,55 @@ def catalog_cmd(what: str, vendor: str | None, provider: str | None, stack: str 
     _emit(
         _render(rows, fmt, lambda: records_table(f"{what} ({len(rows)})", rows, _CATALOG_COLUMNS[what])), None
     )
+
+
+def _catalog_list_command(what: str) -> None:
+    @catalog_cmd.command(what, help=f"List the bundled {what}.")
+    @click.option("--vendor", help="only this chip vendor (accelerators, offers)")
+    @click.option("--provider", help="only this provider (offers, api-offers)")
+    @click.option("--stack", help="only this software stack (accelerators, offers)")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @_handles_errors
+    def command(vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
+        _catalog_list(what, vendor, provider, stack, fmt)
+
+
+for _what in _CATALOG_COLUMNS:
+    _catalog_list_command(_what)
+
+
+@catalog_cmd.command("import-skypilot")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the offers here as CSV (name ending in offers.csv, e.g. skypilot-offers.csv)",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
+    """Import offers from a SkyPilot catalog folder (catalogs/v8 or the repository root)."""
+    if out is not None and csv_section(out) != "offers":
+        _fail(f"--out must be named offers.csv or <name>-offers.csv, got {out.name}")
+    result = import_skypilot(directory, load_bundled().accelerators)
+    counts = [
+        {"provider": provider, "term": term, "offers": n} for (provider, term), n in result.counts().items()
+    ]
+    skipped = [s._asdict() for s in result.skipped]
+    data = {"offers": len(result.offers), "counts": counts, "skipped": skipped}
+
+    def tables() -> Any:
+        group = Table.grid()
+        group.add_row(
+            records_table(f"imported offers ({len(result.offers)})", counts, ["provider", "term", "offers"])
+        )
+        group.add_row(records_table(f"skipped rows ({len(skipped)})", skipped, ["file", "line", "reason"]))
+        return group
+
+    _emit(_render(data, fmt, tables), None)
+    if out is not None:
+        _write_atomic(out, offers_csv(result.offers))
+        click.echo(f"wrote {out}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer, Stack
+from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.calibration import Calibration, load_calibration
 from polyfleet.yamlio import dotted, line_of, read_yaml
@@ -322,6 +323,13 @@ def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
     for index, entry in enumerate(model.catalog):
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
+            continue
+        if entry.startswith("skypilot:"):  # a SkyPilot catalog folder; list it after bundled
+            folder = Path(entry.removeprefix("skypilot:"))
+            folder = folder if folder.is_absolute() else spec_dir / folder
+            if not folder.is_dir():
+                raise spec.error(f"SkyPilot catalog folder not found: {folder}", "catalog", index)
+            catalog = catalog.merged(load_skypilot_catalog(folder, catalog.accelerators))
             continue
         path = Path(entry) if Path(entry).is_absolute() else spec_dir / entry
         if not path.exists():

@@ -103,6 +103,14 @@ def _yaml_line(lines: dict, section: str, index: int) -> int | None:
     return lines.get((section, index))
 
 
+def csv_section(path: Path) -> str | None:
+    """The section a catalog CSV holds: ``offers.csv`` or ``<anything>-offers.csv`` / ``.offers.csv``."""
+    for section in sorted(SECTIONS, key=len, reverse=True):
+        if path.stem == section or path.stem.endswith((f"-{section}", f".{section}")):
+            return section
+    return None
+
+
 def load_catalog_file(path: Path) -> Catalog:
     """An extra catalog: a YAML file with any of the sections, or a CSV named after one."""
     try:
@@ -112,10 +120,11 @@ def load_catalog_file(path: Path) -> Catalog:
     except OSError as exc:
         raise SpecError(f"cannot read catalog file: {exc.strerror}", file=str(path)) from exc
     if path.suffix == ".csv":
-        section = path.stem
-        if section not in SECTIONS:
+        section = csv_section(path)
+        if section is None:
             raise SpecError(
-                f"a catalog CSV must be named one of {', '.join(s + '.csv' for s in SECTIONS)}",
+                f"a catalog CSV must be named one of {', '.join(s + '.csv' for s in SECTIONS)}"
+                " (or end in -<that name>, e.g. skypilot-offers.csv)",
                 file=str(path),
             )
         model, key = SECTIONS[section]
