@@ -460,6 +460,87 @@ def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
         click.echo(f"wrote {out}", err=True)
 
 
+_PATHS_COLUMNS = [
+    "kind",
+    "offer",
+    "provider",
+    "resells",
+    "usd_per_mtok_blended",
+    "markup",
+    "notes",
+]
+
+
+@catalog_cmd.command("paths")
+@click.argument("model_name", metavar="MODEL")
+@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def paths_cmd(
+    model_name: str, input_tokens: int, output_tokens: int, tpot_ms: float | None, fmt: str
+) -> None:
+    """Every way to buy MODEL: direct, reseller, host api offers and self-hosting, cheapest first.
+
+    Prices are USD per million tokens, input and output blended at the given mix.
+    """
+    from polyfleet.plan.paths import buy_paths
+
+    rows = buy_paths(
+        model_name, load_bundled(), input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms
+    )
+    data = {
+        "model": model_name,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "tpot_ms": tpot_ms,
+        "paths": rows,
+    }
+    cells = [
+        {
+            **r,
+            "usd_per_mtok_blended": f"{r['usd_per_mtok_blended']:.3f}",
+            "markup": f"x{r['markup_ratio']:.2f} (+{r['markup_pct']:.0f}%)",
+        }
+        for r in rows
+    ]
+    title = f"{model_name}: ways to buy, $/Mtok blended ({input_tokens} in / {output_tokens} out)"
+    _emit(_render(data, fmt, lambda: records_table(title, cells, _PATHS_COLUMNS)), None)
+
+
+@main.group("export")
+def export_cmd() -> None:
+    """Export a plan's placements for other tools."""
+
+
+@export_cmd.command("skypilot")
+@click.argument("plan_path", metavar="PLAN.json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--workload", "workload", required=True, help="training workload to export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="look offers up in this spec's catalog instead of the bundled one",
+)
+@_handles_errors
+def export_skypilot_cmd(plan_path: Path, workload: str, out: Path | None, spec_path: Path | None) -> None:
+    """Write a SkyPilot task YAML for a training workload's placement in PLAN.json."""
+    from polyfleet.report.skypilot_task import skypilot_task_yaml
+
+    try:
+        data = json.loads(plan_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecError(f"cannot read plan: {exc.strerror}", file=str(plan_path)) from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        message = "not a plan JSON file (write one with `polyfleet plan --format json`)"
+        raise SpecError(message, file=str(plan_path)) from exc
+    catalog = load_spec(spec_path).catalog if spec_path is not None else load_bundled()
+    _emit(skypilot_task_yaml(data, workload, catalog, plan_file=str(plan_path)), out)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
 
