@@ -1,0 +1,169 @@
+"""``polyfleet catalog``: listings, SkyPilot import, every way to buy a model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from polyfleet.catalog.io import csv_section, load_bundled
+from polyfleet.catalog.skypilot import import_skypilot, offers_csv
+from polyfleet.cli._app import main
+from polyfleet.cli._common import _emit, _fail, _handles_errors, _render, _write_atomic
+from polyfleet.report.tables import records_table
+
+_CATALOG_COLUMNS = {
+    "accelerators": [
+        "id",
+        "vendor",
+        "stack",
+        "bf16_tflops",
+        "fp8_tflops",
+        "hbm_gb",
+        "hbm_tbps",
+        "confidence",
+        "as_of",
+    ],
+    "offers": [
+        "id",
+        "provider",
+        "region",
+        "accelerator",
+        "term",
+        "chips_per_instance",
+        "usd_per_chip_hour",
+        "available_instances",
+        "as_of",
+    ],
+    "models": ["name", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "attention", "dtype"],
+    "api-offers": ["id", "provider", "model", "usd_per_mtok_in", "usd_per_mtok_out", "resells", "as_of"],
+}
+
+
+@main.group("catalog")
+def catalog_cmd() -> None:
+    """List the bundled catalog (accelerators, offers, models, api-offers) or import one."""
+
+
+def _catalog_list(what: str, vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
+    cat = load_bundled()
+    section = {
+        "accelerators": cat.accelerators,
+        "offers": cat.offers,
+        "models": cat.models,
+        "api-offers": cat.api_offers,
+    }[what]
+    rows = []
+    for record in section.values():
+        row = record.model_dump()
+        acc = cat.accelerators.get(row.get("accelerator", row.get("id", "")))
+        if vendor and (acc is None or acc.vendor != vendor):
+            continue
+        if stack and (acc is None or acc.stack != stack):
+            continue
+        if provider and row.get("provider") != provider:
+            continue
+        rows.append(row)
+    _emit(
+        _render(rows, fmt, lambda: records_table(f"{what} ({len(rows)})", rows, _CATALOG_COLUMNS[what])), None
+    )
+
+
+def _catalog_list_command(what: str) -> None:
+    @catalog_cmd.command(what, help=f"List the bundled {what}.")
+    @click.option("--vendor", help="only this chip vendor (accelerators, offers)")
+    @click.option("--provider", help="only this provider (offers, api-offers)")
+    @click.option("--stack", help="only this software stack (accelerators, offers)")
+    @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+    @_handles_errors
+    def command(vendor: str | None, provider: str | None, stack: str | None, fmt: str) -> None:
+        _catalog_list(what, vendor, provider, stack, fmt)
+
+
+for _what in _CATALOG_COLUMNS:
+    _catalog_list_command(_what)
+
+
+@catalog_cmd.command("import-skypilot")
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="write the offers here as CSV (name ending in offers.csv, e.g. skypilot-offers.csv)",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
+    """Import offers from a SkyPilot catalog folder (catalogs/v8 or the repository root)."""
+    if out is not None and csv_section(out) != "offers":
+        _fail(f"--out must be named offers.csv or <name>-offers.csv, got {out.name}")
+    result = import_skypilot(directory, load_bundled().accelerators)
+    counts = [
+        {"provider": provider, "term": term, "offers": n} for (provider, term), n in result.counts().items()
+    ]
+    skipped = [s._asdict() for s in result.skipped]
+    data = {"offers": len(result.offers), "counts": counts, "skipped": skipped}
+
+    def tables() -> Any:
+        group = Table.grid()
+        group.add_row(
+            records_table(f"imported offers ({len(result.offers)})", counts, ["provider", "term", "offers"])
+        )
+        group.add_row(records_table(f"skipped rows ({len(skipped)})", skipped, ["file", "line", "reason"]))
+        return group
+
+    _emit(_render(data, fmt, tables), None)
+    if out is not None:
+        _write_atomic(out, offers_csv(result.offers))
+        click.echo(f"wrote {out}", err=True)
+
+
+_PATHS_COLUMNS = [
+    "kind",
+    "offer",
+    "provider",
+    "resells",
+    "usd_per_mtok_blended",
+    "markup",
+    "notes",
+]
+
+
+@catalog_cmd.command("paths")
+@click.argument("model_name", metavar="MODEL")
+@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def paths_cmd(
+    model_name: str, input_tokens: int, output_tokens: int, tpot_ms: float | None, fmt: str
+) -> None:
+    """Every way to buy MODEL: direct, reseller, host api offers and self-hosting, cheapest first.
+
+    Prices are USD per million tokens, input and output blended at the given mix.
+    """
+    from polyfleet.plan.paths import buy_paths
+
+    rows = buy_paths(
+        model_name, load_bundled(), input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms
+    )
+    data = {
+        "model": model_name,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "tpot_ms": tpot_ms,
+        "paths": rows,
+    }
+    cells = [
+        {
+            **r,
+            "usd_per_mtok_blended": f"{r['usd_per_mtok_blended']:.3f}",
+            "markup": f"x{r['markup_ratio']:.2f} (+{r['markup_pct']:.0f}%)",
+        }
+        for r in rows
+    ]
+    title = f"{model_name}: ways to buy, $/Mtok blended ({input_tokens} in / {output_tokens} out)"
+    _emit(_render(data, fmt, lambda: records_table(title, cells, _PATHS_COLUMNS)), None)

@@ -1,0 +1,298 @@
+"""``polyfleet perf`` and ``polyfleet perf calibrate``."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polyfleet.catalog.io import load_bundled
+from polyfleet.cli._app import main
+from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic
+from polyfleet.errors import SpecError, did_you_mean
+from polyfleet.perf import sized_inference_perf
+from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
+from polyfleet.report.tables import records_table
+
+_COMPARE_COLUMNS = [
+    "accelerator",
+    "vendor",
+    "chips_per_replica",
+    "max_batch",
+    "tpot_ms",
+    "output_tokens_per_s_per_chip",
+    "usd_per_chip_hour",
+    "usd_per_mtok_out",
+    "provider",
+    "reason",
+]
+_COMPARE_HEADERS = {
+    "chips_per_replica": "chips",
+    "max_batch": "batch",
+    "output_tokens_per_s_per_chip": "tok/s/chip",
+}
+_CHART_SUFFIXES = (".png", ".svg")
+
+
+def _compare_table_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Rounded, labelled cells of one comparison row for the person-facing table."""
+
+    def num(value: float | None, fmt: str) -> str | None:
+        return None if value is None else format(value, fmt)
+
+    out = {_COMPARE_HEADERS.get(k, k): row[k] for k in _COMPARE_COLUMNS}
+    out["tpot_ms"] = num(row["tpot_ms"], ".1f") if row["feasible"] else None
+    out["tok/s/chip"] = num(row["output_tokens_per_s_per_chip"], ",.1f") if row["feasible"] else None
+    out["usd_per_chip_hour"] = num(row["usd_per_chip_hour"], ".2f")
+    out["usd_per_mtok_out"] = num(row["usd_per_mtok_out"], ".3f")
+    if not row["feasible"]:
+        out["chips"] = out["batch"] = None
+    return out
+
+
+def _write_chart_atomic(path: Path, fig: Any) -> None:
+    """Save a figure via a temporary file and rename (like ``_write_atomic``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format=path.suffix[1:])
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _perf_compare(
+    model_name: str,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    tpot_ms: float | None,
+    ttft_ms: float | None,
+    max_chips: int | None,
+    term: str,
+    batching: str,
+    fmt: str,
+    chart: Path | None,
+) -> None:
+    """``polyfleet perf`` without ``--accelerator``: every bundled accelerator, cheapest first."""
+    from polyfleet.perf.compare import compare_accelerators
+
+    if chart is not None and chart.suffix.lower() not in _CHART_SUFFIXES:
+        raise SpecError(f"chart file must end in .png or .svg, got {chart.name!r}", file="--chart")
+    cat = load_bundled()
+    rows = compare_accelerators(
+        cat.models[model_name],
+        cat.accelerators,
+        cat.offers,
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tpot_ms=tpot_ms,
+        ttft_ms=ttft_ms,
+        max_chips=max_chips,
+        term=term,
+        batching=batching,
+    )
+    slo = ", ".join(
+        part
+        for part in (
+            f"{input_tokens} in / {output_tokens} out tokens",
+            f"tpot <= {tpot_ms:g} ms" if tpot_ms is not None else "",
+            f"ttft <= {ttft_ms:g} ms" if ttft_ms is not None else "",
+            term,
+        )
+        if part
+    )
+    title = f"{model_name}: $/Mtok out by accelerator ({slo})"
+    data = {
+        "model": model_name,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "tpot_ms": tpot_ms,
+        "ttft_ms": ttft_ms,
+        "term": term,
+        "accelerators": rows,
+    }
+    _emit(
+        _render(
+            data,
+            fmt,
+            lambda: records_table(
+                title,
+                [_compare_table_row(r) for r in rows],
+                [_COMPARE_HEADERS.get(c, c) for c in _COMPARE_COLUMNS],
+            ),
+        ),
+        None,
+    )
+    if chart is not None:
+        from polyfleet.report.charts import perf_chart
+
+        _write_chart_atomic(chart, perf_chart(rows, title))
+        click.echo(f"wrote {chart}", err=True)
+    if not any(r["feasible"] for r in rows):
+        click.echo("polyfleet: no accelerator meets the SLO", err=True)
+        sys.exit(1)
+
+
+@main.group("perf", invoke_without_command=True)
+@click.option("--model", "model_name", default=None, help="bundled model card name (required)")
+@click.option(
+    "--accelerator",
+    "accelerator_id",
+    default=None,
+    help="bundled accelerator id; leave out (or 'all') to compare every accelerator's $/Mtok",
+)
+@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--max-chips", type=click.IntRange(min=1), default=None)
+@click.option(
+    "--batching",
+    type=click.Choice(["serial", "chunked"]),
+    default="serial",
+    show_default=True,
+    help="serial: prefill apart from decode; chunked: prompts chunked into every decode step",
+)
+@click.option(
+    "--term",
+    type=click.Choice(["on-demand", "spot"]),
+    default="on-demand",
+    show_default=True,
+    help="offer term to price (comparison only)",
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="write a .png or .svg bar chart of $/Mtok (comparison only)",
+)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.pass_context
+@_handles_errors
+def perf_cmd(
+    ctx: click.Context,
+    model_name: str | None,
+    accelerator_id: str | None,
+    input_tokens: int,
+    output_tokens: int,
+    tpot_ms: float | None,
+    ttft_ms: float | None,
+    max_chips: int | None,
+    batching: str,
+    term: str,
+    chart: Path | None,
+    fmt: str,
+) -> None:
+    """Roofline estimate of one model on one accelerator, or on every accelerator with $/Mtok.
+
+    Without --accelerator (or with 'all') the table lists, cheapest first, tokens/s per
+    chip and $ per million output tokens on each bundled accelerator's cheapest offer.
+    Exit 1 when no accelerator (or the one asked for) meets the SLO.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if model_name is None:
+        raise click.UsageError("Missing option '--model'.")
+    cat = load_bundled()
+    if model_name not in cat.models:
+        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}", file="--model")
+    if accelerator_id is None or accelerator_id == "all":
+        _perf_compare(
+            model_name,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            tpot_ms=tpot_ms,
+            ttft_ms=ttft_ms,
+            max_chips=max_chips,
+            term=term,
+            batching=batching,
+            fmt=fmt,
+            chart=chart,
+        )
+        return
+    if chart is not None:
+        raise SpecError("a chart compares every accelerator: leave out --accelerator", file="--chart")
+    if accelerator_id not in cat.accelerators:
+        raise SpecError(
+            f"unknown accelerator {accelerator_id!r}{did_you_mean(accelerator_id, cat.accelerators)}",
+            file="--accelerator",
+        )
+    perf = sized_inference_perf(
+        cat.models[model_name],
+        cat.accelerators[accelerator_id],
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        tpot_ms=tpot_ms,
+        ttft_ms=ttft_ms,
+        max_chips=max_chips,
+        batching=batching,
+    )
+    data = {"model": model_name, "accelerator": accelerator_id, **perf.to_dict()}
+    _emit(
+        _render(
+            data,
+            fmt,
+            lambda: records_table(
+                f"{model_name} on {accelerator_id}",
+                [{"field": k, "value": v} for k, v in data.items()],
+                ["field", "value"],
+            ),
+        ),
+        None,
+    )
+    if not perf.feasible:
+        sys.exit(1)
+
+
+@perf_cmd.command("calibrate")
+@click.argument("measurements", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("calibration.yaml"),
+    show_default=True,
+    help="calibration file to write (name it in a spec as `calibration: FILE`)",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def calibrate_cmd(measurements: Path, out: Path, fmt: str) -> None:
+    """Fit compute and memory efficiencies per accelerator from measured throughput points."""
+    cat = load_bundled()
+    points = read_measurements(measurements, cat)
+    cal = fit(points, cat, fitted_at=datetime.date.today().isoformat(), source=str(measurements))
+    _write_atomic(out, dump_yaml(cal))
+    data = cal.to_dict()
+    rows = [
+        {
+            "accelerator": acc,
+            "points": f.n_points,
+            "compute": f.efficiency.compute,
+            "memory": f.efficiency.memory,
+            "error_before_pct": f.error_before_pct,
+            "error_after_pct": f.error_after_pct,
+            "fitted": f.fitted,
+        }
+        for acc, f in sorted(cal.accelerators.items())
+    ]
+    _emit(
+        _render(
+            data,
+            fmt,
+            lambda: records_table(
+                f"calibration from {len(points)} points: median error {cal.error_before_pct:.1f}% -> "
+                f"{cal.error_after_pct:.1f}%",
+                rows,
+                list(rows[0]) if rows else ["accelerator"],
+            ),
+        ),
+        None,
+    )
+    click.echo(f"wrote {out}", err=True)

@@ -1,0 +1,45 @@
+"""``polyfleet plan``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from polyfleet.cli._app import main
+from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
+from polyfleet.plan import SolveOptions, plan
+from polyfleet.report.tables import plan_tables
+from polyfleet.spec import load_spec
+
+
+@main.command("plan")
+@click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--explain", is_flag=True, help="price each policy by re-solving without it")
+@click.option("--gap", type=click.FloatRange(0, 1), default=1e-6, show_default=True, help="relative MIP gap")
+@click.option(
+    "--time-limit",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="solver time limit, seconds",
+)
+@_handles_errors
+def plan_cmd(
+    spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: float, time_limit: float
+) -> None:
+    """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
+    spec = load_spec(spec_path)
+    result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
+    data = result.to_dict()
+    _emit(_render(data, fmt, lambda: plan_tables(data)), out)
+    if not result.feasible:
+        info = result.infeasibility
+        click.echo(
+            f"polyfleet: {result.status} ({info.family if info else '?'}): {info.message if info else ''}",
+            err=True,
+        )
+        sys.exit(1)
