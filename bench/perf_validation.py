@@ -37,8 +37,8 @@ from pathlib import Path
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.catalog.models import Accelerator, ModelCard
-from polyfleet.perf.defaults import HBM_UTILISATION
-from polyfleet.perf.inference import InferencePerf, inference_perf
+from polyfleet.perf.calibration import Efficiency, Measurement, predict_perf
+from polyfleet.perf.inference import InferencePerf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MEASUREMENTS = REPO_ROOT.parent / "shared" / "data" / "reference" / "published_throughput.csv"
@@ -83,28 +83,20 @@ class Row:
 def predict(
     card: ModelCard, acc: Accelerator, tp: int, input_tokens: int, output_tokens: int
 ) -> tuple[float | None, InferencePerf, str]:
-    """Predicted output tokens/s of a ``tp``-chip group, the perf result, and a note."""
-    kv = card.kv_bytes_per_token or 0.0
-    ctx_full = input_tokens + output_tokens
-    min_batch = 1
-    if tp > 1 and kv > 0:
-        # Just more requests than tp/2 chips can hold, so the smallest group that fits is tp.
-        half = (tp // 2) * acc.hbm_gb * 1e9 * HBM_UTILISATION
-        min_batch = max(1, int((half - card.weight_bytes) // (ctx_full * kv)) + 1)
-    perf = inference_perf(
-        card,
-        acc,
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        max_chips=tp,
-        min_batch=min_batch,
-    )
-    if not perf.feasible and perf.reason.startswith("memory") and min_batch > 1:
-        perf = inference_perf(card, acc, input_tokens=input_tokens, output_tokens=output_tokens, max_chips=tp)
-    if not perf.feasible:
+    """Predicted output tokens/s of a ``tp``-chip group, the perf result, and a note.
+
+    The same forcing of the group to ``tp`` chips as ``polyfleet perf calibrate`` uses
+    (``calibration.predict_perf``), at the default efficiencies.
+    """
+    point = Measurement(
+        model=card.name, dtype=card.dtype, accelerator=acc.id, tensor_parallel=tp,
+        input_tokens=input_tokens, output_tokens=output_tokens, output_tokens_per_s=1.0,
+    )  # fmt: skip
+    value, perf = predict_perf(card, acc, point, Efficiency.default())
+    if value is None:
         return None, perf, perf.reason
     note = "" if perf.chips_per_replica == tp else f"* t={perf.chips_per_replica}, scaled to {tp}"
-    return perf.output_tokens_per_s_per_chip * tp, perf, note
+    return value, perf, note
 
 
 def load_rows(path: Path) -> list[Row]:

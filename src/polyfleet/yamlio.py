@@ -58,8 +58,12 @@ def read_yaml(path: Path, what: str = "spec") -> tuple[Any, Lines]:
     except OSError as exc:
         raise SpecError(f"cannot read {what}: {exc.strerror}", file=file) from exc
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # parse once: the node tree gives lines, then data
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         mark = getattr(exc, "problem_mark", None)

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import click
 import yaml
@@ -40,17 +40,22 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_atomic_with(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write via a temporary file and rename, so a failure never truncates an existing file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    _write_atomic_with(path, lambda fh: fh.write(text.encode("utf-8")))
 
 
 def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +11,7 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic
+from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic, _write_atomic_with
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf import sized_inference_perf
 from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
@@ -56,16 +54,8 @@ def _compare_table_row(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _write_chart_atomic(path: Path, fig: Any) -> None:
-    """Save a figure via a temporary file and rename (like ``_write_atomic``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format=path.suffix[1:])
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Save a figure atomically, in the format its suffix names."""
+    _write_atomic_with(path, lambda fh: fig.savefig(fh, format=path.suffix[1:]))
 
 
 def _perf_compare(
