@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -418,3 +422,19 @@ def test_batching_choice_reaches_the_perf_model_and_the_planner(tmp_path):
         k = next(i for i, o in enumerate(cand.inf_o) if cand.offers[o].accelerator == "nvidia-h100-sxm")
         rps[mode] = cand.inf_rps[k]
     assert rps["chunked"] != pytest.approx(rps["serial"])
+
+
+def test_plan_json_on_real_stdout_is_pure_json(tmp_path):
+    """Run the installed console script in a child process: stdout must be only the JSON.
+
+    CliRunner captures Python's sys.stdout only; a C library writing to file descriptor 1
+    (HiGHS 1.16 prints a banner there) is caught only by a real process.
+    """
+    exe = shutil.which("polyfleet") or str(Path(sys.executable).with_name("polyfleet"))
+    proc = subprocess.run(
+        [exe, "plan", str(EXAMPLES / "startup.yaml"), "--format", "json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["status"] == "optimal"

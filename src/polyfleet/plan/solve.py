@@ -9,6 +9,8 @@ limit still returns a plan.  It never changes what HiGHS may prove: it is only a
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -62,8 +64,28 @@ class Solution:
     rounded_start: bool = False  # a rounded LP plan was handed to HiGHS as a start
 
 
+def _new_highs() -> highspy.Highs:
+    """A ``Highs`` object whose construction prints nothing.
+
+    HiGHS 1.16 writes a copyright banner to file descriptor 1 (from C++, once per process)
+    when the first ``Highs`` is built, before ``output_flag`` can be set; that would corrupt
+    ``polyfleet plan --format json`` on stdout, so fd 1 points at /dev/null meanwhile.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            h = highspy.Highs()
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    h.setOptionValue("output_flag", False)
+    return h
+
+
 def _highs(milp: Milp, options: SolveOptions, integer: np.ndarray, upper: np.ndarray) -> highspy.Highs:
-    h = highspy.Highs()
+    h = _new_highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(options.mip_rel_gap))
     h.setOptionValue("time_limit", max(float(options.time_limit_s), 0.01))
