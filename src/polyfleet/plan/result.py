@@ -98,6 +98,8 @@ def _offer_fields(cand: Candidates, o: int) -> dict[str, Any]:
         "provider": offer.provider,
         "vendor": str(cand.offer_vendor[o]),
         "accelerator": offer.accelerator,
+        "region": offer.region,
+        "term": offer.term,
     }
 
 
@@ -262,11 +264,21 @@ def _workloads(
             {
                 "name": w.name,
                 "kind": kind,
+                "demand": _demand(w, D),
                 "usd": round(sum(a["usd"] for a in allocations), 2),
                 "allocations": allocations,
             }
         )
     return out
+
+
+def _demand(w: Any, peak_rps: float) -> dict[str, float]:
+    """What the workload must be served: what risk re-dispatch and the gateway read back."""
+    if isinstance(w, InferenceWorkload):
+        return {"requests_per_s": float(w.requests_per_s), "peak_requests_per_s": round(peak_rps, 6)}
+    if isinstance(w, TrainingWorkload):
+        return {"tokens_b": float(w.tokens_b), "deadline_days": float(w.deadline_days)}
+    return {"mtok_in_per_month": float(w.mtok_in_per_month), "mtok_out_per_month": float(w.mtok_out_per_month)}
 
 
 def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str, float]]:
