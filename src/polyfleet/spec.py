@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
-from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer, Stack
+from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer, Stack
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.calibration import Calibration, load_calibration
@@ -40,6 +40,12 @@ class Policy(_Strict):
     max_share: MaxShare = MaxShare()
     survive_provider_loss: float = Field(0.0, ge=0, le=1, description="f: fraction served after N-1")
     budget_usd: float | None = Field(None, gt=0)
+    max_spot_share: float = Field(
+        1.0, ge=0, le=1, description="most of a workload's peak demand spot capacity may serve"
+    )
+    spot_counts_for_survival: bool = Field(
+        False, description="count spot replicas as capacity that survives a provider loss"
+    )
 
 
 class Slo(_Strict):
@@ -69,7 +75,15 @@ class _Workload(_Strict):
     stacks: list[Stack] | None = None
 
 
-class InferenceWorkload(_Workload):
+class _Placed(_Workload):
+    """A workload that runs on rented capacity, so spot preemption concerns it."""
+
+    max_spot_share: float | None = Field(
+        None, ge=0, le=1, description="overrides policy.max_spot_share for this workload"
+    )
+
+
+class InferenceWorkload(_Placed):
     """A model served at a traffic rate under latency SLOs."""
 
     kind: Literal["inference"]
@@ -130,8 +144,13 @@ class InferenceWorkload(_Workload):
         return self.requests_per_s * self.peak_to_mean
 
 
-class TrainingWorkload(_Workload):
-    """A job of a given FLOP count with a deadline, gang-scheduled on one offer."""
+class TrainingWorkload(_Placed):
+    """A job of a given FLOP count with a deadline, gang-scheduled on one offer.
+
+    A job is placed whole, so its spot share is 0 or 1: with a max spot share below 1 it
+    is not placed on spot.  ``data_gb`` at ``data_at`` (its dataset and checkpoints) is
+    moved to a placement at any other provider, at ``data_at``'s egress price.
+    """
 
     kind: Literal["training"]
     model: str | ModelCard
@@ -139,6 +158,14 @@ class TrainingWorkload(_Workload):
     deadline_days: float = Field(gt=0)
     flops: float | None = Field(None, gt=0, description="total FLOPs; default 6 x active params x tokens")
     mfu: float | None = Field(None, gt=0, le=1)
+    data_gb: float | None = Field(None, gt=0, description="dataset and checkpoints to move, GB")
+    data_at: str | None = Field(None, min_length=1, description="provider that holds the data")
+
+    @model_validator(mode="after")
+    def _data_both(self) -> TrainingWorkload:
+        if (self.data_gb is None) != (self.data_at is None):
+            raise ValueError("give data_gb and data_at together (how much data, and which provider holds it)")
+        return self
 
 
 class ApiWorkload(_Workload):
@@ -171,6 +198,7 @@ class SpecModel(_Strict):
     offers: list[Offer] = []
     api_offers: list[ApiOffer] = []
     models: list[ModelCard] = []
+    egress: list[Egress] = []
     policy: Policy = Policy()
     workloads: list[Workload] = Field(min_length=1)
 
@@ -215,6 +243,7 @@ _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "offers": Offer,
     "api_offers": ApiOffer,
     "models": ModelCard,
+    "egress": Egress,
 }
 _KIND_MODELS: dict[str, type[BaseModel]] = {
     "inference": InferenceWorkload,
@@ -311,6 +340,7 @@ def _inline_catalog(model: SpecModel) -> Catalog:
         offers={o.id: o for o in model.offers},
         api_offers={a.id: a for a in model.api_offers},
         models={m.name: m for m in model.models},
+        egress={e.provider: e for e in model.egress},
     )
 
 
@@ -344,6 +374,7 @@ def _check_duplicates(spec: Spec) -> None:
         ("offers", "id"),
         ("api_offers", "id"),
         ("models", "name"),
+        ("egress", "provider"),
         ("workloads", "name"),
     ):
         seen: set[str] = set()
@@ -394,6 +425,27 @@ def _check_references(spec: Spec) -> None:
                         "throughput",
                         key,
                     )
+        if isinstance(w, TrainingWorkload) and w.data_at is not None:
+            _check_data_at(spec, index, w.data_at)
+
+
+def _check_data_at(spec: Spec, index: int, provider: str) -> None:
+    """``data_at`` names a provider whose egress price is known (bundled or in the spec)."""
+    cat = spec.catalog
+    known = sorted({o.provider for o in cat.offers.values()} | set(cat.egress))
+    if provider not in known:
+        raise spec.error(
+            f"unknown provider {provider!r}{did_you_mean(provider, known)}", "workloads", index, "data_at"
+        )
+    egress = cat.egress.get(provider)
+    if egress is None or egress.usd_per_gb is None:
+        raise spec.error(
+            f"no egress price for provider {provider!r}: add it to the spec as "
+            f"egress: [{{provider: {provider}, usd_per_gb: ...}}]",
+            "workloads",
+            index,
+            "data_at",
+        )
 
 
 def build_spec(

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from polyfleet.catalog.models import Accelerator, ApiOffer, ModelCard, Offer
+from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer
 from polyfleet.errors import SpecError
 from polyfleet.yamlio import read_yaml
 
@@ -24,6 +24,7 @@ SECTIONS: dict[str, tuple[type[BaseModel], str]] = {
     "offers": (Offer, "id"),
     "api_offers": (ApiOffer, "id"),
     "models": (ModelCard, "name"),
+    "egress": (Egress, "provider"),
 }
 
 
@@ -35,6 +36,7 @@ class Catalog:
     offers: dict[str, Offer] = field(default_factory=dict)
     api_offers: dict[str, ApiOffer] = field(default_factory=dict)
     models: dict[str, ModelCard] = field(default_factory=dict)
+    egress: dict[str, Egress] = field(default_factory=dict)  # by provider
 
     def merged(self, other: Catalog) -> Catalog:
         """A new catalog with ``other``'s entries added; same ids are replaced by ``other``'s."""
@@ -43,6 +45,7 @@ class Catalog:
             offers={**self.offers, **other.offers},
             api_offers={**self.api_offers, **other.api_offers},
             models={**self.models, **other.models},
+            egress={**self.egress, **other.egress},
         )
 
     def api_models(self) -> set[str]:

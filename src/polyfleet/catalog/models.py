@@ -99,6 +99,21 @@ class ApiOffer(_Record):
         return "" if value is None else value
 
 
+class Egress(_Record):
+    """What moving data out of a provider costs: USD per GB past the free allowance.
+
+    Moving a dataset or checkpoints from provider A to a placement at B is paid at A's
+    internet egress rate (the first paid tier; volume discounts are left out).
+    """
+
+    provider: str
+    usd_per_gb: float | None = Field(None, ge=0, description="empty when no price is published")
+    free_gb_per_month: float | None = Field(None, ge=0)
+    tier_note: str = ""
+    source: str = ""
+    as_of: str = ""
+
+
 class ModelCard(_Record):
     """Architecture numbers a performance model needs.
 

@@ -28,7 +28,7 @@ from polyfleet.spec import ApiWorkload, InferenceWorkload, Policy, TrainingWorkl
 #: relative price perturbation per rank step that breaks exact ties toward lower offer ids
 TIE_BREAK = 1e-7
 
-FAMILIES = ("demand", "packing", "capacity", "api-rate", "lock-in", "survival", "budget")
+FAMILIES = ("demand", "packing", "capacity", "api-rate", "spot", "lock-in", "survival", "budget")
 
 
 @dataclass
@@ -209,6 +209,30 @@ def define_spend(ctx: _Ctx) -> None:
     ctx.rows.add("spend", np.array(["total"], dtype=object), rows, cols, vals, 0.0, 0.0)
 
 
+def define_spot(ctx: _Ctx) -> None:
+    """At most m[w] of an inference workload's peak D on spot: non-spot replicas + api >= (1-m) D.
+
+    Written as ``z[w] - sum_{o spot} r x + D sum_a s >= (1 - m) D``; rows where m >= 1 are
+    dropped.  Training jobs with m < 1 have no spot candidates at all (a job is placed whole).
+    """
+    c = ctx.cand
+    inf, _, _ = _kinds(c)
+    capped = np.flatnonzero(inf & (c.spot_cap < 1))
+    if not len(capped):
+        return
+    pos = np.full(len(c.workloads), -1)
+    pos[capped] = np.arange(len(capped))
+    k = np.flatnonzero((pos[c.inf_w] >= 0) & c.offer_spot[c.inf_o])
+    a = np.flatnonzero(pos[c.api_w] >= 0) if len(c.api_w) else np.zeros(0, int)
+    rows = np.concatenate([np.arange(len(capped)), pos[c.inf_w[k]], pos[c.api_w[a]]])
+    cols = np.concatenate([ctx.col("z", capped), ctx.col("x", k), ctx.col("s", a)])
+    vals = np.concatenate([np.ones(len(capped)), -c.inf_rps[k], c.peak_rps[c.api_w[a]]])
+    names = np.array([c.workloads[w].name for w in capped], dtype=object)
+    rhs = (1 - c.spot_cap[capped]) * c.peak_rps[capped]
+    ids = ctx.rows.add("spot", names, rows, cols, vals, rhs, np.inf)
+    ctx.slack_rows["spot"] = ids
+
+
 def _spend_columns(ctx: _Ctx, group: str) -> tuple[np.ndarray, np.ndarray]:
     """(column, group value) for every column that carries spend, for provider or vendor."""
     c = ctx.cand
@@ -289,9 +313,20 @@ def define_survival(ctx: _Ctx) -> None:
     row_of = np.full((n_w, n_p), -1)
     row_of[ww, pp] = np.arange(len(ww))
     k = np.flatnonzero(need[c.inf_w, inf_p])
-    rows = np.concatenate([np.arange(len(ww)), row_of[c.inf_w[k], inf_p[k]]])
-    cols = np.concatenate([ctx.col("z", ww), ctx.col("x", k)])
-    vals = np.concatenate([np.ones(len(ww)), -c.inf_rps[k]])
+    rows = [np.arange(len(ww)), row_of[c.inf_w[k], inf_p[k]]]
+    cols = [ctx.col("z", ww), ctx.col("x", k)]
+    vals = [np.ones(len(ww)), -c.inf_rps[k]]
+    if not ctx.policy.spot_counts_for_survival:
+        # spot replicas at the other providers do not count either: each spot candidate
+        # of w enters every row (w, p) with p != its own provider (those at p already do)
+        spot = np.flatnonzero(c.offer_spot[c.inf_o])
+        R = row_of[c.inf_w[spot]]  # (spot candidates, providers): row id or -1
+        hit = (R >= 0) & (np.arange(n_p)[None, :] != inf_p[spot][:, None])
+        i, p = np.nonzero(hit)
+        rows.append(R[i, p])
+        cols.append(ctx.col("x", spot[i]))
+        vals.append(-c.inf_rps[spot[i]])
+    rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     names = np.array([w.name for w in c.workloads], dtype=object)
     labels = np.array(
         [f"{names[w]} without {providers[p]}" for w, p in zip(ww, pp, strict=True)], dtype=object
@@ -322,6 +357,7 @@ _DEFINE = {
     "packing": define_packing,
     "capacity": define_capacity,
     "api-rate": define_api_rate,
+    "spot": define_spot,
     "lock-in": define_lock_in,
     "survival": define_survival,
     "budget": define_budget,

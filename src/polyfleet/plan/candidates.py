@@ -34,6 +34,7 @@ class Candidates:
     offer_cpi: np.ndarray  # chips per instance
     offer_usd_per_instance: np.ndarray  # one instance for the whole horizon
     offer_avail: np.ndarray  # available instances
+    offer_spot: np.ndarray  # bool per offer: term is spot (preemptible)
     # inference: replicas x[k] of workload inf_w[k] on offer inf_o[k]
     inf_w: np.ndarray
     inf_o: np.ndarray
@@ -45,7 +46,8 @@ class Candidates:
     tr_chips: np.ndarray
     tr_instances: np.ndarray
     tr_hours: np.ndarray
-    tr_usd: np.ndarray
+    tr_usd: np.ndarray  # run cost plus egress
+    tr_egress_usd: np.ndarray  # moving data_gb from data_at to the offer's provider
     # api: share s[k] of workload api_w[k] bought from api offer api_a[k]
     api_offers: list = field(default_factory=list)
     api_w: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
@@ -54,6 +56,7 @@ class Candidates:
     api_tpm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens/min at full share
     api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf when unlimited
     accelerators: dict = field(default_factory=dict)  # id -> Accelerator (confidence in the plan)
+    spot_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # max spot share per workload
 
     @property
     def api_provider(self) -> np.ndarray:
@@ -179,8 +182,11 @@ def _training_rows(
     avail = np.array([o.available_instances for o in offers], float)
     instances = np.ceil(chips / cpi)
     capacity = instances <= avail
-    ok = stack & feasible & capacity
+    spot_ok = np.array([o.term != "spot" for o in offers]) | (_spot_cap(spec, w) >= 1)
+    ok = stack & spot_ok & feasible & capacity
     reasons["stack"] += int((~stack).sum())
+    reasons["spot"] += int((stack & ~spot_ok).sum())
+    stack = stack & spot_ok
     reasons["spec"] += int((stack & ~feasible).sum())
     reasons["capacity"] += int((stack & feasible & ~capacity).sum())
     if (stack & feasible & ~capacity).any():
@@ -191,18 +197,37 @@ def _training_rows(
         )
     idx = np.flatnonzero(ok)
     price = np.array([offers[j].usd_per_chip_hour for j in idx])
+    egress = _egress_usd(spec, w, [offers[j].provider for j in idx])
     return (
         idx,
         chips[idx].astype(int),
         instances[idx].astype(int),
         hours[idx],
-        chips[idx] * price * hours[idx],
+        chips[idx] * price * hours[idx] + egress,
+        egress,
     )
+
+
+def _spot_cap(spec: Spec, w: InferenceWorkload | TrainingWorkload) -> float:
+    """The workload's max spot share: its own, else the policy's."""
+    return spec.policy.max_spot_share if w.max_spot_share is None else w.max_spot_share
+
+
+def _egress_usd(spec: Spec, w: TrainingWorkload, providers: list[str]) -> np.ndarray:
+    """USD to move the job's data to each placement's provider (0 where the data already is).
+
+    The whole ``data_gb`` is paid at ``data_at``'s first paid tier; free allowances are not
+    subtracted (other traffic may use them), so the figure errs high, never low.
+    """
+    if w.data_gb is None or w.data_at is None:
+        return np.zeros(len(providers))
+    rate = spec.catalog.egress[w.data_at].usd_per_gb or 0.0
+    return np.array([0.0 if p == w.data_at else w.data_gb * rate for p in providers])
 
 
 def _describe(reasons: Counter) -> str:
     parts = []
-    for kind in ("stack", "memory", "slo", "spec", "capacity", "other"):
+    for kind in ("stack", "spot", "memory", "slo", "spec", "capacity", "other"):
         n = reasons.get(kind, 0)
         if n:
             example = reasons.get(("example", kind), "")  # type: ignore[call-overload]
@@ -283,8 +308,11 @@ def build_candidates(spec: Spec) -> Candidates:
     position = {o.id: i for i, o in enumerate(all_offers)}
     is_used = np.zeros(len(all_offers), bool)
     is_used[used] = True
+    spot_capped = any(
+        _spot_cap(spec, w) < 1 for w in workloads if isinstance(w, InferenceWorkload | TrainingWorkload)
+    )
     for index, offer in enumerate(spec.model.offers):
-        if not is_used[position[offer.id]]:
+        if not is_used[position[offer.id]] and not (offer.term == "spot" and spot_capped):
             raise spec.error(
                 f"no workload can use offer {offer.id!r} (accelerator {offer.accelerator}, "
                 f"stack {spec.catalog.accelerators[offer.accelerator].stack}): "
@@ -318,6 +346,7 @@ def build_candidates(spec: Spec) -> Candidates:
         offer_cpi=np.array([o.chips_per_instance for o in offers], int),
         offer_usd_per_instance=np.array([o.chips_per_instance * o.usd_per_chip_hour * hours for o in offers]),
         offer_avail=np.array([o.available_instances for o in offers], int),
+        offer_spot=np.array([o.term == "spot" for o in offers], bool),
         inf_w=cat(inf_parts, 0, int),
         inf_o=remap[inf_o_all],
         inf_chips=cat(inf_parts, 2, int),
@@ -328,6 +357,7 @@ def build_candidates(spec: Spec) -> Candidates:
         tr_instances=cat(tr_parts, 3, int),
         tr_hours=cat(tr_parts, 4, float),
         tr_usd=cat(tr_parts, 5, float),
+        tr_egress_usd=cat(tr_parts, 6, float),
         api_offers=api_offers,
         api_w=api[:, 0].astype(int),
         api_a=api[:, 1].astype(int),
@@ -335,4 +365,10 @@ def build_candidates(spec: Spec) -> Candidates:
         api_tpm=api[:, 3],
         api_cap_rps=api[:, 4],
         accelerators=dict(accs),
+        spot_cap=np.array(
+            [
+                _spot_cap(spec, w) if isinstance(w, InferenceWorkload | TrainingWorkload) else 1.0
+                for w in workloads
+            ]
+        ),
     )

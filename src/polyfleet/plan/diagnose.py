@@ -1,7 +1,7 @@
 """Say why a plan is infeasible: which constraint family, and which workload, group or provider.
 
-Families are added in order (demand with packing and capacity, then survival, lock-in,
-budget).  The first family whose addition makes the model infeasible is solved again with
+Families are added in order (demand with packing and capacity, then spot, survival,
+lock-in, budget).  The first family whose addition makes the model infeasible is solved again with
 an elastic slack on each of its rows; the rows that need slack name the culprits.
 """
 
@@ -16,7 +16,7 @@ from polyfleet.plan.solve import SolveOptions, Status, solve_milp
 from polyfleet.spec import Policy
 
 _BASE = ("demand", "packing", "capacity", "api-rate")
-_ORDER = ("survival", "lock-in", "budget")
+_ORDER = ("spot", "survival", "lock-in", "budget")
 
 
 def _culprit(
@@ -36,6 +36,13 @@ def _culprit(
         message = (
             f"workload {label!r} cannot be met within the offers' capacity: "
             f"at most {100 * (1 - missing):.1f}% of its demand can be bought"
+        )
+    elif family == "spot":
+        m = float(cand.spot_cap[[w.name for w in cand.workloads].index(label)])
+        message = (
+            f"workload {label!r} may take at most {100 * m:.0f}% of its peak from spot; the rest "
+            f"needs non-spot capacity or api offers, which can serve only "
+            f"{100 * (1 - m) * (1 - missing):.1f}% of its peak"
         )
     elif family == "survival":
         name, _, provider = label.partition(" without ")

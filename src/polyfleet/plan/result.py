@@ -88,6 +88,8 @@ def _policy_dict(policy: Policy) -> dict[str, Any]:
         "max_share": {"provider": policy.max_share.provider, "vendor": policy.max_share.vendor},
         "survive_provider_loss": policy.survive_provider_loss,
         "budget_usd": policy.budget_usd,
+        "max_spot_share": policy.max_spot_share,
+        "spot_counts_for_survival": policy.spot_counts_for_survival,
     }
 
 
@@ -137,7 +139,7 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
     workloads = _workloads(cand, x, y, s, alloc_usd, tr_usd, api_usd)
     total = float(u_usd.sum() + tr_usd.sum() + api_usd.sum())
     shares = _shares(purchases, total)
-    survival = _survival(cand, x, purchases)
+    survival = _survival(cand, x, purchases, policy.spot_counts_for_survival)
     return Plan(
         status=sol.status,
         horizon_months=horizon_months,
@@ -237,6 +239,7 @@ def _workloads(
                     "share": 1.0,
                     "run_hours": round(float(cand.tr_hours[k]), 2),
                     "usd": round(float(tr_usd[k]), 2),
+                    **_egress(cand, k),
                     **_confidence(cand, w, o),
                 }
             )
@@ -278,7 +281,16 @@ def _demand(w: Any, peak_rps: float) -> dict[str, float]:
         return {"requests_per_s": float(w.requests_per_s), "peak_requests_per_s": round(peak_rps, 6)}
     if isinstance(w, TrainingWorkload):
         return {"tokens_b": float(w.tokens_b), "deadline_days": float(w.deadline_days)}
-    return {"mtok_in_per_month": float(w.mtok_in_per_month), "mtok_out_per_month": float(w.mtok_out_per_month)}
+    return {
+        "mtok_in_per_month": float(w.mtok_in_per_month),
+        "mtok_out_per_month": float(w.mtok_out_per_month),
+    }
+
+
+def _egress(cand: Candidates, k: int) -> dict[str, float]:
+    """``egress_usd`` of training candidate k, only when it moves data."""
+    usd = float(cand.tr_egress_usd[k])
+    return {"egress_usd": round(usd, 2)} if usd else {}
 
 
 def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str, float]]:
@@ -293,12 +305,19 @@ def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str
     return {g: {k: round(val, 6) for k, val in sorted(d.items())} for g, d in shares.items()}
 
 
-def _survival(cand: Candidates, x: np.ndarray, purchases: list[dict[str, Any]]) -> dict[str, float]:
-    """Per provider used: min over inference workloads of the fraction still served without it."""
+def _survival(
+    cand: Candidates, x: np.ndarray, purchases: list[dict[str, Any]], spot_counts: bool
+) -> dict[str, float]:
+    """Per provider used: min over inference workloads of the fraction still served without it.
+
+    Spot replicas count only when the policy says they do (``spot_counts_for_survival``).
+    """
     providers = sorted({p["provider"] for p in purchases})
     inf_w = [i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)]
     out = {}
     served = cand.inf_rps * x
+    if not spot_counts:
+        served = np.where(cand.offer_spot[cand.inf_o], 0.0, served)
     inf_provider = cand.offer_provider[cand.inf_o]
     api_provider = cand.api_provider[cand.api_a] if len(cand.api_a) else np.zeros(0, object)
     for p in providers:

@@ -139,12 +139,16 @@ def _run(h: highspy.Highs, milp: Milp, is_mip: bool) -> Solution:
 _TIGHTEN = {"capacity": 0.9, "lock-in": 0.97, "budget": 0.97}
 
 
-def _tightened(milp: Milp) -> tuple[sp.csr_matrix, np.ndarray]:
-    """Row matrix and upper bounds with capacity, caps and budget tightened (see _TIGHTEN)."""
+def _tightened(milp: Milp, extra: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Row matrix and upper bounds with capacity, caps and budget tightened (see _TIGHTEN).
+
+    ``extra`` is subtracted from the capacity rows' bounds: instances a previous rounding
+    overshot at that offer, so the next LP leaves room for them.
+    """
     A = milp.A.tocsr(copy=True)
     upper = milp.row_upper.copy()
     cap_rows = milp.row_family == "capacity"
-    upper[cap_rows] = np.floor(upper[cap_rows] * _TIGHTEN["capacity"])
+    upper[cap_rows] = np.maximum(np.floor(upper[cap_rows] * _TIGHTEN["capacity"]) - extra[cap_rows], 0.0)
     budget_rows = milp.row_family == "budget"
     upper[budget_rows] *= _TIGHTEN["budget"]
     t_col = milp.cols["T"].start
@@ -155,14 +159,9 @@ def _tightened(milp: Milp) -> tuple[sp.csr_matrix, np.ndarray]:
     return A, upper
 
 
-def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
-    """A feasible integer plan from the tightened LP by rounding, or None."""
-    A, upper = _tightened(milp)
-    relaxed = replace(milp, A=A, row_upper=upper)
-    lp = _run(_highs(relaxed, options, np.zeros_like(milp.integer), milp.upper), relaxed, False)
-    if lp.status != Status.OPTIMAL:
-        return None
-    v = lp.values.copy()
+def _round(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
+    """Replicas rounded up, then the fewest instances that hold them, one place per job."""
+    v = lp_values.copy()
     xs, us, ys = milp.cols["x"], milp.cols["u"], milp.cols["y"]
     x = np.ceil(v[xs] - 1e-7)
     chips = np.zeros(us.stop - us.start)
@@ -181,11 +180,39 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     rest = milp.A[served_rows] @ v - z_part @ v[zs]
     v[zs] = np.maximum(-rest, 0.0)
     v[milp.cols["T"]] = milp.cost @ v
-    activity = milp.A @ v
-    tol = 1e-6 * np.maximum(1.0, np.abs(activity))
-    ok = np.all(activity >= milp.row_lower - tol) and np.all(activity <= milp.row_upper + tol)
-    ok = ok and np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9)
-    return v if ok else None
+    return v
+
+
+#: LP solves the rounding heuristic may spend repairing capacity rows it overshot
+_REPAIRS = 4
+
+
+def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
+    """A feasible integer plan from the tightened LP by rounding, or None.
+
+    Rounding replicas up can overshoot an offer's capacity; each repair lowers those
+    offers' bounds in the LP by the overshoot and rounds again.
+    """
+    extra = np.zeros(len(milp.row_upper))
+    cap_rows = milp.row_family == "capacity"
+    for _ in range(_REPAIRS):
+        A, upper = _tightened(milp, extra)
+        relaxed = replace(milp, A=A, row_upper=upper)
+        lp = _run(_highs(relaxed, options, np.zeros_like(milp.integer), milp.upper), relaxed, False)
+        if lp.status != Status.OPTIMAL:
+            return None
+        v = _round(milp, lp.values)
+        activity = milp.A @ v
+        tol = 1e-6 * np.maximum(1.0, np.abs(activity))
+        low = activity < milp.row_lower - tol
+        high = activity > milp.row_upper + tol
+        bounds_ok = np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9)
+        if not (low.any() or high.any()) and bounds_ok:
+            return v
+        if low.any() or (high & ~cap_rows).any() or not high.any():
+            return None  # only capacity overshoot is repaired
+        extra[high] += np.ceil(activity[high] - milp.row_upper[high])
+    return None
 
 
 def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:

@@ -100,8 +100,10 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
     parts.append(s)
     if plan.get("survival"):
         f = plan.get("policy", {}).get("survive_provider_loss", 0)
+        spot = "" if plan.get("policy", {}).get("spot_counts_for_survival") else "; spot not counted"
         v = Table(
-            title=f"If one provider fails (policy keeps {_pct(f)} of every service)", title_justify="left"
+            title=f"If one provider fails (policy keeps {_pct(f)} of every service{spot})",
+            title_justify="left",
         )
         v.add_column("provider lost")
         v.add_column("worst service still served", justify="right")
