@@ -20,6 +20,7 @@ from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, O
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.calibration import Calibration, load_calibration
+from polyfleet.risk.assumptions import RiskAssumptions
 from polyfleet.yamlio import dotted, line_of, read_yaml
 
 
@@ -200,6 +201,7 @@ class SpecModel(_Strict):
     models: list[ModelCard] = []
     egress: list[Egress] = []
     policy: Policy = Policy()
+    risk: RiskAssumptions = RiskAssumptions()
     workloads: list[Workload] = Field(min_length=1)
 
 
@@ -257,6 +259,8 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     if not path:
         return SpecModel
     head = path[0]
+    if head == "risk":
+        return RiskAssumptions if len(path) == 1 else None
     if head == "policy":
         return {1: Policy, 2: MaxShare if path[1:2] == ("max_share",) else None}.get(len(path))
     if head in _SECTION_MODELS and len(path) == 2:
