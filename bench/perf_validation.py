@@ -4,22 +4,26 @@ Run from the repository root::
 
     .venv/bin/python bench/perf_validation.py [--measurements PATH] [--check]
 
-The measurements are TensorRT-LLM "max-throughput offline" figures (``trtllm-bench
-throughput``, synthetic fixed input/output lengths): one row per model x weight dtype x
-accelerator x tensor-parallel degree x (input, output) tokens, giving output tokens/s of
-the whole tensor-parallel group.  The CSV is read in place (default
-``<repo>/../shared/data/reference/published_throughput.csv``), never copied.
+The measurements (default ``examples/published_throughput.csv``) are the shared
+TensorRT-LLM "max-throughput offline" figures (``trtllm-bench throughput``, Nvidia
+H100/H200/B200/GB200, synthetic fixed lengths) plus non-Nvidia points each sourced in its
+row: Intel's Gaudi 3 and Gaudi 2 throughput tables (static batch, stated per row in the
+``batch`` column) and Oracle's MI300X vLLM post (Llama 3.1 405B).  One row per model x
+weight dtype x accelerator x tensor-parallel degree x (input, output) tokens, giving
+output tokens/s of the whole tensor-parallel group.  The model is never fitted to these
+rows here: predictions use the default efficiencies (``polyfleet perf calibrate`` fits).
 
 For each row the model card is set to the row's weight dtype and ``inference_perf`` is
 asked for the replica the measurement used: exactly ``tensor_parallel`` chips, no TPOT or
 TTFT target (offline max throughput; the model then takes the largest batch the memory
-holds).  The model picks the *smallest* power-of-two group whose memory holds weights +
-KV for ``min_batch`` requests, so to force ``t == tp`` we pass ``max_chips=tp`` and a
-``min_batch`` just larger than what ``tp/2`` chips can hold (the batch itself is then
-still the memory-limited maximum at ``t``, ``min_batch`` only sizes ``t``).  Predicted
-group throughput is ``output_tokens_per_s_per_chip * tp``.  If ``t`` still differs from
-``tp`` (it cannot for these rows), the per-chip figure at the model's ``t`` is scaled to
-``tp`` chips and the row is marked ``*``.
+holds, or the row's ``batch`` when the source states one). The model picks the
+*smallest* power-of-two group whose memory holds weights + KV for ``min_batch``
+requests, so to force ``t == tp`` we pass ``max_chips=tp`` and a ``min_batch`` just
+larger than what ``tp/2`` chips can hold (the batch itself is then still the memory-
+limited maximum at ``t``, ``min_batch`` only sizes ``t``). Predicted group throughput is
+``output_tokens_per_s_per_chip * tp``. If ``t`` still differs from ``tp`` (it cannot for
+these rows), the per-chip figure at the model's ``t`` is scaled to ``tp`` chips and the
+row is marked ``*``.
 
 Prints a markdown table (signed error = predicted / measured - 1) and a summary.  Exits 0
 whenever it ran (it is a report); with ``--check`` it exits 1 unless the median absolute
@@ -41,13 +45,17 @@ from polyfleet.perf.calibration import Efficiency, Measurement, predict_perf
 from polyfleet.perf.inference import InferencePerf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MEASUREMENTS = REPO_ROOT.parent / "shared" / "data" / "reference" / "published_throughput.csv"
+#: the shared TensorRT-LLM points (Nvidia) plus non-Nvidia points (Intel Gaudi 2/3 tables,
+#: Oracle's MI300X vLLM post) with their batch where stated, each row with its source
+DEFAULT_MEASUREMENTS = REPO_ROOT / "examples" / "published_throughput.csv"
 
 #: published model name -> polyfleet model card name
 MODEL_NAMES: dict[str, str] = {
     "Llama-3.1-8B": "llama-3.1-8b",
     "Llama-3.3-70B": "llama-3.3-70b",
     "Llama-3.1-405B": "llama-3.1-405b",
+    "Llama-3.1-70B": "llama-3.1-70b",
+    "Llama-2-70B": "llama-2-70b",
 }
 
 MEDIAN_TARGET = 0.20
@@ -81,7 +89,12 @@ class Row:
 
 
 def predict(
-    card: ModelCard, acc: Accelerator, tp: int, input_tokens: int, output_tokens: int
+    card: ModelCard,
+    acc: Accelerator,
+    tp: int,
+    input_tokens: int,
+    output_tokens: int,
+    batch: int | None = None,
 ) -> tuple[float | None, InferencePerf, str]:
     """Predicted output tokens/s of a ``tp``-chip group, the perf result, and a note.
 
@@ -90,7 +103,7 @@ def predict(
     """
     point = Measurement(
         model=card.name, dtype=card.dtype, accelerator=acc.id, tensor_parallel=tp,
-        input_tokens=input_tokens, output_tokens=output_tokens, output_tokens_per_s=1.0,
+        input_tokens=input_tokens, output_tokens=output_tokens, output_tokens_per_s=1.0, batch=batch,
     )  # fmt: skip
     value, perf = predict_perf(card, acc, point, Efficiency.default())
     if value is None:
@@ -122,7 +135,8 @@ def load_rows(path: Path) -> list[Row]:
                 rows.append(Row(**base, predicted=None, perf=None, note=f"not in catalog: {missing}"))
                 continue
             card = card.model_copy(update={"dtype": dtype})
-            predicted, perf, note = predict(card, acc, tp, inp, out)
+            batch = int(rec["batch"]) if (rec.get("batch") or "").strip() else None
+            predicted, perf, note = predict(card, acc, tp, inp, out, batch)
             rows.append(Row(**base, predicted=predicted, perf=perf, note=note))
     return rows
 
@@ -212,20 +226,27 @@ def summarise(rows: list[Row]) -> tuple[float, float, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--measurements", type=Path, default=DEFAULT_MEASUREMENTS, help="CSV of measurements")
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        action="append",
+        help="CSV of measurements; repeat for several (default: examples/published_throughput.csv)",
+    )
     parser.add_argument(
         "--check",
         action="store_true",
         help=f"exit 1 unless median |error| < {MEDIAN_TARGET:.0%} and none > {MAX_TARGET:.0%}",
     )
     args = parser.parse_args(argv)
-    path: Path = args.measurements
-    if not path.is_file():
-        print(f"perf_validation: measurements file not found: {path}", file=sys.stderr)
-        print("  pass --measurements PATH to the published_throughput.csv", file=sys.stderr)
-        return 2
-    rows = load_rows(path)
-    print(f"# Roofline inference model vs published throughput ({path.name}, {len(rows)} rows)")
+    paths: list[Path] = args.measurements or [DEFAULT_MEASUREMENTS]
+    for path in paths:
+        if not path.is_file():
+            print(f"perf_validation: measurements file not found: {path}", file=sys.stderr)
+            print("  pass --measurements PATH to the published_throughput.csv", file=sys.stderr)
+            return 2
+    rows = [row for path in paths for row in load_rows(path)]
+    names = ", ".join(path.name for path in paths)
+    print(f"# Roofline inference model vs published throughput ({names}, {len(rows)} rows)")
     print()
     print_table(rows)
     median_abs, _max_abs, over = summarise(rows)

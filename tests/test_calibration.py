@@ -19,6 +19,7 @@ from polyfleet.perf.calibration import (
     fit,
     load_calibration,
     predict,
+    predict_perf,
     read_measurements,
 )
 
@@ -78,14 +79,41 @@ def test_accelerator_with_one_point_keeps_defaults() -> None:
 
 def test_published_fit_lowers_error_and_stays_in_bounds() -> None:
     points = read_measurements(PUBLISHED)
-    assert len(points) == 48
+    assert len(points) == 74
+    assert sum(p.batch is not None for p in points) == 24  # Intel's static-batch rows
     cal = fit(points, load_bundled(), fitted_at="2025-01-01", source=str(PUBLISHED))
-    assert cal.n_points == 48 and cal.n_skipped == 0
+    assert cal.n_points == 74 and cal.n_skipped == 0
     assert cal.error_after_pct <= cal.error_before_pct + 0.5
-    assert set(cal.efficiencies) == {"nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200"}
+    assert set(cal.efficiencies) == {
+        "nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200",
+        "intel-gaudi3", "intel-gaudi2", "amd-mi300x",
+    }  # fmt: skip
     for eff in cal.efficiencies.values():
         assert EFF_MIN <= eff.compute <= 1.0
         assert EFF_MIN <= eff.memory <= 1.0
+
+
+def test_stated_batch_caps_the_predicted_batch() -> None:
+    """A point measured at a stated static batch is predicted at that batch, not the max."""
+    cat = load_bundled()
+    card = cat.models["llama-3.1-8b"].model_copy(update={"dtype": "fp8"})
+    acc = cat.accelerators["intel-gaudi3"]
+    free = Measurement("llama-3.1-8b", "fp8", "intel-gaudi3", 1, 2048, 2048, 1.0)
+    capped = Measurement("llama-3.1-8b", "fp8", "intel-gaudi3", 1, 2048, 2048, 1.0, batch=64)
+    v_free, p_free = predict_perf(card, acc, free, Efficiency.default())
+    v_cap, p_cap = predict_perf(card, acc, capped, Efficiency.default())
+    assert p_cap.max_batch == 64 < p_free.max_batch
+    assert v_cap is not None and v_free is not None and v_cap < v_free
+
+
+def test_bad_batch_cell_names_the_column(tmp_path: Path) -> None:
+    bad = tmp_path / "m.csv"
+    header = PUBLISHED.read_text().splitlines()[0]
+    assert ",batch," in header
+    bad.write_text(header + "\nLlama-3.1-8B,fp8,intel-gaudi3,1,128,128,100,zero,x,y\n")
+    with pytest.raises(SpecError) as err:
+        read_measurements(bad)
+    assert "batch" in str(err.value) and "expected an integer" in str(err.value)
 
 
 def test_round_trip(tmp_path: Path) -> None:
@@ -181,7 +209,7 @@ def test_cli_calibrate_writes_a_file_a_spec_can_name(tmp_path):
     result = CliRunner().invoke(main, ["perf", "calibrate", str(data), "--out", str(out), "--format", "json"])
     assert result.exit_code == 0, result.output
     cal = load_calibration(out)
-    assert cal.n_points == 48 and cal.error_after_pct <= cal.error_before_pct
+    assert cal.n_points == 74 and cal.error_after_pct <= cal.error_before_pct
     h100 = cal.efficiency("nvidia-h100-sxm")
 
     spec_text = (
@@ -242,7 +270,8 @@ def test_bundled_calibration_is_the_fit_of_the_published_points():
     )
     assert spec.calibration is not None
     refit = fit(read_measurements(PUBLISHED, load_bundled()), load_bundled(), fitted_at="x")
-    for acc in ("nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200"):
+    accs = ("nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200", "intel-gaudi3", "intel-gaudi2")
+    for acc in (*accs, "amd-mi300x"):
         assert spec.calibration.efficiency(acc) == refit.efficiency(acc)
     # accelerators without published points keep the global defaults
-    assert spec.calibration.efficiency("amd-mi300x") == Efficiency.default()
+    assert spec.calibration.efficiency("google-tpu-v6e") == Efficiency.default()

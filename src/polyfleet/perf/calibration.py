@@ -299,7 +299,7 @@ def predict_perf(
     tp = m.tensor_parallel
     args: dict[str, Any] = dict(
         input_tokens=m.input_tokens, output_tokens=m.output_tokens, tpot_ms=m.tpot_ms, max_chips=tp,
-        **eff.kwargs(),
+        max_batch=m.batch, **eff.kwargs(),
     )  # fmt: skip
     min_batch = forced_min_batch(card, acc, tp, m.input_tokens, m.output_tokens)
     perf = inference_perf(card, acc, min_batch=min_batch, **args)

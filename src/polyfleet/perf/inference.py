@@ -268,6 +268,7 @@ def inference_perf(
     max_chips: int | None = None,
     chips_per_node: int | None = None,
     min_batch: int = 1,
+    max_batch: int | None = None,
     hbm_utilisation: float = HBM_UTILISATION,
     memory_efficiency: float = MEMORY_EFFICIENCY,
     compute_efficiency: float = COMPUTE_EFFICIENCY,
@@ -294,6 +295,8 @@ def inference_perf(
         raise ValueError("chips_per_node must be >= 1")
     if min_batch < 1:
         raise ValueError("min_batch must be >= 1")
+    if max_batch is not None and max_batch < 1:
+        raise ValueError("max_batch must be >= 1")
     if internode_gbps <= 0:
         raise ValueError("internode_gbps must be > 0")
     if batching not in ("serial", "chunked"):
@@ -438,7 +441,7 @@ def inference_perf(
             bound="memory" if mem(1) >= comp(1) else "compute",
             pipeline_stages=p,
         )
-    batch = int(min(b_mem, b_tpot))
+    batch = int(min(b_mem, b_tpot, math.inf if max_batch is None else max(1, max_batch // p)))
 
     reason = ""
     if ttft_ms is not None and batching == "chunked":

@@ -1,7 +1,10 @@
 """Measured throughput points: reading and validating a measurements CSV.
 
 Columns: ``model, weight_dtype, accelerator, tensor_parallel, input_tokens, output_tokens,
-output_tokens_per_s_whole_tp_group[, tpot_ms], source`` (the published points' format).
+output_tokens_per_s_whole_tp_group[, tpot_ms][, batch], source`` (the published points'
+format).  ``batch`` is the batch the point was measured at when the source states one
+(static-batch runs such as Intel's Gaudi tables); the model then predicts at that batch
+instead of the largest that fits.
 Names are matched to the catalog leniently (case, ``org/`` prefixes, ``-Instruct``).
 """
 
@@ -30,7 +33,7 @@ REQUIRED_COLUMNS = (
     "output_tokens",
     "output_tokens_per_s_whole_tp_group",
 )
-"""Columns a measurements CSV must have; ``tpot_ms`` and ``source`` are optional."""
+"""Columns a measurements CSV must have; ``tpot_ms``, ``batch`` and ``source`` are optional."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class Measurement:
     output_tokens: int
     output_tokens_per_s: float
     tpot_ms: float | None = None
+    batch: int | None = None
     source: str = ""
     line: int | None = field(default=None, compare=False)
 
@@ -184,6 +188,7 @@ def _measurement(rec: dict[str | Any, Any], catalog: Catalog, file: str, line: i
     rate_col = "output_tokens_per_s_whole_tp_group"
     rate = positive(rate_col, required(rate_col))
     tpot = cell("tpot_ms")
+    batch = integer("batch", 1) if cell("batch") else None
     return Measurement(
         model=model,
         dtype=dtype,
@@ -193,6 +198,7 @@ def _measurement(rec: dict[str | Any, Any], catalog: Catalog, file: str, line: i
         output_tokens=out,
         output_tokens_per_s=rate,
         tpot_ms=positive("tpot_ms", tpot) if tpot else None,
+        batch=batch,
         source=cell("source"),
         line=line,
     )
