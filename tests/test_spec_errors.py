@@ -98,7 +98,7 @@ LOAD_CASES = [
         SVC + "    requests_per_sec: 3\n",
         "requests_per_sec",
         "workloads[0].requests_per_sec",
-        ("unknown field 'requests_per_sec'", "did you mean 'requests_per_s'?"),
+        ("unknown field 'requests_per_sec'", "did you mean 'requests_per_s'"),
     ),
     (
         "unknown-slo-field",

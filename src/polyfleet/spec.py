@@ -13,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer, Stack
@@ -46,6 +46,9 @@ class Policy(_Strict):
     )
     spot_counts_for_survival: bool = Field(
         False, description="count spot replicas as capacity that survives a provider loss"
+    )
+    plan_arrival_quantile: float = Field(
+        0.9, gt=0, le=1, description="monthly plans: plan an uncertain arrival at this quantile month"
     )
 
 
@@ -82,6 +85,16 @@ class _Placed(_Workload):
     max_spot_share: float | None = Field(
         None, ge=0, le=1, description="overrides policy.max_spot_share for this workload"
     )
+    port_usd_by_stack: dict[Stack, float] = Field(
+        {}, description="monthly plans: one-off USD to port the workload to a stack it first uses"
+    )
+
+    @field_validator("port_usd_by_stack")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float]) -> dict[str, float]:
+        if any(v < 0 for v in value.values()):
+            raise ValueError("porting costs must be >= 0")
+        return value
 
 
 class InferenceWorkload(_Placed):
@@ -101,6 +114,10 @@ class InferenceWorkload(_Placed):
         "serial", description="serving model: prefill apart from decode, or chunked into its steps"
     )
     allow_api: bool = Field(True, description="may buy this model per token from api offers")
+    growth_per_month: float = Field(0.0, gt=-1, description="monthly plans: demand x (1 + g)^month")
+    requests_per_s_by_month: list[float] | None = Field(
+        None, min_length=1, description="monthly plans: mean requests/s per month (overrides growth)"
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -176,6 +193,7 @@ class ApiWorkload(_Workload):
     model: str
     mtok_in_per_month: float = Field(ge=0)
     mtok_out_per_month: float = Field(ge=0)
+    growth_per_month: float = Field(0.0, gt=-1, description="monthly plans: tokens x (1 + g)^month")
 
     @model_validator(mode="after")
     def _some_tokens(self) -> ApiWorkload:
@@ -191,6 +209,9 @@ class SpecModel(_Strict):
     """The YAML document, field for field."""
 
     horizon_months: float = Field(1.0, gt=0)
+    periods: Literal["single", "monthly"] = Field(
+        "single", description="single: one period of horizon_months; monthly: one MILP over every month"
+    )
     catalog: Literal["bundled", "none"] | list[str] = "bundled"
     calibration: str | None = Field(
         None, description="file written by `polyfleet perf calibrate`, or `bundled` (fit to published points)"
@@ -433,6 +454,51 @@ def _check_references(spec: Spec) -> None:
             _check_data_at(spec, index, w.data_at)
 
 
+#: fields that only mean something in a monthly plan: (where, field)
+_MONTHLY_ONLY = (
+    ("workloads", "growth_per_month"),
+    ("workloads", "requests_per_s_by_month"),
+    ("workloads", "port_usd_by_stack"),
+    ("offers", "available_from_month"),
+    ("offers", "arrival_month_probabilities"),
+)
+
+#: longest monthly plan: five years keeps the MILP to sixty copies of a month
+MAX_MONTHS = 60
+
+
+def _check_periods(spec: Spec) -> None:
+    """Monthly plans need whole months; monthly-only fields need a monthly plan."""
+    model = spec.model
+    if model.periods == "monthly":
+        h = model.horizon_months
+        if h != int(h) or not 1 <= h <= MAX_MONTHS:
+            raise spec.error(
+                f"a monthly plan needs a whole number of months from 1 to {MAX_MONTHS}, got {h:g}",
+                "horizon_months",
+            )
+        for index, w in enumerate(model.workloads):
+            by_month = getattr(w, "requests_per_s_by_month", None)
+            if by_month is not None and len(by_month) != int(h):
+                raise spec.error(
+                    f"expected {int(h)} values (one per month of horizon_months), got {len(by_month)}",
+                    "workloads",
+                    index,
+                    "requests_per_s_by_month",
+                )
+            if by_month is not None and min(by_month) <= 0:
+                raise spec.error(
+                    "every month needs requests/s > 0", "workloads", index, "requests_per_s_by_month"
+                )
+        return
+    for section, name in _MONTHLY_ONLY:
+        for index, item in enumerate(getattr(model, section)):
+            if name in item.model_fields_set:
+                raise spec.error(
+                    f"{name} needs `periods: monthly` at the top of the spec", section, index, name
+                )
+
+
 def _check_data_at(spec: Spec, index: int, provider: str) -> None:
     """``data_at`` names a provider whose egress price is known (bundled or in the spec)."""
     cat = spec.catalog
@@ -467,6 +533,7 @@ def build_spec(
     _check_duplicates(spec)
     spec.catalog = _base_catalog(model, base_dir or Path.cwd(), spec).merged(_inline_catalog(model))
     _check_references(spec)
+    _check_periods(spec)
     if model.calibration == "bundled":
         with resources.as_file(resources.files("polyfleet.perf") / "data" / "calibration.yaml") as bundled:
             spec.calibration = load_calibration(bundled)

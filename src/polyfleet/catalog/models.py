@@ -56,6 +56,10 @@ class Accelerator(_Record):
         return self.bf16_tflops or self.fp8_tflops
 
 
+#: Offer fields only a monthly plan reads; written inline in a spec, not catalog CSV columns
+MONTHLY_FIELDS = ("available_from_month", "arrival_month_probabilities")
+
+
 class Offer(_Record):
     """Capacity one can rent: provider x region x accelerator x term."""
 
@@ -71,10 +75,38 @@ class Offer(_Record):
     available_instances_assumed: bool = Field(
         False, description="true when available_instances is polyfleet's default, not a published figure"
     )
-    available_from: str = ""
+    available_from: str = Field("", description="date the capacity is announced for (information)")
+    available_from_month: int | None = Field(
+        None, ge=0, description="monthly plans: first month (0-based) the capacity can be used"
+    )
+    arrival_month_probabilities: dict[int, float] | None = Field(
+        None, description="monthly plans: uncertain arrival, probability per first usable month"
+    )
     source: str = ""
     as_of: str = ""
     notes: str = ""
+
+    @field_validator("arrival_month_probabilities")
+    @classmethod
+    def _distribution(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value is None:
+            return None
+        if not value or any(m < 0 for m in value) or any(not 0 <= p <= 1 for p in value.values()):
+            raise ValueError("expected {month >= 0: probability in [0, 1]}")
+        if abs(sum(value.values()) - 1) > 1e-6:
+            raise ValueError(f"probabilities must add up to 1, got {sum(value.values()):g}")
+        return dict(sorted(value.items()))
+
+    def first_month(self, quantile: float) -> int:
+        """First usable month: ``available_from_month``, or the arrival quantile; 0 if neither."""
+        if self.arrival_month_probabilities:
+            total = 0.0
+            for month, p in self.arrival_month_probabilities.items():
+                total += p
+                if total >= quantile - 1e-9:
+                    return month
+            return max(self.arrival_month_probabilities)
+        return self.available_from_month or 0
 
 
 class ApiOffer(_Record):

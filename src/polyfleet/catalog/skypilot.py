@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from polyfleet.catalog.io import Catalog
-from polyfleet.catalog.models import Accelerator, Offer
+from polyfleet.catalog.models import MONTHLY_FIELDS, Accelerator, Offer
 
 #: SkyPilot ``AcceleratorName`` -> polyfleet accelerator id.  Names not here are skipped
 #: (e.g. GH200, A10, A6000, RTX*, V100, B300: no polyfleet accelerator record).
@@ -260,11 +260,11 @@ def load_skypilot_catalog(directory: Path, accelerators: Mapping[str, Accelerato
 
 def offers_csv(offers: Mapping[str, Offer]) -> str:
     """Offers as CSV text with the columns of the bundled ``catalog/data/offers.csv``."""
-    columns = list(Offer.model_fields)
+    columns = [f for f in Offer.model_fields if f not in MONTHLY_FIELDS]  # spec-only, not CSV columns
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for offer in offers.values():
-        row = offer.model_dump()
+        row = offer.model_dump(exclude=set(MONTHLY_FIELDS))
         writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in row.items()})
     return buffer.getvalue()

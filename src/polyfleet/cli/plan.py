@@ -10,6 +10,7 @@ import click
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
 from polyfleet.plan import SolveOptions, plan
+from polyfleet.report.monthly import monthly_tables
 from polyfleet.report.tables import plan_tables
 from polyfleet.spec import load_spec
 
@@ -35,7 +36,8 @@ def plan_cmd(
     spec = load_spec(spec_path)
     result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
     data = result.to_dict()
-    _emit(_render(data, fmt, lambda: plan_tables(data)), out)
+    tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
+    _emit(_render(data, fmt, lambda: tables(data)), out)
     if not result.feasible:
         info = result.infeasibility
         click.echo(

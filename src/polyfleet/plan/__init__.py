@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
+from polyfleet.errors import SpecError
 from polyfleet.plan.build import FAMILIES, Milp, build_milp
 from polyfleet.plan.candidates import Candidates, build_candidates
 from polyfleet.plan.diagnose import diagnose
 from polyfleet.plan.explain import explain
+from polyfleet.plan.monthly import plan_monthly
 from polyfleet.plan.result import Infeasibility, Plan, read_plan
 from polyfleet.plan.solve import SolveOptions, Status, solve_milp
 from polyfleet.spec import Spec
@@ -76,6 +78,12 @@ def plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: b
     constraints together cannot be met.
     """
     cand = build_candidates(spec)
+    if spec.model.periods == "monthly":
+        if with_explain:
+            raise SpecError(
+                "--explain prices policies of single-period plans only", file=spec.file, path="periods"
+            )
+        return plan_monthly(spec, cand, options)
     result = solve_candidates(cand, spec, options)
     if with_explain and result.feasible:
         result.explain = explain(cand, spec, result, options, solve=solve_candidates)

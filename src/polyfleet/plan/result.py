@@ -41,6 +41,7 @@ class Plan:
     policy: dict[str, Any] = field(default_factory=dict)
     explain: dict[str, Any] | None = None
     infeasibility: Infeasibility | None = None
+    monthly: dict[str, Any] | None = None  # monthly plans: months, schedule, commitments, porting
 
     @property
     def feasible(self) -> bool:
@@ -74,6 +75,9 @@ class Plan:
             out["low_confidence_accelerators"] = low
         if self.explain is not None:
             out["explain"] = self.explain
+        if self.monthly is not None:
+            out["periods"] = "monthly"
+            out.update(self.monthly)
         if self.infeasibility is not None:
             out["infeasible"] = {
                 "family": self.infeasibility.family,

@@ -1,0 +1,199 @@
+"""Monthly plans (issue 6): growth, late and uncertain arrivals, reserved terms, porting,
+one placement per training job, and caps every month — each against a hand-computed plan.
+
+A month is 730 h, so one 1-chip instance at $1/chip-hour costs $730 a month.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+import polyfleet
+from conftest import run_cli, write_spec
+from polyfleet.errors import SpecError
+from polyfleet.spec import build_spec
+from test_plan_constraints import MONTH_H, TRAIN_USD_PER_DOLLAR_HOUR, acc, inference, offer, training
+
+
+def monthly(months: int, offers: list[dict], workloads: list[dict], **extra: Any) -> dict[str, Any]:
+    return {
+        "horizon_months": months,
+        "periods": "monthly",
+        "catalog": "none",
+        "accelerators": [acc("acc-a"), acc("acc-b", "vb") | {"stack": "rocm"}],
+        "offers": offers,
+        "workloads": workloads,
+        **extra,
+    }
+
+
+def solve(doc: dict[str, Any]) -> dict[str, Any]:
+    return polyfleet.plan(build_spec(doc)).to_dict()
+
+
+def replicas(result: dict[str, Any], workload: str, offer_id: str) -> list[int]:
+    """Replicas of ``workload`` on ``offer_id`` in each month."""
+    out = []
+    for month in result["months"]:
+        (w,) = [w for w in month["workloads"] if w["name"] == workload]
+        out.append(sum(a["replicas"] for a in w["allocations"] if a["offer"] == offer_id))
+    return out
+
+
+ONE_RPS = {"acc-a": (1, 1.0), "acc-b": (1, 1.0)}
+
+
+def test_growth_sizes_every_month() -> None:
+    # D = 10 x 1.1^t: 10, 11, 12.1 -> 10, 11, 13 replicas at $730
+    doc = monthly(3, [offer("o1", "p1", "acc-a")], [inference("w", 10, ONE_RPS, growth_per_month=0.1)])
+    result = solve(doc)
+    assert result["status"] == "optimal" and result["periods"] == "monthly"
+    assert replicas(result, "w", "o1") == [10, 11, 13]
+    assert result["total_usd"] == pytest.approx((10 + 11 + 13) * MONTH_H)
+    assert [m["total_usd"] for m in result["months"]] == pytest.approx(
+        [10 * MONTH_H, 11 * MONTH_H, 13 * MONTH_H]
+    )
+
+
+def test_explicit_monthly_demand() -> None:
+    doc = monthly(
+        3, [offer("o1", "p1", "acc-a")], [inference("w", 4, ONE_RPS, requests_per_s_by_month=[4, 8, 2])]
+    )
+    assert replicas(solve(doc), "w", "o1") == [4, 8, 2]
+
+
+def test_capacity_arrives_late_and_the_plan_moves_to_it() -> None:
+    # own chips ($0.5) usable from month 2; before that the cloud ($2)
+    offers = [
+        offer("cloud", "p1", "acc-a", price=2.0),
+        offer("own", "p2", "acc-a", price=0.5) | {"available_from_month": 2},
+    ]
+    result = solve(monthly(4, offers, [inference("w", 5, ONE_RPS)]))
+    assert replicas(result, "w", "cloud") == [5, 5, 0, 0]
+    assert replicas(result, "w", "own") == [0, 0, 5, 5]
+    assert result["total_usd"] == pytest.approx((2 * 5 * 2.0 + 2 * 5 * 0.5) * MONTH_H)
+    assert any("month 2: w: +own (5)" in line and "-cloud" in line for line in result["schedule"])
+    assert result["first_usable_month"] == {"own": 2}
+
+
+@pytest.mark.parametrize(("quantile", "first"), [(0.5, 1), (0.9, 3), (1.0, 3)])
+def test_uncertain_arrival_is_planned_at_the_policy_quantile(quantile: float, first: int) -> None:
+    late = offer("own", "p2", "acc-a", price=0.5) | {"arrival_month_probabilities": {1: 0.5, 3: 0.5}}
+    doc = monthly(4, [offer("cloud", "p1", "acc-a", price=2.0), late], [inference("w", 5, ONE_RPS)],
+                  policy={"plan_arrival_quantile": quantile})  # fmt: skip
+    result = solve(doc)
+    assert replicas(result, "w", "own") == [0] * first + [5] * (4 - first)
+
+
+def test_reserved_term_holds_capacity_and_charges_months_past_the_horizon() -> None:
+    # demand 10, 5, 5.  Reserved-1y at $0.1 vs on-demand at $1.5.
+    #   reserve 10 in month 0: 12 months x 10 x $0.1 = 12 x $730 (9 of them after the horizon)
+    #   reserve 5 + 5 on-demand in month 0: 6 + 7.5 = 13.5 x $730;  on-demand only: 30 x $730
+    offers = [
+        offer("od", "p1", "acc-a", price=1.5),
+        offer("res", "p2", "acc-a", price=0.1) | {"term": "reserved-1y"},
+    ]
+    result = solve(monthly(3, offers, [inference("w", 10, ONE_RPS, requests_per_s_by_month=[10, 5, 5])]))
+    assert result["total_usd"] == pytest.approx(12 * MONTH_H)
+    (res,) = [p for p in result["purchases"] if p["offer"] == "res"]
+    assert res["instances_by_month"] == [10, 10, 10]  # held while only 5 are used
+    assert replicas(result, "w", "res") == [10, 5, 5]
+    assert result["commitments"] == [
+        {
+            "offer": "res",
+            "month": 0,
+            "instances": 10,
+            "term": "reserved-1y",
+            "usd_after_horizon": pytest.approx(9 * MONTH_H),
+        }
+    ]
+    assert result["commitment_usd_after_horizon"] == pytest.approx(9 * MONTH_H)
+
+
+def test_porting_is_paid_once_and_only_when_worth_it() -> None:
+    # rocm offer at $1 vs cuda at $2, 5 replicas for 3 months: saving 15 x $730 = $10,950
+    offers = [offer("cuda", "p1", "acc-a", price=2.0), offer("rocm", "p2", "acc-b")]
+    cheap = solve(monthly(3, offers, [inference("w", 5, ONE_RPS, port_usd_by_stack={"rocm": 5000})]))
+    assert replicas(cheap, "w", "rocm") == [5, 5, 5]
+    assert cheap["porting"] == [{"workload": "w", "stack": "rocm", "usd": 5000.0}]
+    assert cheap["total_usd"] == pytest.approx(15 * MONTH_H + 5000)
+    dear = solve(monthly(3, offers, [inference("w", 5, ONE_RPS, port_usd_by_stack={"rocm": 20000})]))
+    assert replicas(dear, "w", "cuda") == [5, 5, 5] and dear["porting"] == []
+    assert dear["total_usd"] == pytest.approx(30 * MONTH_H)
+
+
+def test_training_is_placed_once_and_charged_once() -> None:
+    # the toy job runs 16.67 h: all of it in month 0, $33.33 at $1
+    doc = monthly(2, [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-a", price=2.0)], [training()])
+    result = solve(doc)
+    assert result["total_usd"] == pytest.approx(TRAIN_USD_PER_DOLLAR_HOUR, abs=0.01)
+    placements = [[a["offer"] for w in m["workloads"] for a in w["allocations"]] for m in result["months"]]
+    assert placements == [["o1"], ["o1"]]
+
+
+def test_lock_in_cap_and_survival_hold_every_month() -> None:
+    offers = [
+        offer("o1", "p1", "acc-a"),
+        offer("o2", "p2", "acc-a", price=2.0),
+        offer("o3", "p3", "acc-a", price=3.0),
+    ]
+    doc = monthly(3, offers, [inference("w", 10, ONE_RPS, growth_per_month=0.3)],
+                  policy={"max_share": {"provider": 0.5}, "survive_provider_loss": 0.5})  # fmt: skip
+    result = solve(doc)
+    assert result["status"] == "optimal"
+    for month in result["months"]:
+        assert max(month["shares"]["provider"].values()) <= 0.5 + 1e-6
+        assert min(month["survival"].values()) >= 0.5 - 1e-6
+
+
+def test_budget_covers_the_whole_horizon_and_infeasible_names_the_month() -> None:
+    doc = monthly(
+        2, [offer("o1", "p1", "acc-a", avail=10)], [inference("w", 10, ONE_RPS, growth_per_month=0.5)]
+    )
+    result = solve(doc)
+    assert result["status"] == "infeasible"
+    assert result["infeasible"]["message"].startswith("month 1:")
+    over = monthly(
+        2, [offer("o1", "p1", "acc-a")], [inference("w", 10, ONE_RPS)], policy={"budget_usd": 19 * MONTH_H}
+    )
+    assert solve(over)["status"] == "infeasible"
+    assert solve(over | {"policy": {"budget_usd": 20 * MONTH_H}})["status"] == "optimal"
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ({"periods": "single"}, "workloads[0].growth_per_month", "needs `periods: monthly`"),
+        ({"horizon_months": 2.5}, "horizon_months", "whole number of months"),
+        ({"workloads": [inference("w", 4, ONE_RPS, requests_per_s_by_month=[1, 2])]},
+         "workloads[0].requests_per_s_by_month", "expected 3 values"),
+    ],
+)  # fmt: skip
+def test_bad_monthly_input_is_one_line(tmp_path, change: dict, path: str, message: str) -> None:
+    doc = (
+        monthly(3, [offer("o1", "p1", "acc-a")], [inference("w", 4, ONE_RPS, growth_per_month=0.1)]) | change
+    )
+    spec = write_spec(tmp_path, yaml.safe_dump(doc, sort_keys=False))
+    with pytest.raises(SpecError):
+        polyfleet.load_spec(spec)
+    result = run_cli("plan", str(spec))
+    assert result.exit_code == 2
+    assert path in result.stderr and message in result.stderr
+
+
+def test_cli_table_and_explain(tmp_path) -> None:
+    offers = [
+        offer("cloud", "p1", "acc-a", price=2.0),
+        offer("own", "p2", "acc-a", price=0.5) | {"available_from_month": 1},
+    ]
+    spec = write_spec(
+        tmp_path, yaml.safe_dump(monthly(2, offers, [inference("w", 5, ONE_RPS)]), sort_keys=False)
+    )
+    table = run_cli("plan", str(spec))
+    assert table.exit_code == 0, table.stderr
+    assert "Schedule" in table.stdout and "month 1: w: +own (5)" in table.stdout
+    explained = run_cli("plan", str(spec), "--explain")
+    assert explained.exit_code == 2 and "single-period" in explained.stderr
