@@ -401,6 +401,7 @@ def schedule(month_plans: list[dict[str, Any]]) -> list[str]:
     for t, p in enumerate(month_plans):
         for w in p["workloads"]:
             now = {a["offer"]: (a["replicas"] or round(a["share"], 3)) for a in w["allocations"]}
+            now = {offer: n for offer, n in now.items() if n}  # shares that round to 0 are noise
             old = before.get(w["name"], {})
             if now != old:
                 added = [f"+{o} ({n})" for o, n in now.items() if o not in old]
