@@ -167,3 +167,95 @@ def paths_cmd(
     ]
     title = f"{model_name}: ways to buy, $/Mtok blended ({input_tokens} in / {output_tokens} out)"
     _emit(_render(data, fmt, lambda: records_table(title, cells, _PATHS_COLUMNS)), None)
+
+
+_CHEAPEST_COLUMNS = [
+    "offer",
+    "provider",
+    "region",
+    "instance_type",
+    "term",
+    "chips_per_instance",
+    "num_nodes",
+    "usd_per_instance_hour",
+    "usd_total",
+]
+
+
+@catalog_cmd.command("cheapest")
+@click.argument("request", metavar="ACCELERATOR[:COUNT]")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--spot", is_flag=True, help="spot offers only (default: on-demand only)")
+@click.option("--nodes", type=click.IntRange(min=1), default=1, show_default=True, help="instances")
+@click.option("--at-least", is_flag=True, help="instances with COUNT or more accelerators (default: exactly)")
+@click.option(
+    "--skypilot-names",
+    is_flag=True,
+    help="match SkyPilot's accelerator names exactly, as its optimizer does (default: match the chip)",
+)
+@click.option(
+    "--catalog",
+    "entries",
+    multiple=True,
+    metavar="ENTRY",
+    help="bundled, skypilot:DIR or a catalog file, as in a spec's catalog list; repeatable"
+    " (default: bundled)",
+)
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handles_errors
+def cheapest_cmd(
+    request: str,
+    hours: float,
+    spot: bool,
+    nodes: int,
+    at_least: bool,
+    skypilot_names: bool,
+    entries: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """The cheapest offer(s) for COUNT x ACCELERATOR per instance, for --hours on --nodes instances.
+
+    ACCELERATOR is a polyfleet id (nvidia-h100-sxm) or a SkyPilot name (H100, A100-80GB);
+    COUNT is per instance and exact unless --at-least, as in SkyPilot's `accelerators: H100:8`.
+    By default any offer of the same chip counts, whatever its cloud calls it (Verda's
+    A100-80GB-640GB is an A100-80GB); --skypilot-names matches names the way SkyPilot does.
+    Ties (same price in several regions) are all listed. Exit 1 when nothing fits.
+    """
+    from polyfleet.catalog.cheapest import OfferTable, load_catalog_entries, parse_request
+
+    name, count = parse_request(request)
+    catalog = load_catalog_entries(entries or ("bundled",))
+    table = OfferTable(catalog.offers)
+    names = "skypilot" if skypilot_names else "chip"
+    choices = table.cheapest(
+        name, count, hours, use_spot=spot, num_nodes=nodes, exact=not at_least, names=names
+    )
+    term = "spot" if spot else "on-demand"
+    if not choices:
+        sizes = table.counts_for(name, use_spot=spot, names=names)
+        offered = f"; {term} sizes offered: {', '.join(map(str, sizes))}" if sizes else f"; no {term} offers"
+        _fail(
+            f"no {term} offer has {'at least' if at_least else 'exactly'} {count} x {name} per instance"
+            f"{offered}",
+            code=1,
+        )
+    data = {
+        "accelerator": name,
+        "count": count,
+        "exact": not at_least,
+        "names": names,
+        "hours": hours,
+        "use_spot": spot,
+        "num_nodes": nodes,
+        "choices": [c.to_dict() for c in choices],
+    }
+    cells = [
+        {
+            **c.to_dict(),
+            "usd_per_instance_hour": f"{c.usd_per_instance_hour:.4f}",
+            "usd_total": f"{c.usd_total:,.2f}",
+        }
+        for c in choices
+    ]
+    title = f"cheapest {nodes} x {count} x {name} ({term}) for {hours:g} h: ${choices[0].usd_total:,.2f}"
+    _emit(_render(data, fmt, lambda: records_table(title, cells, _CHEAPEST_COLUMNS)), None)

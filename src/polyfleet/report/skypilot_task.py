@@ -4,6 +4,11 @@ The plan JSON (``polyfleet plan --format json``) names the offer; the offer's re
 instance type and term come from a catalog (the bundled one, or a spec's).  The task sets
 ``resources.{cloud, region, accelerators, use_spot, instance_type}`` and ``num_nodes``
 (the plan's instance count); ``setup``/``run`` are left for the user.
+
+An offer imported from a SkyPilot catalog exports the accelerator name its catalog row
+used (SkyPilot rejects another name for the instance type); others use
+:data:`SKYPILOT_ACCELERATORS`.  ``tests/test_skypilot_sky.py`` checks the output with
+SkyPilot's own parser and optimizer (see ``docs/skypilot.md``).
 """
 
 from __future__ import annotations
@@ -38,16 +43,48 @@ SKYPILOT_ACCELERATORS: dict[str, str] = {
     "aws-inferentia2": "Inferentia2",
 }
 
-#: polyfleet provider -> SkyPilot cloud name.
+#: polyfleet provider -> SkyPilot cloud name: every public cloud in SkyPilot 0.14's registry
+#: (``sky.utils.registry.CLOUD_REGISTRY``), which is also the folder name of its price catalog,
+#: so offers imported with ``catalog: [bundled, "skypilot:DIR"]`` export under the same name.
+#: Kubernetes, Slurm and SSH node pools are left out: they are not clouds one buys an offer from.
 SKYPILOT_CLOUDS: dict[str, str] = {
-    "aws": "aws",
-    "gcp": "gcp",
-    "azure": "azure",
-    "oci": "oci",
-    "lambda": "lambda",
-    "nebius": "nebius",
-    "runpod": "runpod",
+    name: name
+    for name in [
+        "aws",
+        "azure",
+        "cudo",
+        "do",
+        "fluidstack",
+        "gcp",
+        "hyperbolic",
+        "ibm",
+        "lambda",
+        "mithril",
+        "nebius",
+        "oci",
+        "paperspace",
+        "primeintellect",
+        "runpod",
+        "scp",
+        "seeweb",
+        "shadeform",
+        "vast",
+        "verda",
+        "vsphere",
+        "yotta",
+    ]
 }
+
+#: Clouds on which SkyPilot 0.14 launches single-node clusters only (``MULTI_NODE`` is in
+#: their ``_CLOUD_UNSUPPORTED_FEATURES``; Verda has it behind an experimental flag).  A
+#: multi-node placement there still exports, with a warning in the header.
+SINGLE_NODE_CLOUDS = frozenset(
+    ["hyperbolic", "primeintellect", "runpod", "seeweb", "shadeform", "vast", "verda", "vsphere", "yotta"]
+)
+
+#: The SkyPilot name an imported offer came with, kept in its notes by
+#: :mod:`polyfleet.catalog.skypilot` (``SkyPilot verda 8A100.176V: $9.28/h for 8x A100-80GB-640GB``).
+_IMPORTED_NAME = re.compile(r"^SkyPilot \S+ .*?: \$[0-9.e+-]+/h for (\d+)x ([^\s;]+)")
 
 
 def _accelerators(offer: Offer) -> tuple[str, bool]:
@@ -61,13 +98,28 @@ def _accelerators(offer: Offer) -> tuple[str, bool]:
         if not slice_name.startswith("tpu-"):
             slice_name = f"tpu-{slice_name}"
         return f"{slice_name}:1", False
-    name = SKYPILOT_ACCELERATORS.get(offer.accelerator)
+    name = imported_skypilot_name(offer) or SKYPILOT_ACCELERATORS.get(offer.accelerator)
     if name is None:
         raise SpecError(
             f"accelerator {offer.accelerator!r} of offer {offer.id!r} has no SkyPilot name",
             path="accelerator",
         )
     return f"{name}:{offer.chips_per_instance}", True
+
+
+def imported_skypilot_name(offer: Offer) -> str | None:
+    """SkyPilot's own accelerator name for an offer imported from its catalog, else None.
+
+    SkyPilot checks ``accelerators`` against the instance type's catalog row by name, and
+    some clouds name shapes their own way (Verda's 8-GPU A100 is ``A100-80GB-640GB``), so an
+    imported offer must export the name it was imported with, not polyfleet's canonical one.
+    """
+    if not offer.source.startswith("SkyPilot catalog"):
+        return None
+    match = _IMPORTED_NAME.match(offer.notes)
+    if match is None or int(match.group(1)) != offer.chips_per_instance:
+        return None
+    return match.group(2)
 
 
 def _task_name(workload: str) -> str:
@@ -142,6 +194,11 @@ def skypilot_task_yaml(plan: Any, workload: str, catalog: Catalog, *, plan_file:
         + (f", planned run {alloc['run_hours']} h" if alloc.get("run_hours") is not None else "")
         + ".",
     ]
+    if task["num_nodes"] > 1 and task["resources"]["cloud"] in SINGLE_NODE_CLOUDS:
+        header.append(
+            f"# WARNING: SkyPilot launches {task['resources']['cloud']} clusters single-node only;"
+            f" this placement needs {task['num_nodes']} nodes."
+        )
     if offer.term.startswith("reserved"):
         header.append(f"# the plan priced a {offer.term} term: use your reservation (use_spot is false).")
     header.append("# Add `setup:` and `run:` for your training job, then: sky launch task.yaml")
