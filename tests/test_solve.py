@@ -71,3 +71,33 @@ def test_rounded_start_does_not_change_the_optimum():
     assert plain.status == started.status == Status.OPTIMAL
     assert started.rounded_start and not plain.rounded_start
     assert started.objective == pytest.approx(plain.objective, rel=1e-6)
+
+
+def test_floor_and_fill_covers_demand_within_room_at_least_marginal_cost():
+    """Tiny workloads: rounding every fractional pair up opens instances nobody fills; the
+    fill puts each workload's missing replica where a rented instance has free chips."""
+    from polyfleet.plan.solve import _floor_and_fill
+
+    spec = _spec(f=0.0, cap=1.0)
+    cand = build_candidates(spec)
+    milp = build_milp(cand, spec.policy)
+    xs = milp.cols["x"]
+    x_lp = np.zeros(xs.stop - xs.start)
+    # every workload 60% of its demand on its first candidate: the fill must add the rest
+    for w in range(len(cand.workloads)):
+        ks = np.flatnonzero(milp.x_workload == w)
+        x_lp[ks[0]] = 0.6 * milp.peak_rps[w] / milp.x_rps[ks[0]]
+    room = np.full(len(cand.offers), 6.0)
+    x = _floor_and_fill(milp, x_lp, np.zeros(0), room)
+    served = np.bincount(milp.x_workload, milp.x_rps * x, minlength=len(cand.workloads))
+    assert np.all(served >= milp.peak_rps - 1e-9)
+    chips = np.bincount(milp.x_offer, milp.x_chips * x, minlength=len(cand.offers))
+    instances = np.ceil(chips / milp.u_cpi)
+    assert np.all(instances <= room)
+    # no offer holds an instance that another offer's free chips could have avoided:
+    # the fill never opens a second 8-chip instance while one is under half full
+    assert np.all((chips == 0) | (chips > 8 * (instances - 1)))
+    room_zero = room.copy()
+    room_zero[:] = 0
+    none_fit = _floor_and_fill(milp, x_lp, np.zeros(0), room_zero)
+    assert np.array_equal(none_fit, np.floor(x_lp))  # no room: nothing is added

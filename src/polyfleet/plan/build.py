@@ -53,6 +53,10 @@ class Milp:
     x_chips: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
     u_cpi: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
     y_job: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    x_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    x_rps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
+    peak_rps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # D per workload
+    s_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
 
     @property
     def n_cols(self) -> int:
@@ -447,6 +451,10 @@ def build_milp(
         x_chips=cand.inf_chips,
         u_cpi=cand.offer_cpi,
         y_job=cand.tr_w,
+        x_workload=cand.inf_w,
+        x_rps=cand.inf_rps,
+        peak_rps=cand.peak_rps,
+        s_workload=cand.api_w,
     )
 
 

@@ -139,11 +139,12 @@ def _run(h: highspy.Highs, milp: Milp, is_mip: bool) -> Solution:
 _TIGHTEN = {"capacity": 0.9, "lock-in": 0.97, "budget": 0.97}
 
 
-def _tightened(milp: Milp, extra: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
+def _tightened(milp: Milp, extra: np.ndarray, cap_scale: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
     """Row matrix and upper bounds with capacity, caps and budget tightened (see _TIGHTEN).
 
     ``extra`` is subtracted from the capacity rows' bounds: instances a previous rounding
-    overshot at that offer, so the next LP leaves room for them.
+    overshot at that offer, so the next LP leaves room for them.  ``cap_scale`` further
+    scales each lock-in row's cap (1 until a rounding broke that cap).
     """
     A = milp.A.tocsr(copy=True)
     upper = milp.row_upper.copy()
@@ -155,24 +156,71 @@ def _tightened(milp: Milp, extra: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray
     for row in np.flatnonzero(milp.row_family == "lock-in"):  # few rows: one per provider/vendor
         lo, hi = A.indptr[row], A.indptr[row + 1]
         at_t = lo + np.flatnonzero(A.indices[lo:hi] == t_col)
-        A.data[at_t] *= _TIGHTEN["lock-in"]
+        A.data[at_t] *= _TIGHTEN["lock-in"] * cap_scale[row]
     return A, upper
 
 
-def _round(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
-    """Replicas rounded up, then the fewest instances that hold them, one place per job."""
+def _ceil_replicas(milp: Milp, x_lp: np.ndarray) -> np.ndarray:
+    """Every fractional replica count rounded up (keeps every >= row of the LP)."""
+    return np.ceil(x_lp - 1e-7)
+
+
+def _floor_and_fill(milp: Milp, x_lp: np.ndarray, s_lp: np.ndarray, room: np.ndarray) -> np.ndarray:
+    """Replicas rounded down, then each short workload topped up at the least marginal cost.
+
+    A replica added where a rented instance still has free chips costs nothing more; one
+    that needs a new instance costs that instance.  Candidates are ranked by that marginal
+    cost per request/s (ties: the offer's price per chip), within the offers' ``room``
+    (instances they may still rent).  Far cheaper than rounding every fractional pair up
+    when workloads need only a few replicas each; the loop runs per added replica, over
+    one workload's candidates at a time.
+    """
+    x = np.floor(x_lp + 1e-7)
+    n_w = len(milp.peak_rps)
+    served = np.bincount(milp.x_workload, milp.x_rps * x, minlength=n_w)
+    api = np.bincount(milp.s_workload, s_lp, minlength=n_w) * milp.peak_rps if len(s_lp) else 0.0
+    need = np.maximum(milp.peak_rps - served - api, 0.0)
+    chips = np.bincount(milp.x_offer, milp.x_chips * x, minlength=len(room)).astype(float)
+    inst_usd = milp.cost[milp.cols["u"]]
+    per_chip = inst_usd / milp.u_cpi
+    for w in np.flatnonzero(need > 1e-9)[np.argsort(-need[need > 1e-9], kind="stable")]:
+        ks = np.flatnonzero(milp.x_workload == w)
+        o, t, r = milp.x_offer[ks], milp.x_chips[ks], milp.x_rps[ks]
+        while need[w] > 1e-9:
+            now = np.ceil(chips[o] / milp.u_cpi[o] - 1e-9)
+            after = np.ceil((chips[o] + t) / milp.u_cpi[o] - 1e-9)
+            score = ((after - now) * inst_usd[o] + 1e-3 * per_chip[o] * t) / r
+            score[after > room[o]] = np.inf
+            best = int(np.argmin(score))
+            if not np.isfinite(score[best]):
+                break  # no room anywhere: the row check will reject this rounding
+            x[ks[best]] += 1
+            chips[o[best]] += t[best]
+            need[w] -= r[best]
+    return x
+
+
+def _round(milp: Milp, lp_values: np.ndarray, replicas) -> np.ndarray:
+    """Replicas by ``replicas``, then the fewest instances that hold them, one place per job."""
     v = lp_values.copy()
     xs, us, ys = milp.cols["x"], milp.cols["u"], milp.cols["y"]
-    x = np.ceil(v[xs] - 1e-7)
-    chips = np.zeros(us.stop - us.start)
-    np.add.at(chips, milp.x_offer, x * milp.x_chips)
-    v[xs] = x
-    v[us] = np.ceil(chips / milp.u_cpi - 1e-9)
     y = np.zeros(ys.stop - ys.start)
     for job in np.unique(milp.y_job):  # one job at a time: few training jobs
         k = np.flatnonzero(milp.y_job == job)
         y[k[np.argmax(v[ys][k])]] = 1.0
     v[ys] = y
+    if replicas is _ceil_replicas:
+        x = _ceil_replicas(milp, v[xs])
+    else:
+        # room for rented instances: the offer's availability less what training jobs hold
+        cap_rows = np.flatnonzero(milp.row_family == "capacity")
+        held = milp.A[cap_rows][:, ys.start : ys.stop] @ y
+        room = np.maximum(milp.row_upper[cap_rows] - held, 0.0)
+        x = _floor_and_fill(milp, v[xs], v[milp.cols["s"]], room)
+    chips = np.zeros(us.stop - us.start)
+    np.add.at(chips, milp.x_offer, x * milp.x_chips)
+    v[xs] = x
+    v[us] = np.ceil(chips / milp.u_cpi - 1e-9)
     # continuous columns that are definitions: z (served) and T (total spend)
     served_rows = np.flatnonzero(milp.row_family == "served")
     zs = milp.cols["z"]
@@ -187,31 +235,55 @@ def _round(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
 _REPAIRS = 4
 
 
+def _violations(milp: Milp, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Rows below their lower bound, rows above their upper bound, and whether bounds hold."""
+    activity = milp.A @ v
+    tol = 1e-6 * np.maximum(1.0, np.abs(activity))
+    low = activity < milp.row_lower - tol
+    high = activity > milp.row_upper + tol
+    bounds_ok = bool(np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9))
+    return low, high, bounds_ok
+
+
 def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     """A feasible integer plan from the tightened LP by rounding, or None.
 
-    Rounding replicas up can overshoot an offer's capacity; each repair lowers those
-    offers' bounds in the LP by the overshoot and rounds again.
+    Two roundings of each LP: short workloads topped up (cheap), and every pair rounded
+    up (keeps every >= row); the cheaper feasible one wins.  Rounding can overshoot an
+    offer's capacity; each repair lowers those offers' bounds in the LP by the overshoot
+    and rounds again.  The LP solves share the time budget's first half.
     """
     extra = np.zeros(len(milp.row_upper))
+    cap_scale = np.ones(len(milp.row_upper))
     cap_rows = milp.row_family == "capacity"
+    lock_rows = milp.row_family == "lock-in"
+    deadline = time.perf_counter() + options.time_limit_s / 2
     for _ in range(_REPAIRS):
-        A, upper = _tightened(milp, extra)
+        left = deadline - time.perf_counter()
+        if left <= 0:
+            return None
+        A, upper = _tightened(milp, extra, cap_scale)
         relaxed = replace(milp, A=A, row_upper=upper)
-        lp = _run(_highs(relaxed, options, np.zeros_like(milp.integer), milp.upper), relaxed, False)
+        lp_options = replace(options, time_limit_s=left)
+        lp = _run(_highs(relaxed, lp_options, np.zeros_like(milp.integer), milp.upper), relaxed, False)
         if lp.status != Status.OPTIMAL:
             return None
-        v = _round(milp, lp.values)
-        activity = milp.A @ v
-        tol = 1e-6 * np.maximum(1.0, np.abs(activity))
-        low = activity < milp.row_lower - tol
-        high = activity > milp.row_upper + tol
-        bounds_ok = np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9)
-        if not (low.any() or high.any()) and bounds_ok:
-            return v
-        if low.any() or (high & ~cap_rows).any() or not high.any():
-            return None  # only capacity overshoot is repaired
-        extra[high] += np.ceil(activity[high] - milp.row_upper[high])
+        best, high = None, None
+        for replicas in (_floor_and_fill, _ceil_replicas):
+            v = _round(milp, lp.values, replicas)
+            low, high_v, bounds_ok = _violations(milp, v)
+            if not (low.any() or high_v.any()) and bounds_ok:
+                if best is None or milp.cost @ v < milp.cost @ best:
+                    best = v
+            elif replicas is _ceil_replicas and not low.any():
+                high = high_v
+                activity = milp.A @ v
+        if best is not None:
+            return best
+        if high is None or (high & ~(cap_rows | lock_rows)).any() or not high.any():
+            return None  # only capacity overshoot and broken share caps are repaired
+        extra[high & cap_rows] += np.ceil(activity[high & cap_rows] - milp.row_upper[high & cap_rows])
+        cap_scale[high & lock_rows] *= 0.9
     return None
 
 
