@@ -197,3 +197,27 @@ def test_cli_table_and_explain(tmp_path) -> None:
     assert "Schedule" in table.stdout and "month 1: w: +own (5)" in table.stdout
     explained = run_cli("plan", str(spec), "--explain")
     assert explained.exit_code == 2 and "single-period" in explained.stderr
+
+
+def test_risk_stresses_one_month_of_a_monthly_plan(tmp_path) -> None:
+    offers = [
+        offer("cloud", "p1", "acc-a", price=2.0),
+        offer("own", "p2", "acc-a", price=0.5) | {"available_from_month": 1},
+    ]
+    spec = write_spec(
+        tmp_path, yaml.safe_dump(monthly(2, offers, [inference("w", 5, ONE_RPS)]), sort_keys=False)
+    )
+    plan_path = tmp_path / "plan.json"
+    assert run_cli("plan", str(spec), "--format", "json", "--out", str(plan_path)).exit_code == 0
+    no_month = run_cli("risk", str(plan_path), "--scenarios", "100")
+    assert no_month.exit_code == 2 and "--month 0..1" in no_month.stderr
+    import json
+
+    for month, provider in ((0, "p1"), (1, "p2")):
+        result = run_cli(
+            "risk", str(plan_path), "--scenarios", "100", "--month", str(month), "--format", "json"
+        )
+        assert result.exit_code == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["plan_usd"] == pytest.approx(5 * MONTH_H * (2.0 if month == 0 else 0.5))
+        assert [p["provider"] for p in report["providers"]] == [provider]

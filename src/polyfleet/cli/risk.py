@@ -24,9 +24,25 @@ def load_risk_assumptions(spec_path: Path | None) -> RiskAssumptions:
     return RiskAssumptions() if spec_path is None else load_spec(spec_path).model.risk
 
 
-def load_fleet(plan_path: Path) -> Fleet:
-    """Read a plan file written by ``polyfleet plan --format json`` (or yaml) and index it."""
+def load_fleet(plan_path: Path, month: int | None = None) -> Fleet:
+    """Read a plan file written by ``polyfleet plan --format json`` (or yaml) and index it.
+
+    A monthly plan is analysed one month at a time: ``month`` picks that month's fleet.
+    """
     data, lines = read_yaml(plan_path, what="plan")
+    if isinstance(data, dict) and data.get("periods") == "monthly":
+        n = len(data.get("months") or [])
+        if month is None or not 0 <= month < n:
+            raise SpecError(
+                f"a monthly plan: pick the month to stress with --month 0..{n - 1}",
+                file=str(plan_path),
+                line=line_of(lines, ("periods",)),
+                path="periods",
+            )
+        data = data["months"][month]
+        lines = {}
+    elif month is not None:
+        raise SpecError("--month needs a monthly plan (periods: monthly)", file=str(plan_path))
     try:
         return fleet_from_plan(data)
     except PlanDataError as exc:
@@ -126,6 +142,7 @@ def _ray(address: str | None) -> tuple[Mapper, bool]:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (--engine ray; default: start a local instance)")
+@click.option("--month", type=click.IntRange(min=0), help="monthly plans: the month whose fleet to stress")
 @_handles_errors
 def risk_cmd(
     plan_path: Path,
@@ -136,11 +153,12 @@ def risk_cmd(
     out: Path | None,
     engine: str,
     address: str | None,
+    month: int | None,
 ) -> None:
     """Monte Carlo risk of PLAN (from `polyfleet plan --format json`): cost and unserved demand."""
     if address is not None and engine != "ray":
         raise click.BadParameter("--address needs --engine ray", param_hint="--address")
-    fleet = load_fleet(plan_path)
+    fleet = load_fleet(plan_path, month)
     assumptions = load_risk_assumptions(spec_path)
     mapper, started = _ray(address) if engine == "ray" else (local_mapper, False)
     try:
