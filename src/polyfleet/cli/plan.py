@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic
+from polyfleet.gateway.routes import routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
 from polyfleet.report.tables import plan_tables
@@ -28,16 +29,41 @@ from polyfleet.spec import load_spec
     show_default=True,
     help="solver time limit, seconds",
 )
+@click.option(
+    "--routes",
+    "routes_out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="also write a routes file for `polyfleet serve` (needs --backends)",
+)
+@click.option(
+    "--backends",
+    "backends_map",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="offer id -> backend url, key variable and prices (docs/gateway.md)",
+)
 @_handles_errors
 def plan_cmd(
-    spec_path: Path, fmt: str, out: Path | None, explain: bool, gap: float, time_limit: float
+    spec_path: Path,
+    fmt: str,
+    out: Path | None,
+    explain: bool,
+    gap: float,
+    time_limit: float,
+    routes_out: Path | None,
+    backends_map: Path | None,
 ) -> None:
     """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
+    if (routes_out is None) != (backends_map is None):
+        raise click.BadParameter("--routes and --backends go together", param_hint="--routes")
     spec = load_spec(spec_path)
     result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
     data = result.to_dict()
+    routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     _emit(_render(data, fmt, lambda: tables(data)), out)
+    if routes_out is not None and routes_text is not None:
+        _write_atomic(routes_out, routes_text)
+        click.echo(f"wrote {routes_out}", err=True)
     if not result.feasible:
         info = result.infeasibility
         click.echo(

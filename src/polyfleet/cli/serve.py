@@ -1,0 +1,54 @@
+"""``polyfleet serve``: run the gateway of a routes file on uvicorn (uvloop, httptools)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+import uvicorn
+
+from polyfleet.cli._app import main
+from polyfleet.cli._common import _fail, _handles_errors
+from polyfleet.gateway import Gateway, load_routes
+from polyfleet.gateway.config import is_loopback
+
+
+@main.command("serve")
+@click.argument("routes_path", metavar="ROUTES", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--host", help="listen address (default: the routes file's listen.host)")
+@click.option("--port", type=click.IntRange(0, 65535), help="listen port (default: listen.port)")
+@click.option("--ledger", help="ledger URL, overriding the routes file (sqlite:///FILE or postgresql://…)")
+@_handles_errors
+def serve_cmd(routes_path: Path, host: str | None, port: int | None, ledger: str | None) -> None:
+    """Serve the OpenAI/Anthropic-compatible gateway described by ROUTES until SIGTERM or Ctrl-C.
+
+    SIGTERM stops accepting, lets requests in flight finish (timeouts.shutdown_s) and
+    flushes the ledger.  Exit 2 on a bad routes file or a missing api_key_env variable.
+    """
+    routes = load_routes(routes_path, environ=os.environ)
+    host = host or routes.listen.host
+    port = routes.listen.port if port is None else port
+    if routes.keys is None and not is_loopback(host):
+        _fail(
+            f"{routes_path}: listen.host: an open gateway (no 'keys') may only listen on loopback, not {host}"
+        )
+    if ledger is not None and not ledger.startswith(("sqlite://", "postgresql://", "postgres://")):
+        _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {ledger!r}")
+    config = uvicorn.Config(
+        Gateway(routes, ledger_url=ledger),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=int(routes.timeouts.shutdown_s + 0.999),
+        backlog=4096,
+    )
+    click.echo(f"polyfleet: serving {len(routes.models)} model(s) on http://{host}:{port}", err=True)
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        _fail("the gateway did not start (see the error above)", 1)

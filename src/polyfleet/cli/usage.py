@@ -1,0 +1,64 @@
+"""``polyfleet usage``: what the gateway's requests cost, grouped by backend, provider, key, model or day."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from polyfleet.cli._app import main
+from polyfleet.cli._common import FORMATS, _emit, _fail, _handles_errors, _render
+from polyfleet.gateway import load_routes
+from polyfleet.gateway.ledger import GROUPS, Ledger, sqlite_path, summarise
+
+DEFAULT_LEDGER = "sqlite:///polyfleet-usage.db"
+
+
+def _table(rows: list[dict[str, Any]], by: str) -> Table:
+    table = Table(title=f"usage by {by}")
+    columns = list(rows[0]) if rows else [by, "requests", "cost_usd"]
+    for column in columns:
+        table.add_column(column, justify="left" if column == by else "right")
+    for row in rows:
+        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+    return table
+
+
+@main.command("usage")
+@click.option("--ledger", help=f"ledger URL (default: the routes file's, else {DEFAULT_LEDGER})")
+@click.option(
+    "--routes",
+    "routes_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="take the ledger URL from this routes file",
+)
+@click.option("--by", type=click.Choice(GROUPS), default="model", show_default=True)
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@_handles_errors
+def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, out: Path | None) -> None:
+    """Summarise the gateway's ledger: requests, errors, tokens, cost and latency per group.
+
+    With --by model, each row also carries requests_per_s, input_tokens and
+    output_tokens as observed: the fields of an inference workload for the next plan.
+    """
+    if ledger and routes_path:
+        raise click.BadParameter("give --ledger or --routes, not both", param_hint="--ledger")
+    url = ledger or (load_routes(routes_path).ledger if routes_path else DEFAULT_LEDGER)
+    if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
+        _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {url!r}")
+    if url.startswith("sqlite://"):
+        path = sqlite_path(url)
+        if not Path(path).is_file():
+            _fail(f"{path}: no ledger here (serve writes one; pass --ledger or --routes)")
+    try:
+        store = Ledger(url).open()
+    except (RuntimeError, OSError) as exc:
+        _fail(f"{url}: cannot open the ledger: {exc}")
+    try:
+        rows = summarise(store, by)
+    finally:
+        store.close()
+    _emit(_render(rows, fmt, lambda: _table(rows, by)), out)

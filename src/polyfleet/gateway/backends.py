@@ -1,0 +1,239 @@
+"""Backends at run time, and failover: try the policy's pick, move on when an attempt fails.
+
+A backend is available when its breaker allows, no ``Retry-After`` holds it and it is
+below its concurrency, requests/min and tokens/min limits.  An attempt that fails before
+the client got a byte (connection error, timeout before the first byte, 429, 5xx) moves
+to the next available backend, up to ``max_attempts``.  Client errors (other 4xx) are
+answers, passed through untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Container, Mapping
+from dataclasses import dataclass
+
+from polyfleet.gateway.config import Backend, ModelRoute, Routes
+from polyfleet.gateway.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
+from polyfleet.gateway.limits import BreakerState, CircuitBreaker, TokenBucket
+from polyfleet.gateway.routing import Policy, make_policy
+from polyfleet.gateway.transport import Transport, UpstreamResponse
+
+
+class BackendState:
+    """One backend's live state: in-flight count, limits, breaker and Retry-After hold."""
+
+    def __init__(self, index: int, config: Backend, routes: Routes, environ: Mapping[str, str], now: float):
+        self.index = index
+        self.config = config
+        self.name = config.name
+        self.base_url = config.url.rstrip("/")
+        self.inflight = 0
+        self.hold_until = 0.0
+        self.breaker = CircuitBreaker(routes.breaker.failures, routes.breaker.cooldown_s)
+        self.rpm = (
+            TokenBucket(config.max_requests_per_minute, now) if config.max_requests_per_minute else None
+        )
+        self.tpm = TokenBucket(config.max_tokens_per_minute, now) if config.max_tokens_per_minute else None
+        self.headers = _auth_headers(config, environ)
+        self.notify: Callable[[BackendState, str, float], None] | None = None  # set by SharedState
+
+    def on_failure(self, exc: UpstreamError, now: float) -> None:
+        """Hold for a Retry-After; count towards the breaker (not a 429); tell other replicas."""
+        if isinstance(exc, UpstreamStatus) and exc.retry_after is not None:
+            self.hold_until = max(self.hold_until, now + exc.retry_after)
+            if self.notify is not None:
+                self.notify(self, "hold", exc.retry_after)
+        if isinstance(exc, UpstreamStatus) and exc.status == 429:
+            return
+        before = self.breaker.state
+        self.breaker.on_failure(now)
+        if (
+            self.notify is not None
+            and self.breaker.state is BreakerState.OPEN
+            and before is not BreakerState.OPEN
+        ):
+            self.notify(self, "open", self.breaker.cooldown_s)
+
+    def apply_remote(self, kind: str, seconds: float, now: float) -> None:
+        """What another replica saw: a Retry-After hold or an opened breaker, for ``seconds`` from now."""
+        if kind == "hold":
+            self.hold_until = max(self.hold_until, now + seconds)
+        elif kind == "open" and self.breaker.state is not BreakerState.OPEN:
+            self.breaker.open_for(now, seconds)
+
+    @property
+    def weight(self) -> float:
+        return self.config.weight
+
+    @property
+    def price(self) -> float:
+        return self.config.usd_per_mtok_in + self.config.usd_per_mtok_out
+
+    @property
+    def load(self) -> float:
+        return self.inflight / (self.config.max_concurrency or 1_000_000)
+
+    def available(self, now: float, tokens: int) -> bool:
+        """Whether this backend may take a request of ``tokens`` estimated tokens now."""
+        if now < self.hold_until or not self.breaker.allows(now):
+            return False
+        if self.config.max_concurrency is not None and self.inflight >= self.config.max_concurrency:
+            return False
+        if self.rpm is not None and not self.rpm.allows(now, 1):
+            return False
+        return self.tpm is None or self.tpm.allows(now, tokens)
+
+    def acquire(self, tokens: int) -> None:
+        """Count a request against the limits as it is sent."""
+        self.inflight += 1
+        self.breaker.on_send()
+        if self.rpm is not None:
+            self.rpm.take(1)
+        if self.tpm is not None:
+            self.tpm.take(tokens)
+
+    def release(self, estimated: int, actual: int | None) -> None:
+        """The request is over; correct the tokens/min bucket from the reported usage."""
+        self.inflight -= 1
+        if self.tpm is not None and actual is not None:
+            self.tpm.correct(estimated - actual)
+
+    def state(self, now: float) -> str:
+        """``up``, ``held`` (Retry-After) or the breaker state, for /healthz."""
+        if now < self.hold_until:
+            return "held"
+        return "up" if self.breaker.state == "closed" else str(self.breaker.state)
+
+
+def _auth_headers(config: Backend, environ: Mapping[str, str]) -> dict[str, str]:
+    headers = {"content-type": "application/json"}
+    secret = environ.get(config.api_key_env, "") if config.api_key_env else ""
+    if secret and config.api == "anthropic":
+        headers["x-api-key"] = secret
+    elif secret:
+        headers["authorization"] = f"Bearer {secret}"
+    return headers
+
+
+class Pool:
+    """A model's backends and its routing policy."""
+
+    def __init__(self, route: ModelRoute, routes: Routes, environ: Mapping[str, str]):
+        now = time.monotonic()
+        self.route = route
+        self.name = route.name
+        self.backends = [BackendState(i, b, routes, environ, now) for i, b in enumerate(route.backends)]
+        self.policy: Policy = make_policy(route.policy, len(self.backends))
+        self.apis = {b.api for b in route.backends}
+
+    def pick(self, apis: Container[str], tokens: int, tried: set[int]) -> BackendState | None:
+        """The policy's choice among available backends speaking one of ``apis``, not yet tried."""
+        now = time.monotonic()
+        eligible = [
+            b
+            for b in self.backends
+            if b.index not in tried and b.config.api in apis and b.available(now, tokens)
+        ]
+        if not eligible:
+            return None
+        choice = self.policy.pick(eligible)
+        assert isinstance(choice, BackendState)
+        return choice
+
+
+@dataclass(slots=True)
+class Opened:
+    """A backend that answered: the response (headers in), and for streams the first chunk."""
+
+    backend: BackendState
+    response: UpstreamResponse
+    body: bytes  # whole body, or the first chunk of a stream
+    attempts: int
+
+
+def _retry_after(headers: Mapping[str, str], cap: float) -> float | None:
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return min(max(float(value), 0.0), cap)
+    except ValueError:
+        return None  # an HTTP date: rare from model servers; the breaker covers it
+
+
+async def open_upstream(
+    pool: Pool,
+    transport: Transport,
+    *,
+    apis: Container[str],
+    body_for: Callable[[BackendState], tuple[str, bytes]],
+    extra_headers: Mapping[str, str],
+    stream: bool,
+    tokens: int,
+    routes: Routes,
+    on_failover: Callable[[str, str], None],
+) -> Opened:
+    """Send to backends in policy order until one answers; raise ``GatewayError`` when none does.
+
+    ``body_for(backend)`` gives the path (after the backend's base URL) and the body to send
+    it; ``on_failover(backend, reason)`` hears of every failed attempt.
+    """
+    tried: set[int] = set()
+    last: UpstreamError | None = None
+    for attempt in range(1, routes.max_attempts + 1):
+        backend = pool.pick(apis, tokens, tried)
+        if backend is None:
+            break
+        tried.add(backend.index)
+        path, body = body_for(backend)
+        backend.acquire(tokens)
+        headers = {**backend.headers, **extra_headers} if extra_headers else backend.headers
+        try:
+            response = await transport.post(backend.base_url + path, body, headers)
+            if response.status == 429 or response.status >= 500:
+                wait = _retry_after(response.headers, routes.max_retry_after_s)
+                raise UpstreamStatus(response.status, await response.read(), wait)
+            if stream and response.status < 300:
+                first = await response.first_chunk()
+            else:
+                first = await response.read()
+        except UpstreamError as exc:
+            backend.release(tokens, None)
+            backend.on_failure(exc, time.monotonic())
+            on_failover(
+                backend.name, str(exc.status) if isinstance(exc, UpstreamStatus) else type(exc).__name__
+            )
+            last = exc
+            continue
+        backend.breaker.on_success()
+        return Opened(backend, response, first, attempt)
+    raise _exhausted(pool, last, tried)
+
+
+def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int]) -> GatewayError:
+    if last is None:
+        holds = [b.hold_until - time.monotonic() for b in pool.backends if b.hold_until > time.monotonic()]
+        headers = ((b"retry-after", str(max(1, round(min(holds)))).encode()),) if holds else ()
+        return GatewayError(
+            f"no backend of model {pool.name!r} is available (all at capacity, cooling down or failing)",
+            status=503,
+            type="server_error",
+            code="no_backend_available",
+            headers=headers,
+        )
+    if isinstance(last, UpstreamStatus) and last.status == 429:
+        headers = ((b"retry-after", str(max(1, round(last.retry_after or 1))).encode()),)
+        return GatewayError(
+            f"every backend of model {pool.name!r} tried ({len(tried)}) is rate limited",
+            status=429,
+            type="rate_limit_exceeded",
+            code="rate_limit_exceeded",
+            headers=headers,
+        )
+    return GatewayError(
+        f"every backend of model {pool.name!r} tried ({len(tried)}) failed; last: {last}",
+        status=504 if isinstance(last, UpstreamTimeout) else 502,
+        type="server_error",
+        code="upstream_error",
+    )

@@ -1,0 +1,63 @@
+"""The gateway's exception tree.
+
+``GatewayError`` is an answer for the client: an HTTP status and an OpenAI-style
+``{"error": {...}}`` body.  ``UpstreamError`` is one failed attempt at one backend; every
+subclass is retryable on another backend, so "retryable" is a class, not a flag.
+"""
+
+from __future__ import annotations
+
+import orjson
+
+
+class GatewayError(Exception):
+    """An error answered to the client with ``status`` and an OpenAI-style body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        type: str,
+        code: str | None = None,
+        param: str | None = None,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers
+
+    def body(self) -> bytes:
+        """The JSON body: ``{"error": {"message", "type", "param", "code"}}``."""
+        error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
+        return orjson.dumps({"error": error})
+
+
+class UpstreamError(Exception):
+    """One attempt at one backend failed in a way another backend may not: try the next."""
+
+    status = 502
+
+
+class UpstreamUnavailable(UpstreamError):
+    """Connection refused, reset or closed before a complete answer."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """No first byte within the time limit."""
+
+    status = 504
+
+
+class UpstreamStatus(UpstreamError):
+    """The backend answered 429 or 5xx."""
+
+    def __init__(self, status: int, body: bytes, retry_after: float | None):
+        super().__init__(f"upstream answered {status}")
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after

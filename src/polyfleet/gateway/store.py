@@ -1,0 +1,142 @@
+"""The ledger's store: one table of requests in SQLite (WAL mode) or PostgreSQL.
+
+This module imports nothing from polyfleet, so that the ledger writer process
+(``python store.py URL``, started by ``LedgerWriter``) starts in a blink and holds only a
+database connection.  It reads batches of rows as JSON lines on stdin and writes each in
+one transaction; at end of input it closes the database and exits 0.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+
+class Record(NamedTuple):
+    """One request as the ledger keeps it (never a secret: ``key`` is the key's name)."""
+
+    ts: float
+    day: str
+    key: str
+    model: str
+    backend: str
+    provider: str
+    endpoint: str
+    status: int
+    latency_ms: float
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    attempts: int
+    streamed: bool
+
+
+COLUMNS = Record._fields
+_TYPES = {
+    "ts": "DOUBLE PRECISION",
+    "day": "TEXT",
+    "key": "TEXT",
+    "model": "TEXT",
+    "backend": "TEXT",
+    "provider": "TEXT",
+    "endpoint": "TEXT",
+    "status": "INTEGER",
+    "latency_ms": "DOUBLE PRECISION",
+    "tokens_in": "BIGINT",
+    "tokens_out": "BIGINT",
+    "cost_usd": "DOUBLE PRECISION",
+    "attempts": "INTEGER",
+    "streamed": "INTEGER",
+}
+GROUPS = ("backend", "provider", "key", "model", "day")
+
+
+def sqlite_path(url: str) -> str:
+    """``sqlite:///rel.db`` -> ``rel.db``; ``sqlite:////abs/x.db`` -> ``/abs/x.db``."""
+    rest = url.removeprefix("sqlite://")
+    return (rest[1:] if rest.startswith("/") else rest) or "polyfleet-usage.db"
+
+
+class Ledger:
+    """A ledger database opened from a URL: ``sqlite:///path`` or ``postgresql://…``."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._conn: Any = None
+        self._mark = "?"
+
+    def open(self) -> Ledger:
+        """Connect and create the table when missing."""
+        if self.url.startswith("sqlite://"):
+            path = sqlite_path(self.url)
+            if path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        else:
+            try:
+                import psycopg  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise RuntimeError(
+                    "ledger: postgresql needs psycopg: pip install 'polyfleet[postgres]'"
+                ) from exc
+            self._conn = psycopg.connect(self.url, autocommit=True)
+            self._mark = "%s"
+        columns = ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS)
+        self._conn.execute(f"CREATE TABLE IF NOT EXISTS requests ({columns})")
+        self._conn.execute("CREATE INDEX IF NOT EXISTS requests_day ON requests (day)")
+        return self
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def write(self, records: list[Record]) -> None:
+        """Insert ``records`` in one transaction."""
+        marks = ", ".join([self._mark] * len(COLUMNS))
+        sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})"
+        rows = records  # NamedTuples are rows as they are
+        if self._mark == "?":
+            with self._conn:
+                self._conn.execute("BEGIN")
+                self._conn.executemany(sql, rows)
+        else:
+            with self._conn.cursor() as cur:
+                cur.executemany(sql, rows)
+
+    def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a read query (``?`` placeholders are adapted to the driver)."""
+        cur = self._conn.execute(sql.replace("?", self._mark), params)
+        return list(cur.fetchall())
+
+    def spend_on(self, day: str) -> dict[str, float]:
+        """USD spent per key name on ``day`` (``YYYY-MM-DD`` UTC), to resume budgets after a restart."""
+        rows = self.query("SELECT key, SUM(cost_usd) FROM requests WHERE day = ? GROUP BY key", (day,))
+        return {key: float(total or 0) for key, total in rows}
+
+
+def main() -> None:
+    """The writer process: JSON-lines batches on stdin -> rows; "ready" on stdout once open."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop: at end of input
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.nice(10)  # bookkeeping: let the gateway have the CPU first
+    ledger = Ledger(sys.argv[1]).open()
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
+    for line in sys.stdin.buffer:
+        if line.strip():
+            ledger.write([tuple(row) for row in orjson.loads(line)])
+    ledger.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""Upstream HTTP: one pooled keep-alive aiohttp session, foreign errors translated at the boundary.
+
+Every aiohttp or socket failure before a complete answer becomes an ``UpstreamError``
+subclass, so the failover loop catches one class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+
+import aiohttp
+
+from polyfleet.gateway.errors import UpstreamTimeout, UpstreamUnavailable
+
+_FAILURES = (aiohttp.ClientError, OSError)
+
+
+class UpstreamResponse:
+    """An upstream answer whose headers have arrived; the body is read or streamed once."""
+
+    def __init__(self, response: aiohttp.ClientResponse):
+        self._response = response
+        self.status = response.status
+        self.headers: Mapping[str, str] = response.headers
+        self._stream: AsyncIterator[bytes] | None = None
+
+    async def read(self) -> bytes:
+        """The whole body (a failure here is still an attempt failure)."""
+        try:
+            return await self._response.read()
+        except TimeoutError as exc:
+            raise UpstreamTimeout("upstream stalled while answering") from exc
+        except _FAILURES as exc:
+            raise UpstreamUnavailable(f"upstream broke off its answer: {type(exc).__name__}") from exc
+        finally:
+            self._response.release()
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """Body chunks as they arrive, unbuffered."""
+        try:
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+        except TimeoutError as exc:
+            raise UpstreamTimeout("upstream stalled while streaming") from exc
+        except _FAILURES as exc:
+            raise UpstreamUnavailable(f"upstream broke off its stream: {type(exc).__name__}") from exc
+
+    async def first_chunk(self) -> bytes:
+        """Wait for a stream's first bytes (until then the attempt may still fail over)."""
+        self._stream = self.chunks()
+        try:
+            return await anext(self._stream)
+        except StopAsyncIteration:
+            return b""
+        except BaseException:
+            self.close()
+            raise
+
+    def rest(self) -> AsyncIterator[bytes]:
+        """The chunks after ``first_chunk``."""
+        assert self._stream is not None, "first_chunk() was not awaited"
+        return self._stream
+
+    def close(self) -> None:
+        """Drop the connection (mid-stream) or hand it back to the pool (after ``read``)."""
+        self._response.close()
+
+
+class Transport:
+    """POSTs to backends over one pooled session (created on ``start``, in the serving loop)."""
+
+    def __init__(self, connect_s: float, first_byte_s: float):
+        self._timeout = aiohttp.ClientTimeout(total=None, sock_connect=connect_s, sock_read=first_byte_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        """Open the connection pool."""
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=False,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
+        """Send ``body``; return once the status line and headers are in."""
+        assert self._session is not None, "Transport.start() was not awaited"
+        try:
+            response = await self._session.post(url, data=body, headers=headers)
+        except TimeoutError as exc:
+            raise UpstreamTimeout("no answer from upstream in time") from exc
+        except _FAILURES as exc:
+            raise UpstreamUnavailable(f"cannot reach upstream: {type(exc).__name__}") from exc
+        return UpstreamResponse(response)

@@ -1,0 +1,84 @@
+"""Token usage as upstreams report it: in a JSON body, or in the events of an SSE stream."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+Usage = tuple[int, int]
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
+def usage_of(message: Any) -> Usage | None:
+    """``(tokens_in, tokens_out)`` from an OpenAI or Anthropic response object, or None."""
+    if not isinstance(message, dict):
+        return None
+    usage = message.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    if "prompt_tokens" in usage or "completion_tokens" in usage:  # OpenAI
+        return _int(usage.get("prompt_tokens")), _int(usage.get("completion_tokens"))
+    return _int(usage.get("input_tokens")), _int(usage.get("output_tokens"))  # Anthropic
+
+
+def usage_from_body(body: bytes) -> Usage | None:
+    """Usage from a complete JSON body (None when absent or not JSON)."""
+    try:
+        return usage_of(orjson.loads(body))
+    except orjson.JSONDecodeError:
+        return None
+
+
+class StreamUsage:
+    """Watches SSE bytes go by and keeps the usage they report, without holding the stream.
+
+    OpenAI sends usage in the last ``data:`` event (with ``stream_options.include_usage``);
+    Anthropic sends input tokens in ``message_start`` and output tokens in ``message_delta``.
+    Only the unfinished last line is kept between chunks.
+    """
+
+    def __init__(self) -> None:
+        self._tail = b""
+        self.tokens_in = 0
+        self.tokens_out = 0
+        self.seen = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan one chunk."""
+        data = self._tail + chunk if self._tail else chunk
+        if b"usage" not in data:
+            self._tail = data[data.rfind(b"\n") + 1 :]
+            return
+        lines = data.split(b"\n")
+        self._tail = lines.pop()
+        for line in lines:
+            if line.startswith(b"data:") and b'"usage"' in line:
+                self._event(line[5:])
+
+    def _event(self, payload: bytes) -> None:
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "message_start":
+            found = usage_of(event.get("message"))
+            if found:
+                self.tokens_in = max(self.tokens_in, found[0])
+                self.tokens_out = max(self.tokens_out, found[1])
+                self.seen = True
+            return
+        found = usage_of(event)
+        if found is None:
+            return
+        self.seen = True
+        if event.get("type") == "message_delta":  # Anthropic: cumulative output tokens
+            self.tokens_out = max(self.tokens_out, found[1])
+            self.tokens_in = max(self.tokens_in, found[0])
+        else:
+            self.tokens_in, self.tokens_out = found

@@ -1,0 +1,105 @@
+"""Two gateway replicas sharing holds, breaker opens and rate limits through a real Redis."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+
+import httpx
+import openai
+import pytest
+
+from gateway_procs import (  # noqa: F401  (fixtures)
+    backend,
+    free_port,
+    fresh_fixture,
+    gateway_fixture,
+    upstreams_fixture,
+)
+
+MESSAGES = [{"role": "user", "content": "say hello to the fleet"}]
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None,
+    reason="redis-server is not installed (apt-get install redis-server)",
+)
+pytest.importorskip("redis", reason="the redis package is not installed (pip install 'polyfleet[redis]')")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A throwaway redis-server on a free port, without persistence."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout != b"PONG\n":
+            assert time.monotonic() < deadline, "redis-server did not start"
+            time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def state_of(gw, name: str) -> str:
+    return httpx.get(gw.url + "/healthz", timeout=5).json()["models"]["llama"][name]
+
+
+def wait_for(check, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_hold_and_an_open_breaker_seen_by_one_replica_steer_the_other(fresh, gateway, redis_url):
+    a, b, _ = fresh
+    routes = {
+        "state": redis_url,
+        "breaker": {"failures": 2, "cooldown_s": 30},
+        "models": [{"name": "llama", "backends": [backend(a), backend(b)]}],
+    }
+    one, two = gateway(routes, name="one"), gateway(routes, name="two")
+    a.control(mode="429", retry_after=30, times=1)
+    for _ in range(2):
+        one.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
+    assert state_of(one, "a") == "held"
+    assert wait_for(lambda: state_of(two, "a") == "held")
+    for _ in range(4):  # two never sent a thing to a, yet avoids it
+        two.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
+    assert a.stats()["received"] == 1
+    third = gateway(routes, name="three")  # a replica started later finds the hold in Redis
+    assert state_of(third, "a") == "held"
+
+    b.control(mode="500")
+    for _ in range(2):
+        with pytest.raises(openai.InternalServerError):  # a held, b failing: 502
+            one.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
+    assert state_of(one, "b") == "open"
+    assert wait_for(lambda: state_of(two, "b") == "open")
+
+
+def test_replicas_stay_within_a_backends_requests_per_minute_together(fresh, gateway, redis_url):
+    a, b, _ = fresh
+    routes = {
+        "state": redis_url,
+        "models": [
+            {"name": "llama", "backends": [backend(a, 1.0, max_requests_per_minute=10), backend(b, 0.0)]}
+        ],
+    }
+    one, two = gateway(routes, name="one"), gateway(routes, name="two")
+    for _ in range(6):
+        one.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
+    time.sleep(0.5)  # a few sync intervals
+    for _ in range(6):
+        two.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
+    assert (a.stats()["answered"], b.stats()["answered"]) == (10, 2)
