@@ -15,6 +15,7 @@ import contextlib
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
@@ -41,22 +42,36 @@ def summarise(ledger: Ledger, by: str) -> list[dict[str, Any]]:
     )
     out = []
     for group, n, errors, t_in, t_out, cost, latency, first, last, ok in rows:
+        # PostgreSQL sums BIGINT columns as NUMERIC (Decimal): make every count a plain int.
+        n, ok, t_in, t_out = int(n), int(ok or 0), int(t_in or 0), int(t_out or 0)
         row: dict[str, Any] = {
             by: group,
-            "requests": int(n),
+            "requests": n,
             "errors": int(errors or 0),
-            "tokens_in": int(t_in or 0),
-            "tokens_out": int(t_out or 0),
+            "tokens_in": t_in,
+            "tokens_out": t_out,
             "cost_usd": round(float(cost or 0), 6),
             "mean_latency_ms": round(float(latency or 0), 2),
         }
         if by == "model":
             span = float(last - first) if n > 1 else 0.0
             row["requests_per_s"] = round(n / span, 4) if span > 0 else None
-            row["input_tokens"] = round((t_in or 0) / ok) if ok else 0
-            row["output_tokens"] = round((t_out or 0) / ok) if ok else 0
+            row["input_tokens"] = round(t_in / ok) if ok else 0
+            row["output_tokens"] = round(t_out / ok) if ok else 0
         out.append(row)
     return out
+
+
+def shown(url: str) -> str:
+    """``url`` fit for a log line: a PostgreSQL password in it becomes ``***``."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+    except ValueError:
+        return url.split("@")[-1] if "@" in url else url
 
 
 def today() -> str:
@@ -101,7 +116,7 @@ class LedgerWriter:
                 self._proc.kill()
             _, err = await self._proc.communicate()
             lines = err.decode(errors="replace").strip().splitlines() or ["no answer"]
-            raise RuntimeError(f"ledger {self.url}: writer did not start: {lines[-1]}")
+            raise RuntimeError(f"ledger {shown(self.url)}: writer did not start: {lines[-1]}")
         self._task = asyncio.create_task(self._run(), name="polyfleet-ledger")
 
     async def _run(self) -> None:
@@ -134,8 +149,8 @@ class LedgerWriter:
             _, err = await asyncio.wait_for(self._proc.communicate(), timeout_s)
         except TimeoutError:
             self._proc.kill()
-            raise RuntimeError(f"ledger {self.url}: writer did not finish in {timeout_s} s") from None
+            raise RuntimeError(f"ledger {shown(self.url)}: writer did not finish in {timeout_s} s") from None
         if self._proc.returncode != 0:
             lines = err.decode(errors="replace").strip().splitlines() or ["?"]
-            raise RuntimeError(f"ledger {self.url}: writer failed: {lines[-1]}")
+            raise RuntimeError(f"ledger {shown(self.url)}: writer failed: {lines[-1]}")
         self._proc = None

@@ -55,6 +55,12 @@ _TYPES = {
     "streamed": "INTEGER",
 }
 GROUPS = ("backend", "provider", "key", "model", "day")
+_DDL_LOCK = 0x706F6C79666C6565  # "polyflee": the advisory lock key around CREATE TABLE in PostgreSQL
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver's message on one line (libpq's run over several, with tabs)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def sqlite_path(url: str) -> str:
@@ -87,12 +93,28 @@ class Ledger:
                 raise RuntimeError(
                     "ledger: postgresql needs psycopg: pip install 'polyfleet[postgres]'"
                 ) from exc
-            self._conn = psycopg.connect(self.url, autocommit=True)
+            try:
+                self._conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+            except psycopg.Error as exc:
+                raise RuntimeError(f"cannot connect: {_one_line(exc)}") from None
             self._mark = "%s"
+            try:
+                # Replicas sharing one database may start together: CREATE … IF NOT EXISTS races in
+                # PostgreSQL (a unique violation in its catalog), so take a lock around it.
+                with self._conn.transaction():
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_DDL_LOCK,))
+                    self._create()
+            except psycopg.Error as exc:
+                self.close()
+                raise RuntimeError(f"cannot create the requests table: {_one_line(exc)}") from None
+            return self
+        self._create()
+        return self
+
+    def _create(self) -> None:
         columns = ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS requests ({columns})")
         self._conn.execute("CREATE INDEX IF NOT EXISTS requests_day ON requests (day)")
-        return self
 
     def close(self) -> None:
         """Close the connection."""
@@ -104,13 +126,15 @@ class Ledger:
         """Insert ``records`` in one transaction."""
         marks = ", ".join([self._mark] * len(COLUMNS))
         sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})"
-        rows = records  # NamedTuples are rows as they are
+        # ``streamed`` is a bool in a Record but an INTEGER column: SQLite stores True as 1 by
+        # itself, PostgreSQL refuses a boolean for an integer, so send 0/1 to both.
+        rows = [(*record[:-1], int(record[-1])) for record in records]
         if self._mark == "?":
             with self._conn:
                 self._conn.execute("BEGIN")
                 self._conn.executemany(sql, rows)
         else:
-            with self._conn.cursor() as cur:
+            with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.executemany(sql, rows)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -129,13 +153,18 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the gateway decides when we stop: at end of input
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.nice(10)  # bookkeeping: let the gateway have the CPU first
-    ledger = Ledger(sys.argv[1]).open()
-    sys.stdout.write("ready\n")
-    sys.stdout.flush()
-    for line in sys.stdin.buffer:
-        if line.strip():
-            ledger.write([tuple(row) for row in orjson.loads(line)])
-    ledger.close()
+    try:
+        ledger = Ledger(sys.argv[1]).open()
+        sys.stdout.write("ready\n")
+        sys.stdout.flush()
+        for line in sys.stdin.buffer:
+            if line.strip():
+                ledger.write([Record(*row) for row in orjson.loads(line)])
+        ledger.close()
+    except Exception as exc:  # the gateway reports our last line of stderr: make it the whole error
+        kind = "" if isinstance(exc, RuntimeError) else f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        sys.stderr.write(f"{kind}{_one_line(exc)}\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

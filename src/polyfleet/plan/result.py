@@ -54,7 +54,7 @@ class Plan:
             "horizon_months": self.horizon_months,
             "total_usd": round(self.total_usd, 2),
             "solve_seconds": round(self.solve_seconds, 4),
-            "gap": self.gap,
+            "gap": self.gap if math.isfinite(self.gap) else None,
             "purchases": self.purchases,
             "workloads": self.workloads,
             "shares": self.shares,

@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 import highspy
 import numpy as np
@@ -61,7 +62,7 @@ class Solution:
     gap: float
     seconds: float
     limit: str = ""  # "time" when status is FEASIBLE or UNKNOWN because of the time limit
-    rounded_start: bool = False  # a rounded LP plan was handed to HiGHS as a start
+    rounded_start: bool = False  # a rounded LP plan was computed (kept when HiGHS found no better)
 
 
 def _new_highs() -> highspy.Highs:
@@ -165,15 +166,34 @@ def _ceil_replicas(milp: Milp, x_lp: np.ndarray) -> np.ndarray:
     return np.ceil(x_lp - 1e-7)
 
 
-def _floor_and_fill(milp: Milp, x_lp: np.ndarray, s_lp: np.ndarray, room: np.ndarray) -> np.ndarray:
+def _share_matrix(milp: Milp, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lock-in rows' activity at ``v`` and their change per instance added at each offer.
+
+    A row reads ``spend[group] - cap x T <= 0``; one more instance of offer o moves it by
+    ``cost_o x (member - cap)``.
+    """
+    rows = np.flatnonzero(milp.row_family == "lock-in")
+    us, t_col = milp.cols["u"], milp.cols["T"].start
+    if not len(rows):
+        return np.zeros(0), np.zeros((0, us.stop - us.start))
+    lock = milp.A[rows]
+    per_instance = lock[:, us.start : us.stop].toarray()
+    t_coef = lock[:, t_col].toarray().ravel()
+    return lock @ v, per_instance + t_coef[:, None] * milp.cost[us][None, :]
+
+
+def _floor_and_fill(
+    milp: Milp, x_lp: np.ndarray, s_lp: np.ndarray, room: np.ndarray, v: np.ndarray | None = None
+) -> np.ndarray:
     """Replicas rounded down, then each short workload topped up at the least marginal cost.
 
     A replica added where a rented instance still has free chips costs nothing more; one
     that needs a new instance costs that instance.  Candidates are ranked by that marginal
     cost per request/s (ties: the offer's price per chip), within the offers' ``room``
-    (instances they may still rent).  Far cheaper than rounding every fractional pair up
-    when workloads need only a few replicas each; the loop runs per added replica, over
-    one workload's candidates at a time.
+    (instances they may still rent) and, given the rest of the plan ``v``, without pushing a
+    provider or vendor past its share cap when another candidate would not.  Far cheaper
+    than rounding every fractional pair up when workloads need only a few replicas each;
+    the loop runs per added replica, over one workload's candidates at a time.
     """
     x = np.floor(x_lp + 1e-7)
     n_w = len(milp.peak_rps)
@@ -183,6 +203,13 @@ def _floor_and_fill(milp: Milp, x_lp: np.ndarray, s_lp: np.ndarray, room: np.nda
     chips = np.bincount(milp.x_offer, milp.x_chips * x, minlength=len(room)).astype(float)
     inst_usd = milp.cost[milp.cols["u"]]
     per_chip = inst_usd / milp.u_cpi
+    act, per_offer = np.zeros(0), np.zeros((0, len(room)))
+    if v is not None:
+        v = v.copy()
+        v[milp.cols["x"]] = x
+        v[milp.cols["u"]] = np.ceil(chips / milp.u_cpi - 1e-9)
+        v[milp.cols["T"]] = milp.cost @ v
+        act, per_offer = _share_matrix(milp, v)
     for w in np.flatnonzero(need > 1e-9)[np.argsort(-need[need > 1e-9], kind="stable")]:
         ks = np.flatnonzero(milp.x_workload == w)
         o, t, r = milp.x_offer[ks], milp.x_chips[ks], milp.x_rps[ks]
@@ -191,9 +218,16 @@ def _floor_and_fill(milp: Milp, x_lp: np.ndarray, s_lp: np.ndarray, room: np.nda
             after = np.ceil((chips[o] + t) / milp.u_cpi[o] - 1e-9)
             score = ((after - now) * inst_usd[o] + 1e-3 * per_chip[o] * t) / r
             score[after > room[o]] = np.inf
+            if len(act):
+                moved = act[:, None] + per_offer[:, o] * (after - now)[None, :]
+                breaks = (moved > np.maximum(act, 0.0)[:, None] + 1e-6).any(axis=0)
+                if not np.all(breaks | ~np.isfinite(score)):
+                    score[breaks] = np.inf  # keep caps while some candidate can
             best = int(np.argmin(score))
             if not np.isfinite(score[best]):
                 break  # no room anywhere: the row check will reject this rounding
+            if len(act):
+                act += per_offer[:, o[best]] * (after[best] - now[best])
             x[ks[best]] += 1
             chips[o[best]] += t[best]
             need[w] -= r[best]
@@ -216,7 +250,7 @@ def _round(milp: Milp, lp_values: np.ndarray, replicas) -> np.ndarray:
         cap_rows = np.flatnonzero(milp.row_family == "capacity")
         held = milp.A[cap_rows][:, ys.start : ys.stop] @ y
         room = np.maximum(milp.row_upper[cap_rows] - held, 0.0)
-        x = _floor_and_fill(milp, v[xs], v[milp.cols["s"]], room)
+        x = _floor_and_fill(milp, v[xs], v[milp.cols["s"]], room, v)
     chips = np.zeros(us.stop - us.start)
     np.add.at(chips, milp.x_offer, x * milp.x_chips)
     v[xs] = x
@@ -287,20 +321,83 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     return None
 
 
+#: HiGHS's root LP inside its MIP solver took 12-20x the same LP solved alone on the
+#: scale benchmarks (and cannot be interrupted); with less time left than this many LP
+#: solves, the rounded plan is returned rather than overrunning the time limit
+ROOT_LP_FACTOR = 20.0
+
+
+def _lp_seconds(milp: Milp, options: SolveOptions) -> tuple[float, float]:
+    """(objective, seconds) of the plain LP relaxation: a lower bound on every plan."""
+    lp = _run(_highs(milp, options, np.zeros_like(milp.integer), milp.upper), milp, False)
+    return (lp.objective if lp.status == Status.OPTIMAL else float("nan")), lp.seconds
+
+
 def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
-    """Solve ``milp`` with HiGHS to ``options.mip_rel_gap`` within ``options.time_limit_s``."""
+    """Solve ``milp`` with HiGHS to ``options.mip_rel_gap`` within ``options.time_limit_s``.
+
+    Models over ``options.rounding_start_above`` integer columns first get a rounded LP
+    plan.  When too little time is left for HiGHS's root (``ROOT_LP_FACTOR`` LP solves),
+    that plan is returned as ``feasible`` with its gap to the LP bound, not an overrun.
+    """
     options = options or SolveOptions()
     start = time.perf_counter()
     given = None
     if int(milp.integer.sum()) > options.rounding_start_above:
+        lp_start = time.perf_counter()
         given = _rounded_start(milp, options)
+        rounds = time.perf_counter() - lp_start
+        left = options.time_limit_s - (time.perf_counter() - start)
+        if given is not None and left < ROOT_LP_FACTOR * rounds:
+            return _rounded_only(milp, given, options, start, left)
+        if given is None and rounds >= options.time_limit_s / 2:
+            # the LP alone outlasted half the limit: HiGHS's root LP, which cannot be
+            # interrupted, would run far past the limit too
+            return Solution(Status.UNKNOWN, np.zeros(milp.n_cols), float("nan"), float("nan"),
+                            time.perf_counter() - start, limit="time")  # fmt: skip
     left = max(options.time_limit_s - (time.perf_counter() - start), 0.01)
     h = _highs(milp, replace(options, time_limit_s=left), milp.integer, milp.upper)
-    if given is not None:
-        solution = highspy.HighsSolution()
-        solution.col_value = list(given)
-        h.setSolution(solution)
+    _interrupt_at(h, start + options.time_limit_s)
+    # The rounded plan is not handed to HiGHS as a start: with an incumbent, HiGHS's root
+    # ran more than twice past its time limit on the scale benchmark (without, it stops
+    # on time); the better of the two plans is kept instead.
     sol = _run(h, milp, bool(milp.integer.any()))
+    if given is not None and sol.status != Status.OPTIMAL:
+        objective = float(milp.objective @ given)
+        if sol.status == Status.UNKNOWN or objective < sol.objective:
+            bound = float(h.getInfo().mip_dual_bound)
+            known = np.isfinite(bound) and objective > 0
+            gap = max(objective - bound, 0.0) / objective if known else float("nan")
+            sol = Solution(Status.FEASIBLE, given, objective, gap, sol.seconds, limit="time")
     sol.seconds = time.perf_counter() - start
     sol.rounded_start = given is not None
+    return sol
+
+
+def _interrupt_at(h: highspy.Highs, deadline: float) -> None:
+    """Ask HiGHS to stop at ``deadline`` wherever it offers an interrupt point.
+
+    HiGHS checks its own time limit between phases; its MIP and simplex interrupt
+    callbacks let a long cut round or LP stop closer to the limit (the root LP of a MIP
+    still runs to its end: HiGHS offers no interrupt inside it).
+    """
+
+    def stop(event: Any) -> None:
+        if time.perf_counter() > deadline:
+            event.data_in.user_interrupt = True
+
+    h.cbMipInterrupt.subscribe(stop)
+    h.cbSimplexInterrupt.subscribe(stop)
+
+
+def _rounded_only(milp: Milp, v: np.ndarray, options: SolveOptions, start: float, left: float) -> Solution:
+    """The rounded plan as the answer, with its gap to the LP bound when there is time for it."""
+    objective = float(milp.objective @ v)
+    gap = float("nan")
+    if left > 0:
+        bound, _ = _lp_seconds(milp, replace(options, time_limit_s=left))
+        if np.isfinite(bound) and objective > 0:
+            gap = max(objective - bound, 0.0) / objective
+    sol = Solution(Status.FEASIBLE, v, objective, gap, time.perf_counter() - start, limit="time")
+    sol.rounded_start = True
     return sol

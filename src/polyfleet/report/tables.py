@@ -32,6 +32,15 @@ def _where(alloc: dict[str, Any]) -> str:
     return f"per-token @ {alloc['provider']}{resold}"
 
 
+def _gap_note(plan: dict[str, Any]) -> Text:
+    """For a plan stopped by the time limit: how far it may be from the best (gap to the bound)."""
+    if plan["status"] != "feasible":
+        return Text("")
+    gap = plan.get("gap")
+    told = "unknown" if gap is None else f"{100 * gap:.1f}%"
+    return Text(f"  time limit: within {told} of the best possible (raise --time-limit)", style="yellow")
+
+
 def plan_tables(plan: dict[str, Any]) -> RenderableType:
     """A plan as a person reads it: where each workload runs and why, then spend vs caps."""
     if plan["status"] in ("infeasible", "unknown"):
@@ -44,6 +53,7 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
         (plan["status"], "green"),
         f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g} month(s)",
         f"  solved in {plan['solve_seconds']:.2f} s",
+        _gap_note(plan),
     )
     parts.append(head)
     t = Table(title="Workloads: where each runs and what it costs", title_justify="left")
