@@ -11,7 +11,7 @@ from rich.table import Table
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, _emit, _fail, _handles_errors, _render
 from polyfleet.gateway import load_routes
-from polyfleet.gateway.ledger import GROUPS, Ledger, sqlite_path, summarise
+from polyfleet.gateway.ledger import GROUPS, Ledger, shown, sqlite_path, summarise
 
 DEFAULT_LEDGER = "sqlite:///polyfleet-usage.db"
 
@@ -48,7 +48,7 @@ def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, o
         raise click.BadParameter("give --ledger or --routes, not both", param_hint="--ledger")
     url = ledger or (load_routes(routes_path).ledger if routes_path else DEFAULT_LEDGER)
     if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
-        _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {url!r}")
+        _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {shown(url)!r}")
     if url.startswith("sqlite://"):
         path = sqlite_path(url)
         if not Path(path).is_file():
@@ -56,7 +56,7 @@ def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, o
     try:
         store = Ledger(url).open()
     except (RuntimeError, OSError) as exc:
-        _fail(f"{url}: cannot open the ledger: {exc}")
+        _fail(f"{shown(url)}: cannot open the ledger: {exc}")
     try:
         rows = summarise(store, by)
     finally:
