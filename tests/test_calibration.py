@@ -80,7 +80,7 @@ def test_accelerator_with_one_point_keeps_defaults() -> None:
 def test_published_fit_lowers_error_and_stays_in_bounds() -> None:
     points = read_measurements(PUBLISHED)
     assert len(points) == 74
-    assert sum(p.batch is not None for p in points) == 24  # Intel's static-batch rows
+    assert sum(p.batch is not None for p in points) == 26  # Intel's static batches, vLLM's default (MI300X)
     cal = fit(points, load_bundled(), fitted_at="2025-01-01", source=str(PUBLISHED))
     assert cal.n_points == 74 and cal.n_skipped == 0
     assert cal.error_after_pct <= cal.error_before_pct + 0.5
