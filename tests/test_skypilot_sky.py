@@ -113,18 +113,6 @@ CHILD = textwrap.dedent(
 )
 
 
-def _accelerators_csv(v8: Path) -> str:
-    """``common/accelerators.csv`` as SkyPilot lays it out, derived from the vms.csv files."""
-    clouds: dict[str, set[str]] = {}
-    for path in sorted(v8.glob("*/vms.csv")):
-        with path.open(encoding="utf-8", newline="") as fh:
-            for row in csv.DictReader(fh):
-                if row.get("AcceleratorName"):
-                    clouds.setdefault(row["AcceleratorName"], set()).add(CLOUD_NAMES[path.parent.name])
-    lines = ["AcceleratorName,Clouds"] + [f'{n},"{sorted(c)!r}"' for n, c in sorted(clouds.items())]
-    return "\n".join(lines) + "\n"
-
-
 def run_skypilot(home: Path, tasks: list[Path], questions: list[tuple[str, bool]]) -> dict[str, Any]:
     """Parse and optimise ``tasks`` and ``questions`` in a SkyPilot child rooted at ``home``."""
     job, result = home / "job.json", home / "result.json"
@@ -158,10 +146,7 @@ def sky(tmp_path_factory, imported):
     """Everything SkyPilot is asked in this module, answered in one child run."""
     root = tmp_path_factory.mktemp("sky")
     home = root / "home"
-    shutil.copytree(V8, home / ".sky" / "catalogs" / "v8")
-    common = home / ".sky" / "catalogs" / "v8" / "common"
-    common.mkdir()
-    (common / "accelerators.csv").write_text(_accelerators_csv(V8), encoding="utf-8")
+    shutil.copytree(V8, home / ".sky" / "catalogs" / "v8")  # with the catalog's common/accelerators.csv
 
     # 1. a real plan on [bundled, skypilot:DIR], exported through the CLI
     shutil.copytree(DATA, root / "catalog")
