@@ -221,3 +221,67 @@ def test_risk_stresses_one_month_of_a_monthly_plan(tmp_path) -> None:
         report = json.loads(result.stdout)
         assert report["plan_usd"] == pytest.approx(5 * MONTH_H * (2.0 if month == 0 else 0.5))
         assert [p["provider"] for p in report["providers"]] == [provider]
+
+
+def test_reserved_instances_kept_past_their_term_are_a_new_commitment() -> None:
+    # 14 months, 1 rps; reserved-1y $0.1 vs on-demand $1.5.  Renewing at month 12 commits
+    # another 12 months (10 past the horizon): 24 x $73 = $1,752, cheaper than 12 reserved +
+    # 2 on-demand months ($876 + $2,190).  Holding on without renewing must not be free.
+    offers = [
+        offer("od", "p1", "acc-a", price=1.5),
+        offer("res", "p2", "acc-a", price=0.1) | {"term": "reserved-1y"},
+    ]
+    result = solve(monthly(14, offers, [inference("w", 1, ONE_RPS)]))
+    assert result["total_usd"] == pytest.approx(24 * 0.1 * MONTH_H)
+    assert [(c["month"], c["instances"]) for c in result["commitments"]] == [(0, 1), (12, 1)]
+    assert result["commitment_usd_after_horizon"] == pytest.approx(10 * 0.1 * MONTH_H)
+
+
+def test_training_does_not_borrow_reserved_capacity_without_committing() -> None:
+    # a reserved-3y instance is committed whole for 36 months; the 16.67-hour job goes on-demand
+    offers = [offer("od", "p1", "acc-a"), offer("res", "p2", "acc-a", price=0.1) | {"term": "reserved-3y"}]
+    result = solve(monthly(2, offers, [training()]))
+    (alloc,) = result["months"][0]["workloads"][0]["allocations"]
+    assert alloc["offer"] == "od" and result["commitments"] == []
+    assert result["total_usd"] == pytest.approx(TRAIN_USD_PER_DOLLAR_HOUR, abs=0.01)
+
+
+def test_horizon_purchases_add_up_to_the_total_and_shares_to_one() -> None:
+    offers = [
+        offer("od", "p1", "acc-a", price=1.5),
+        offer("res", "p2", "acc-a", price=0.1) | {"term": "reserved-1y"},
+        offer("rocm", "p3", "acc-b", price=0.05),
+    ]
+    doc = monthly(3, offers, [inference("w", 10, ONE_RPS, requests_per_s_by_month=[10, 5, 5],
+                                        port_usd_by_stack={"rocm": 100})])  # fmt: skip
+    result = solve(doc)
+    assert sum(p["usd"] for p in result["purchases"]) == pytest.approx(result["total_usd"], abs=0.05)
+    assert sum(result["shares"]["provider"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert any(p["term"] == "one-off" and p["usd"] == 100 for p in result["purchases"]) == bool(
+        result["porting"]
+    )
+
+
+def test_each_month_reports_its_own_demand() -> None:
+    api_offer = {"id": "api", "provider": "pa", "model": "m-api", "usd_per_mtok_in": 1, "usd_per_mtok_out": 1}
+    api = {"name": "a", "kind": "api", "model": "m-api", "mtok_in_per_month": 10, "mtok_out_per_month": 5,
+           "growth_per_month": 0.5}  # fmt: skip
+    doc = monthly(3, [offer("o1", "p1", "acc-a")], [inference("w", 10, ONE_RPS, growth_per_month=0.1), api],
+                  api_offers=[api_offer])  # fmt: skip
+    months = solve(doc)["months"]
+    w2, a2 = (w["demand"] for w in months[2]["workloads"])
+    assert w2 == {"requests_per_s": pytest.approx(12.1), "peak_requests_per_s": pytest.approx(12.1)}
+    assert a2 == {"mtok_in_per_month": pytest.approx(22.5), "mtok_out_per_month": pytest.approx(11.25)}
+
+
+def test_egress_is_paid_once_in_the_first_month() -> None:
+    # a 1,111-hour job spans two months; moving its 1,000 GB at $0.1 costs $100, in month 0 only
+    job = training() | {"tokens_b": 666.7, "deadline_days": 60, "data_gb": 1000, "data_at": "p9"}
+    doc = monthly(2, [offer("o1", "p1", "acc-a")], [job], egress=[{"provider": "p9", "usd_per_gb": 0.1}])
+    result = solve(doc)
+    m0, m1 = ((w["allocations"][0]) for m in result["months"] for w in m["workloads"])
+    run_usd = result["total_usd"] - 100
+    share0 = min(m0["run_hours"], MONTH_H) / m0["run_hours"]
+    assert m0["usd"] == pytest.approx(run_usd * share0 + 100, abs=0.05)
+    assert m1["usd"] == pytest.approx(run_usd * (1 - share0), abs=0.05)
+    assert m0["egress_usd"] == 100 and "egress_usd" not in m1

@@ -101,3 +101,19 @@ def test_floor_and_fill_covers_demand_within_room_at_least_marginal_cost():
     room_zero[:] = 0
     none_fit = _floor_and_fill(milp, x_lp, np.zeros(0), room_zero)
     assert np.array_equal(none_fit, np.floor(x_lp))  # no room: nothing is added
+
+
+def test_small_offers_stay_open_to_the_rounded_plan():
+    """Tightening capacity by 10% must not close offers of a few instances (floor(0.9) = 0)."""
+    from test_plan_constraints import acc, inference, make, offer
+
+    offers = [offer(f"a{i:02d}", f"p{i % 3}", "acc-a", cpi=8, avail=1) for i in range(20)]
+    offers.append(offer("big", "px", "acc-a", cpi=8, price=2.0))
+    spec = make([acc("acc-a")], offers, [inference("w", 100, {"acc-a": (1, 1.0)})])
+    milp = build_milp(build_candidates(spec), spec.policy)
+    best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
+    rounded = _rounded_start(milp, SolveOptions())
+    assert rounded is not None
+    # 100 one-chip replicas: 13 eight-chip instances; the 20 $1 offers hold them all
+    assert milp.cost @ best.values == pytest.approx(13 * 8 * 730)
+    assert milp.cost @ rounded == pytest.approx(milp.cost @ best.values)

@@ -52,6 +52,7 @@ class MonthlyMilp:
     commit_tail_usd: np.ndarray  # USD per committed instance for months past the horizon
     port: list[tuple[int, str, float]]  # (workload, stack, usd) per porting column
     first_month: np.ndarray  # first usable month per offer
+    growth: np.ndarray  # demand multiplier per (workload, month)
 
 
 def growth(spec: Spec, cand: Candidates, months: int) -> np.ndarray:
@@ -81,7 +82,8 @@ def _month(cand: Candidates, t: int, months: int, g: np.ndarray, first: np.ndarr
         api_usd=cand.api_usd / months * g[cand.api_w, t],
         api_tpm=cand.api_tpm * g[cand.api_w, t],
         tr_instances=np.where(t < run_months, cand.tr_instances, 0),
-        tr_usd=cand.tr_usd * share,
+        # the run is paid by its hours in each month; moving its data once, in month 0
+        tr_usd=(cand.tr_usd - cand.tr_egress_usd) * share + cand.tr_egress_usd * (t == 0),
         tr_egress_usd=cand.tr_egress_usd * (t == 0),
     )
 
@@ -95,6 +97,7 @@ def build_monthly(spec: Spec, cand: Candidates) -> MonthlyMilp:
     policy = spec.policy.model_copy(update={"budget_usd": None})
     month_cands = [_month(cand, t, months, g, first) for t in range(months)]
     blocks = [build_milp(c, policy) for c in month_cands]
+    _no_training_on_reserved(cand, blocks)
     sizes = np.array([b.n_cols for b in blocks])
     offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     n_month_cols = int(sizes.sum())
@@ -125,7 +128,7 @@ def build_monthly(spec: Spec, cand: Candidates) -> MonthlyMilp:
         row_family=np.concatenate([*(b.row_family for b in blocks), np.array(links.family, dtype=object)]),
         row_label=np.concatenate([*(b.row_label for b in blocks), np.array(links.label, dtype=object)]),
     )
-    return MonthlyMilp(milp, month_cands, blocks, offsets, *commit, port=port, first_month=first)
+    return MonthlyMilp(milp, month_cands, blocks, offsets, *commit, port=port, first_month=first, growth=g)
 
 
 class _Links:
@@ -175,6 +178,17 @@ def _reserved_mask(cand: Candidates) -> np.ndarray:
     return np.array([o.term in LOCK_MONTHS for o in cand.offers], bool)
 
 
+def _no_training_on_reserved(cand: Candidates, blocks: list[Milp]) -> None:
+    """Training jobs run on on-demand or spot offers in monthly plans.
+
+    A reserved offer's instances are committed whole for 12/36 months; a job's hourly run
+    cost on it would buy them without any commitment, so those placements are closed.
+    """
+    closed = _reserved_mask(cand)[cand.tr_o] if len(cand.tr_o) else np.zeros(0, bool)
+    for b in blocks:
+        b.upper[b.cols["y"].start + np.flatnonzero(closed)] = 0.0
+
+
 def _allow_idle_reserved(
     cand: Candidates, blocks: list[Milp], offsets: np.ndarray, A: sp.csr_matrix, row_upper: np.ndarray
 ) -> None:
@@ -211,13 +225,8 @@ def _reserved(
     u = u_col[tt] + oo  # u[o,t] column per commitment
     labels = [f"{cand.offers[o].id} month {t}" for o, t in zip(oo, tt, strict=True)]
     n = len(oo)
-    # new commitments cover every increase: c[o,t] - u[o,t] + u[o,t-1] >= 0
-    later = np.flatnonzero(tt > 0)
-    rows = np.concatenate([np.arange(n), np.arange(n), later])
-    cols = np.concatenate([c, u, u[later] - (u_col[tt[later]] - u_col[tt[later] - 1])])
-    vals = np.concatenate([np.ones(n), -np.ones(n), np.ones(len(later))])
-    links.rows("reserved", labels, rows, cols, vals, 0.0, np.inf)
-    # holdings cover every commitment still running: u[o,t] - sum_{t-L < tau <= t} c[o,tau] >= 0
+    # holdings are exactly the commitments still running: u[o,t] = sum_{t-L < tau <= t} c[o,tau]
+    # (more instances need new commitments; when a term ends its instances go, or renew)
     tau_rows, tau_cols = [np.arange(n)], [u]
     for back in range(int(lock.max())):
         ok = (tt - back >= 0) & (back < ll)
@@ -225,7 +234,7 @@ def _reserved(
         tau_rows.append(idx)
         tau_cols.append(c[idx - back * n_r])
     vals = np.concatenate([np.ones(n), -np.ones(sum(len(r) for r in tau_rows[1:]))])
-    links.rows("reserved", labels, np.concatenate(tau_rows), np.concatenate(tau_cols), vals, 0.0, np.inf)
+    links.rows("reserved", labels, np.concatenate(tau_rows), np.concatenate(tau_cols), vals, 0.0, 0.0)
     return oo, tt, tail_usd
 
 
@@ -306,7 +315,13 @@ def plan_monthly(spec: Spec, cand: Candidates, options: SolveOptions) -> Plan:
     for t, (c, b) in enumerate(zip(model.months, model.blocks, strict=True)):
         values = sol.values[model.offsets[t] : model.offsets[t] + b.n_cols]
         month_sol = Solution(sol.status, values, float("nan"), sol.gap, 0.0)
-        month_plans.append(read_plan(c, b, month_sol, spec.policy, 1.0).to_dict())
+        month_plan = read_plan(c, b, month_sol, spec.policy, 1.0).to_dict()
+        for w, workload in enumerate(month_plan["workloads"]):  # the month's demand, not the base
+            demand = workload["demand"]
+            for key in ("requests_per_s", "mtok_in_per_month", "mtok_out_per_month"):
+                if key in demand:
+                    demand[key] = round(demand[key] * float(model.growth[w, t]), 6)
+        month_plans.append(month_plan)
     extra = sol.values[model.milp.n_cols - len(model.commit_offer) - len(model.port) :]
     commits = np.rint(extra[: len(model.commit_offer)]).astype(int)
     ported = np.rint(extra[len(model.commit_offer) :]).astype(int)
@@ -355,15 +370,29 @@ def _assemble(
             )
             row["instances_by_month"][t] = purchase.get("instances", 0)
             row["usd"] = round(row["usd"] + purchase["usd"], 2)
-    spend: dict[str, float] = {}
-    for p in month_plans:
-        for purchase in p["purchases"]:
-            spend[purchase["provider"]] = spend.get(purchase["provider"], 0.0) + purchase["usd"]
     commitments = [
         {"offer": cand.offers[o].id, "month": int(t), "instances": int(n),
          "term": cand.offers[o].term, "usd_after_horizon": round(float(n * tail_usd), 2)}
         for o, t, n, tail_usd in zip(model.commit_offer, model.commit_month, commits,
                                      model.commit_tail_usd, strict=True) if n > 0
+    ]  # fmt: skip
+    for c in commitments:  # months past the horizon are the reserved offer's spend too
+        row = by_offer.get(c["offer"])
+        if row is not None:
+            row["usd"] = round(row["usd"] + c["usd_after_horizon"], 2)
+    porting = [
+        {"workload": cand.workloads[w].name, "stack": stack, "usd": usd}
+        for (w, stack, usd), on in zip(model.port, ported, strict=True)
+        if on
+    ]
+    spend: dict[str, float] = {}
+    for row in by_offer.values():
+        spend[row["provider"]] = spend.get(row["provider"], 0.0) + row["usd"]
+    provider_total = sum(spend.values())
+    purchases = list(by_offer.values()) + [
+        {"offer": f"port {p['workload']} to {p['stack']}", "provider": "", "vendor": "", "accelerator": None,
+         "term": "one-off", "instances_by_month": [], "usd": p["usd"]}
+        for p in porting
     ]  # fmt: skip
     result = Plan(
         status=sol.status,
@@ -373,9 +402,13 @@ def _assemble(
         build_seconds=build_seconds,
         gap=sol.gap,
         limit=sol.limit,
-        purchases=list(by_offer.values()),
+        purchases=purchases,
         workloads=[],
-        shares={"provider": {k: round(v / total, 6) for k, v in sorted(spend.items())} if total else {}},
+        shares={
+            "provider": {k: round(v / provider_total, 6) for k, v in sorted(spend.items())}
+            if provider_total
+            else {}
+        },
         survival={},
         policy=month_plans[0]["policy"],
     )

@@ -150,7 +150,10 @@ def _tightened(milp: Milp, extra: np.ndarray, cap_scale: np.ndarray) -> tuple[sp
     A = milp.A.tocsr(copy=True)
     upper = milp.row_upper.copy()
     cap_rows = milp.row_family == "capacity"
-    upper[cap_rows] = np.maximum(np.floor(upper[cap_rows] * _TIGHTEN["capacity"]) - extra[cap_rows], 0.0)
+    avail = upper[cap_rows]
+    # small offers keep every instance (10% of a few would close them); overshoot repairs them
+    tight = np.where(avail <= 10, avail, np.floor(avail * _TIGHTEN["capacity"]))
+    upper[cap_rows] = np.maximum(tight - extra[cap_rows], 0.0)
     budget_rows = milp.row_family == "budget"
     upper[budget_rows] *= _TIGHTEN["budget"]
     t_col = milp.cols["T"].start
