@@ -152,6 +152,33 @@ def define_demand(ctx: _Ctx) -> None:
         ctx.slack_rows["demand"] = np.concatenate([ctx.slack_rows.get("demand", np.zeros(0, int)), ids])
 
 
+def define_min_replicas(ctx: _Ctx) -> None:
+    """Whole replicas: sum_k x[w,k] >= ceil(D[w] / max_k r[w,k]) for workloads with no api offer.
+
+    Implied by demand and integrality, so it changes no plan; it only lifts the LP
+    relaxation, which otherwise buys a fifth of a replica for a workload that needs one
+    (the bound behind the gap a time-limited plan reports, and the rounding's start).
+    With api shares the ceiling is not linear in the share, so those workloads are left out.
+    """
+    c = ctx.cand
+    if ctx.elastic == "demand" or not len(c.inf_w):
+        return
+    n_w = len(c.workloads)
+    r_max = np.zeros(n_w)
+    np.maximum.at(r_max, c.inf_w, c.inf_rps)
+    has_api = np.zeros(n_w, bool)
+    has_api[c.api_w] = True
+    need = np.where(r_max > 0, np.ceil(c.peak_rps / np.where(r_max > 0, r_max, 1.0) - 1e-9), 0.0)
+    ws = np.flatnonzero((need > 0) & ~has_api)
+    if not len(ws):
+        return
+    pos = np.full(n_w, -1)
+    pos[ws] = np.arange(len(ws))
+    k = np.flatnonzero(pos[c.inf_w] >= 0)
+    names = np.array([c.workloads[w].name for w in ws], dtype=object)
+    ctx.rows.add("demand", names, pos[c.inf_w[k]], ctx.col("x", k), np.ones(len(k)), need[ws], np.inf)
+
+
 def define_served(ctx: _Ctx) -> None:
     """z[w] = sum_o r[w,o] x[w,o]: requests/s the bought replicas serve (a definition)."""
     c = ctx.cand
@@ -418,6 +445,8 @@ def build_milp(
     ctx = _Ctx(cand=cand, policy=policy, cols=cols, cost=cost, rows=_Rows(), elastic=elastic)
     define_served(ctx)
     define_spend(ctx)
+    if "demand" in families:
+        define_min_replicas(ctx)
     for family in FAMILIES:
         if family in families:
             _DEFINE[family](ctx)
