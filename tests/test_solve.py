@@ -117,3 +117,25 @@ def test_small_offers_stay_open_to_the_rounded_plan():
     # 100 one-chip replicas: 13 eight-chip instances; the 20 $1 offers hold them all
     assert milp.cost @ best.values == pytest.approx(13 * 8 * 730)
     assert milp.cost @ rounded == pytest.approx(milp.cost @ best.values)
+
+
+def test_whole_replica_rows_lift_the_lp_bound_but_not_the_plan():
+    """D = 0.3 rps, best replica 1 rps: the LP buys 0.3 of a replica without the row, 1 with it."""
+    from dataclasses import replace
+
+    from polyfleet.plan.build import FAMILIES
+    from test_plan_constraints import acc, inference, make, offer
+
+    spec = make([acc("acc-a")], [offer("o1", "p1", "acc-a")], [inference("w", 0.3, {"acc-a": (1, 1.0)})])
+    cand = build_candidates(spec)
+    milp = build_milp(cand, spec.policy)
+    rows = np.flatnonzero((milp.row_family == "demand") & (milp.row_lower == 1.0))
+    assert len(rows) == 1
+    relaxed = replace(milp, integer=np.zeros_like(milp.integer))
+    with_row = solve_milp(relaxed)
+    without = solve_milp(replace(relaxed, row_lower=np.where(np.arange(len(milp.row_lower)) == rows[0],
+                                                               -np.inf, milp.row_lower)))  # fmt: skip
+    assert with_row.values[milp.cols["x"]].sum() == pytest.approx(1.0)
+    assert without.values[milp.cols["x"]].sum() == pytest.approx(0.3)
+    assert solve_milp(milp).objective == pytest.approx(730.0, rel=1e-6)  # one whole replica either way
+    assert "demand" in FAMILIES
