@@ -139,3 +139,25 @@ def test_whole_replica_rows_lift_the_lp_bound_but_not_the_plan():
     assert without.values[milp.cols["x"]].sum() == pytest.approx(0.3)
     assert solve_milp(milp).objective == pytest.approx(730.0, rel=1e-6)  # one whole replica either way
     assert "demand" in FAMILIES
+
+
+def test_survival_replica_rows_lift_the_lp_but_not_the_plan():
+    """D = 1.5 rps over two providers, f = 0.5: without either provider, 0.75 rps must stay,
+    so at least one whole replica elsewhere; the LP alone would keep 0.75 of one."""
+    from dataclasses import replace
+
+    from test_plan_constraints import acc, inference, make, offer
+
+    spec = make(
+        [acc("acc-a")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-a")],
+        [inference("w", 1.5, {"acc-a": (1, 1.0)})],
+        policy={"survive_provider_loss": 0.5},
+    )
+    milp = build_milp(build_candidates(spec), spec.policy)
+    cut = np.flatnonzero((milp.row_family == "replicas") & (milp.row_lower > 0))
+    assert len(cut) == 2 and np.all(milp.row_lower[cut] == 1.0)
+    relaxed = solve_milp(replace(milp, integer=np.zeros_like(milp.integer)))
+    x = relaxed.values[milp.cols["x"]]
+    assert np.all(x >= 1.0 - 1e-6)  # each provider keeps a whole replica for the other's loss
+    assert solve_milp(milp).objective == pytest.approx(2 * 730.0, rel=1e-6)

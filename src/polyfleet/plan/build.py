@@ -28,6 +28,10 @@ from polyfleet.spec import ApiWorkload, InferenceWorkload, Policy, TrainingWorkl
 #: relative price perturbation per rank step that breaks exact ties toward lower offer ids
 TIE_BREAK = 1e-7
 
+#: the survival replica rows (a valid inequality) halve exact solves of small models but
+#: grow large ones ~40% in nonzeros, which HiGHS's root then runs past the time limit on
+SURVIVAL_REPLICA_ROWS_UP_TO = 2000
+
 FAMILIES = ("demand", "packing", "capacity", "api-rate", "spot", "lock-in", "survival", "budget")
 
 
@@ -364,6 +368,58 @@ def define_survival(ctx: _Ctx) -> None:
     )
     ids = ctx.rows.add("survival", labels, rows, cols, vals, rhs[ww, pp], np.inf)
     ctx.slack_rows["survival"] = ids
+    if ctx.elastic != "survival" and len(c.inf_w) <= SURVIVAL_REPLICA_ROWS_UP_TO:
+        _survival_replicas(ctx, ww, pp, inf_p, rhs, f)
+
+
+def _survival_replicas(ctx: _Ctx, ww: np.ndarray, pp: np.ndarray, inf_p: np.ndarray, rhs, f: float) -> None:
+    """Whole replicas after a provider loss (valid inequality, workloads without api offers).
+
+    Without p, counted replicas elsewhere serve f D, so there are at least
+    ``ceil(f D / best rate elsewhere)`` of them: ``n[w] - sum_{k at p} x[w,k] >= that``,
+    with ``n[w]`` the workload's counted replicas (spot only when spot counts).
+    """
+    c = ctx.cand
+    n_w = len(c.workloads)
+    n_p = int(inf_p.max()) + 1 if len(inf_p) else 0
+    counted = np.ones(len(c.inf_w), bool) if ctx.policy.spot_counts_for_survival else ~c.offer_spot[c.inf_o]
+    has_api = np.zeros(n_w, bool)
+    has_api[c.api_w] = True
+    keep = ~has_api[ww] & (pp < n_p)
+    ww, pp = ww[keep], pp[keep]
+    if not len(ww):
+        return
+    best = np.zeros((n_w, n_p))
+    k = np.flatnonzero(counted)
+    np.maximum.at(best, (c.inf_w[k], inf_p[k]), c.inf_rps[k])
+    top = best.max(axis=1)
+    arg = best.argmax(axis=1)
+    second = np.sort(best, axis=1)[:, -2] if n_p > 1 else np.zeros(n_w)
+    elsewhere = np.where(arg[ww] == pp, second[ww], top[ww])
+    ok = elsewhere > 0
+    ww, pp, elsewhere = ww[ok], pp[ok], elsewhere[ok]
+    need = np.ceil(f * c.peak_rps[ww] / elsewhere - 1e-9)
+    # n[w] = sum of counted replicas (a definition row per workload that has such rows)
+    ws = np.unique(ww)
+    pos = np.full(n_w, -1)
+    pos[ws] = np.arange(len(ws))
+    kk = k[pos[c.inf_w[k]] >= 0]
+    rows = np.concatenate([np.arange(len(ws)), pos[c.inf_w[kk]]])
+    cols = np.concatenate([ctx.col("n", ws), ctx.col("x", kk)])
+    vals = np.concatenate([np.ones(len(ws)), -np.ones(len(kk))])
+    names = np.array([c.workloads[w].name for w in ws], dtype=object)
+    ctx.rows.add("replicas", names, rows, cols, vals, 0.0, 0.0)
+    # n[w] - sum_{k at p, counted} x >= need
+    row_of = np.full((n_w, n_p), -1)
+    row_of[ww, pp] = np.arange(len(ww))
+    at = kk[row_of[c.inf_w[kk], inf_p[kk]] >= 0]
+    rows = np.concatenate([np.arange(len(ww)), row_of[c.inf_w[at], inf_p[at]]])
+    cols = np.concatenate([ctx.col("n", ww), ctx.col("x", at)])
+    vals = np.concatenate([np.ones(len(ww)), -np.ones(len(at))])
+    labels = np.array(
+        [f"{c.workloads[w].name} without #{p}" for w, p in zip(ww, pp, strict=True)], dtype=object
+    )
+    ctx.rows.add("replicas", labels, rows, cols, vals, need, np.inf)
 
 
 def define_budget(ctx: _Ctx) -> None:
@@ -402,6 +458,7 @@ def _layout(cand: Candidates) -> dict[str, slice]:
         "y": len(cand.tr_w),
         "s": len(cand.api_w),
         "z": len(cand.workloads),
+        "n": len(cand.workloads),
         "T": 1,
     }
     cols, start = {}, 0
@@ -423,6 +480,7 @@ def _bounds(cand: Candidates, cols: dict[str, slice]) -> tuple[np.ndarray, np.nd
     upper[cols["s"]] = 1.0
     inf, _, _ = _kinds(cand)
     upper[cols["z"]] = np.where(inf, np.inf, 0.0)
+    upper[cols["n"]] = np.where(inf, np.inf, 0.0)
     integer[cols["x"]] = integer[cols["u"]] = integer[cols["y"]] = True
     return lower, upper, integer
 

@@ -264,6 +264,12 @@ def _round(milp: Milp, lp_values: np.ndarray, replicas) -> np.ndarray:
     z_part = milp.A[served_rows][:, zs.start : zs.stop]
     rest = milp.A[served_rows] @ v - z_part @ v[zs]
     v[zs] = np.maximum(-rest, 0.0)
+    if "n" in milp.cols:  # counted replicas per workload: its definition rows
+        rep_rows = np.flatnonzero((milp.row_family == "replicas") & (milp.row_upper == 0))
+        ns = milp.cols["n"]
+        n_part = milp.A[rep_rows][:, ns.start : ns.stop]
+        rest = milp.A[rep_rows] @ v - n_part @ v[ns]
+        v[ns.start + n_part.tocoo().col] = -rest[n_part.tocoo().row]
     v[milp.cols["T"]] = milp.cost @ v
     return v
 
