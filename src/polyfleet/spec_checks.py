@@ -1,0 +1,135 @@
+"""Checks of a validated spec against its resolved catalog: duplicates, references, periods.
+
+Each raises ``SpecError`` pointing at the field (``spec.error``); ``build_spec`` runs them
+after pydantic validation, once the catalog is merged.
+"""
+
+from __future__ import annotations
+
+from polyfleet.errors import did_you_mean
+from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
+
+
+def check_duplicates(spec: Spec) -> None:
+    for section, key in (
+        ("accelerators", "id"),
+        ("offers", "id"),
+        ("api_offers", "id"),
+        ("models", "name"),
+        ("egress", "provider"),
+        ("workloads", "name"),
+    ):
+        seen: set[str] = set()
+        for index, item in enumerate(getattr(spec.model, section)):
+            value = getattr(item, key)
+            if value in seen:
+                raise spec.error(f"duplicate {key} {value!r}", section, index, key)
+            seen.add(value)
+
+
+def check_references(spec: Spec) -> None:
+    cat = spec.catalog
+    for index, offer in enumerate(spec.model.offers):
+        if offer.accelerator not in cat.accelerators:
+            raise spec.error(
+                f"unknown accelerator {offer.accelerator!r}"
+                f"{did_you_mean(offer.accelerator, cat.accelerators)}",
+                "offers",
+                index,
+                "accelerator",
+            )
+    api_models = cat.api_models()
+    for index, w in enumerate(spec.model.workloads):
+        if isinstance(w, ApiWorkload):
+            if w.model not in api_models:
+                raise spec.error(
+                    f"no api offer sells model {w.model!r}{did_you_mean(w.model, api_models)}",
+                    "workloads",
+                    index,
+                    "model",
+                )
+            continue
+        if isinstance(w.model, str) and w.model not in cat.models:
+            raise spec.error(
+                f"unknown model {w.model!r}{did_you_mean(w.model, cat.models)}",
+                "workloads",
+                index,
+                "model",
+            )
+        if isinstance(w, InferenceWorkload):
+            for key in w.throughput:
+                if key not in cat.accelerators and key not in cat.offers:
+                    choices = list(cat.accelerators) + list(cat.offers)
+                    raise spec.error(
+                        f"unknown accelerator or offer id {key!r}{did_you_mean(key, choices)}",
+                        "workloads",
+                        index,
+                        "throughput",
+                        key,
+                    )
+        if isinstance(w, TrainingWorkload) and w.data_at is not None:
+            _check_data_at(spec, index, w.data_at)
+
+
+#: fields that only mean something in a monthly plan: (where, field)
+_MONTHLY_ONLY = (
+    ("workloads", "growth_per_month"),
+    ("workloads", "requests_per_s_by_month"),
+    ("workloads", "port_usd_by_stack"),
+    ("offers", "available_from_month"),
+    ("offers", "arrival_month_probabilities"),
+)
+
+#: longest monthly plan: five years keeps the MILP to sixty copies of a month
+MAX_MONTHS = 60
+
+
+def check_periods(spec: Spec) -> None:
+    """Monthly plans need whole months; monthly-only fields need a monthly plan."""
+    model = spec.model
+    if model.periods == "monthly":
+        h = model.horizon_months
+        if h != int(h) or not 1 <= h <= MAX_MONTHS:
+            raise spec.error(
+                f"a monthly plan needs a whole number of months from 1 to {MAX_MONTHS}, got {h:g}",
+                "horizon_months",
+            )
+        for index, w in enumerate(model.workloads):
+            by_month = getattr(w, "requests_per_s_by_month", None)
+            if by_month is not None and len(by_month) != int(h):
+                raise spec.error(
+                    f"expected {int(h)} values (one per month of horizon_months), got {len(by_month)}",
+                    "workloads",
+                    index,
+                    "requests_per_s_by_month",
+                )
+            if by_month is not None and min(by_month) <= 0:
+                raise spec.error(
+                    "every month needs requests/s > 0", "workloads", index, "requests_per_s_by_month"
+                )
+        return
+    for section, name in _MONTHLY_ONLY:
+        for index, item in enumerate(getattr(model, section)):
+            if name in item.model_fields_set:
+                raise spec.error(
+                    f"{name} needs `periods: monthly` at the top of the spec", section, index, name
+                )
+
+
+def _check_data_at(spec: Spec, index: int, provider: str) -> None:
+    """``data_at`` names a provider whose egress price is known (bundled or in the spec)."""
+    cat = spec.catalog
+    known = sorted({o.provider for o in cat.offers.values()} | set(cat.egress))
+    if provider not in known:
+        raise spec.error(
+            f"unknown provider {provider!r}{did_you_mean(provider, known)}", "workloads", index, "data_at"
+        )
+    egress = cat.egress.get(provider)
+    if egress is None or egress.usd_per_gb is None:
+        raise spec.error(
+            f"no egress price for provider {provider!r}: add it to the spec as "
+            f"egress: [{{provider: {provider}, usd_per_gb: ...}}]",
+            "workloads",
+            index,
+            "data_at",
+        )
