@@ -145,3 +145,13 @@ def test_plan_cli_writes_routes_with_backends(tmp_path):
     alone = run_cli("plan", str(EXAMPLES / "frontier-lab.yaml"), "--routes", str(tmp_path / "r2.yaml"))
     assert alone.exit_code == 2 and "--backends" in alone.stderr
     assert not (tmp_path / "r2.yaml").exists()
+
+
+def test_the_readme_routes_command_works_on_the_bundled_example(tmp_path):
+    """README quick tour: the example mapping names every offer the frontier-lab plan routes."""
+    routes_path = tmp_path / "routes.yaml"
+    result = run_cli("plan", str(EXAMPLES / "frontier-lab.yaml"), "--routes", str(routes_path),
+                     "--backends", str(EXAMPLES / "frontier-lab-backends.yaml"))  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    routes = build_routes(yaml.safe_load(routes_path.read_text()))
+    assert {m.name for m in routes.models} == {"llama-3.1-70b", "llama-3.1-8b", "claude-sonnet-4.5"}
