@@ -183,3 +183,15 @@ def test_bad_egress_input_names_the_field(tmp_path, change: dict[str, Any], mess
     result = run_cli("plan", str(path))
     assert result.exit_code == 2
     assert "workloads[0]" in result.stderr and message in result.stderr
+
+
+def test_an_inline_spot_offer_unusable_for_other_reasons_is_still_an_error() -> None:
+    # the spot cap shuts s1 for the job: fine.  s2 is on a stack no workload runs: an error.
+    offers = [spot_offer("s1", "p1", "acc-a"), offer("d2", "p2", "acc-a", price=2.0),
+              spot_offer("s2", "p3", "acc-r")]  # fmt: skip
+    rocm = acc("acc-r") | {"stack": "rocm"}
+    job = training() | {"stacks": ["cuda"]}
+    with pytest.raises(SpecError, match="no workload can use offer 's2'"):
+        solve(make([acc("acc-a"), rocm], offers, [job], policy={"max_spot_share": 0.5}))
+    ok = solve(make([acc("acc-a")], offers[:2], [job], policy={"max_spot_share": 0.5}))
+    assert list(allocs(ok, "t")) == ["d2"]

@@ -159,7 +159,9 @@ def _training_rows(
     keys: np.ndarray,
     key_list: list[tuple[str, int]],
     reasons: Counter,
+    spot_blocked: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
+    """Eligible offers for one training job; marks in ``spot_blocked`` offers only its spot cap shut."""
     accs = spec.catalog.accelerators
     card = spec.card(w)
     perfs = [
@@ -186,6 +188,7 @@ def _training_rows(
     ok = stack & spot_ok & feasible & capacity
     reasons["stack"] += int((~stack).sum())
     reasons["spot"] += int((stack & ~spot_ok).sum())
+    spot_blocked |= stack & ~spot_ok & feasible & capacity
     stack = stack & spot_ok
     reasons["spec"] += int((stack & ~feasible).sum())
     reasons["capacity"] += int((stack & feasible & ~capacity).sum())
@@ -274,6 +277,7 @@ def build_candidates(spec: Spec) -> Candidates:
     workloads = spec.workloads
 
     inf_parts: list[tuple[np.ndarray, ...]] = []
+    spot_blocked = np.zeros(len(all_offers), bool)  # offers only a training spot cap shut
     tr_parts: list[tuple[np.ndarray, ...]] = []
     api_rows: list[tuple[int, int, float, float, float]] = []
     for wi, w in enumerate(workloads):
@@ -284,7 +288,7 @@ def build_candidates(spec: Spec) -> Candidates:
             inf_parts.append((np.full(len(idx), wi), idx, t, r))
             found += len(idx)
         elif isinstance(w, TrainingWorkload):
-            parts = _training_rows(spec, w, all_offers, keys, key_list, reasons)
+            parts = _training_rows(spec, w, all_offers, keys, key_list, reasons, spot_blocked)
             tr_parts.append((np.full(len(parts[0]), wi), *parts))
             found += len(parts[0])
         if isinstance(w, ApiWorkload) or (isinstance(w, InferenceWorkload) and w.allow_api):
@@ -308,11 +312,9 @@ def build_candidates(spec: Spec) -> Candidates:
     position = {o.id: i for i, o in enumerate(all_offers)}
     is_used = np.zeros(len(all_offers), bool)
     is_used[used] = True
-    spot_capped = any(
-        _spot_cap(spec, w) < 1 for w in workloads if isinstance(w, InferenceWorkload | TrainingWorkload)
-    )
     for index, offer in enumerate(spec.model.offers):
-        if not is_used[position[offer.id]] and not (offer.term == "spot" and spot_capped):
+        # an offer only a spot cap shuts is policy at work, not a mistake in the offer
+        if not is_used[position[offer.id]] and not spot_blocked[position[offer.id]]:
             raise spec.error(
                 f"no workload can use offer {offer.id!r} (accelerator {offer.accelerator}, "
                 f"stack {spec.catalog.accelerators[offer.accelerator].stack}): "
