@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
 from polyfleet.errors import SpecError
+from polyfleet.report.risk import risk_tables
 from polyfleet.risk import Mapper, PlanDataError, RiskAssumptions, analyse, fleet_from_plan, local_mapper
 from polyfleet.risk.fleet import Fleet
 from polyfleet.spec import load_spec
@@ -49,69 +46,6 @@ def load_fleet(plan_path: Path, month: int | None = None) -> Fleet:
         raise SpecError(
             exc.message, file=str(plan_path), line=line_of(lines, exc.path), path=dotted(exc.path)
         ) from None
-
-
-def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value / 1e6:,.3f}M" if abs(value) >= 1e6 else f"${value:,.0f}"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}%"
-
-
-def risk_tables(report: dict[str, Any]) -> RenderableType:
-    """The risk report as a person reads it: cost, unserved demand by kind, providers worst first."""
-    head = Text(
-        f"{report['scenarios']:,} scenarios, seed {report['seed']}, "
-        f"horizon {report['horizon_months']:g} months: "
-        f"plan {_usd(report['plan_usd'])}, expected {_usd(report['expected_usd'])} "
-        f"(± {_usd(report['expected_usd_stderr'])}), P95 {_usd(report['p95_usd'])}, "
-        f"P99 {_usd(report['p99_usd'])}, expected emergency {_usd(report['expected_emergency_usd'])}"
-    )
-    unserved = Table(title="Unserved demand")
-    for col in ("kind", "demand", "expected", "P99", "expected qty", "P99 qty"):
-        unserved.add_column(col, justify="left" if col == "kind" else "right")
-    for kind, row in report["unserved"].items():
-        unit = next(k for k in row if k.startswith("demand_"))[len("demand_") :]
-        unserved.add_row(
-            kind,
-            f"{row['demand_' + unit]:,.1f} {unit}",
-            _pct(row["expected_fraction"]),
-            _pct(row["p99_fraction"]),
-            f"{row['expected_' + unit]:,.3f}",
-            f"{row['p99_' + unit]:,.3f}",
-        )
-    hit = sorted(
-        (
-            w
-            for w in report["workloads"]
-            if w["expected_unserved_fraction"] > 0 or w["p99_unserved_fraction"] > 0
-        ),
-        key=lambda w: (-w["expected_unserved_fraction"], -w["p99_unserved_fraction"], w["name"]),
-    )
-    workloads = Table(
-        title=f"Workloads with unserved demand ({len(hit)} of {len(report['workloads'])}, worst 10)"
-    )
-    for col in ("workload", "kind", "expected", "P99"):
-        workloads.add_column(col, justify="left" if col in ("workload", "kind") else "right")
-    for w in hit[:10]:
-        workloads.add_row(
-            w["name"], w["kind"], _pct(w["expected_unserved_fraction"]), _pct(w["p99_unserved_fraction"])
-        )
-    providers = Table(title=f"Provider failure ({report['worst_provider_method']}), worst first")
-    for col in ("provider", "extra cost if down", "mean unserved if down", "MC outages", "MC extra | outage"):
-        providers.add_column(col, justify="left" if col == "provider" else "right")
-    for row in report["providers"]:
-        providers.add_row(
-            row["provider"],
-            _usd(row["down_extra_usd"]),
-            _pct(row["down_mean_unserved_fraction"]),
-            f"{row['mc_outage_scenarios']:,}",
-            _usd(row["mc_extra_usd_given_outage"]),
-        )
-    return Group(head, unserved, workloads, providers, Text(f"Worst provider: {report['worst_provider']}"))
 
 
 def _ray(address: str | None) -> tuple[Mapper, bool]:

@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from polyfleet.plan.candidates import Candidates
+from polyfleet.plan.elastic import add_slack
 from polyfleet.plan.tighten import SURVIVAL_REPLICA_ROWS_UP_TO, define_min_replicas, survival_replicas
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Policy, TrainingWorkload
 
@@ -438,7 +439,7 @@ def build_milp(
     slack_rows = np.zeros(0, int)
     if elastic is not None:
         slack_rows = ctx.slack_rows.get(elastic, np.zeros(0, int))
-        A, objective, lower, upper, integer, cost = _add_slack(
+        A, objective, lower, upper, integer, cost = add_slack(
             A, row_lower, row_upper, slack_rows, lower, upper, integer, cost
         )
     return Milp(
@@ -479,36 +480,3 @@ def _tie_broken(cost: np.ndarray, cols: dict[str, slice], cand: Candidates) -> n
     if len(cand.api_a):
         objective[cols["s"]] *= 1 + TIE_BREAK * cand.api_a / max(len(cand.api_offers), 1)
     return objective
-
-
-def _add_slack(
-    A: sp.csr_matrix,
-    row_lower: np.ndarray,
-    row_upper: np.ndarray,
-    slack_rows: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    integer: np.ndarray,
-    cost: np.ndarray,
-):
-    """Append one slack column per row in ``slack_rows``; objective = sum of scaled slacks.
-
-    A >= row gets +scale x e, a <= row gets -scale x e, with scale = |rhs| (or 1), so one
-    unit of slack is the whole right-hand side and e reads as the fraction that is missing.
-    """
-    n = len(slack_rows)
-    is_ge = np.isfinite(row_lower[slack_rows])
-    rhs = np.where(is_ge, row_lower[slack_rows], row_upper[slack_rows])
-    scale = np.where(np.abs(rhs) > 0, np.abs(rhs), 1.0)
-    sign = np.where(is_ge, 1.0, -1.0)
-    E = sp.csr_matrix((sign * scale, (slack_rows, np.arange(n))), shape=(A.shape[0], n))
-    A = sp.hstack([A, E], format="csr")
-    objective = np.concatenate([np.zeros(len(cost)), np.ones(n)])
-    return (
-        A,
-        objective,
-        np.concatenate([lower, np.zeros(n)]),
-        np.concatenate([upper, np.full(n, np.inf)]),
-        np.concatenate([integer, np.zeros(n, bool)]),
-        np.concatenate([cost, np.zeros(n)]),
-    )

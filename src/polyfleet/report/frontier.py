@@ -18,15 +18,13 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from polyfleet.report.tables import _pct
+
 
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value / 1e6:,.3f}M" if abs(value) >= 1e6 else f"${value / 1e3:,.1f}k"
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def frontier_table(result: dict[str, Any]) -> RenderableType:

@@ -20,8 +20,8 @@ def _usd(value: float | None) -> str:
     return f"${value:,.2f}"
 
 
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{100 * value:.{digits}f}%"
 
 
 def _where(alloc: dict[str, Any]) -> str:
