@@ -229,7 +229,8 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
     wls = cand.workloads
     n_x, n_u, n_y, n_s, n_w = len(inf_w), len(cand.offers), len(tr_w), len(api_w), len(wls)
     X, U, Y, S, Z = 0, n_x, n_x + n_u, n_x + n_u + n_y, n_x + n_u + n_y + n_s
-    T = Z + n_w
+    N = Z + n_w  # replicas counted for survival (rows only on models of <= 2,000 replica columns)
+    T = N + n_w
     n = T + 1
     inf = math.inf
 
@@ -252,6 +253,7 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
         upper[S + k] = 1.0
     for w in range(n_w):
         upper[Z + w] = inf if isinstance(wls[w], InferenceWorkload) else 0.0
+        upper[N + w] = upper[Z + w]
     objective = list(cost)
     for k in range(n_x):  # replica nudge: its chips' share of the instance price
         o = inf_o[k]
@@ -297,6 +299,14 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
             row[j] = -cost[j]
     row[T] = 1.0
     add(row, 0.0, 0.0)
+    # whole replicas: sum_k x[w,k] >= ceil(D / best replica rate), workloads with no api offer
+    for w in range(n_w):
+        rates = [inf_rps[k] for k in x_of_w[w]]
+        if not rates or s_of_w[w] or max(rates) <= 0:
+            continue
+        need = math.ceil(peak[w] / max(rates) - 1e-9)
+        if need > 0:
+            add({X + k: 1.0 for k in x_of_w[w]}, float(need), inf)
     # demand
     for w in range(n_w):
         if is_inf[w]:

@@ -161,3 +161,70 @@ def test_survival_replica_rows_lift_the_lp_but_not_the_plan():
     x = relaxed.values[milp.cols["x"]]
     assert np.all(x >= 1.0 - 1e-6)  # each provider keeps a whole replica for the other's loss
     assert solve_milp(milp).objective == pytest.approx(2 * 730.0, rel=1e-6)
+
+
+def _feasible(milp, v) -> bool:
+    activity = milp.A @ v
+    rows_ok = np.all(activity >= milp.row_lower - 1e-6) and np.all(activity <= milp.row_upper + 1e-6)
+    ints = milp.integer
+    return bool(rows_ok and np.allclose(v[ints], np.round(v[ints])))
+
+
+@pytest.mark.parametrize("f, cap", [(0.5, 0.7), (0.0, 1.0), (0.6, 0.45)])
+def test_dive_start_is_a_whole_plan_between_the_lp_bound_and_the_rounding(f, cap):
+    from polyfleet.plan.solve import _dive_start, _lp_seconds
+
+    spec = _spec(f=f, cap=cap)
+    milp = build_milp(build_candidates(spec), spec.policy)
+    dived = _dive_start(milp, SolveOptions())
+    rounded = _rounded_start(milp, SolveOptions())
+    assert dived is not None and _feasible(milp, dived)
+    bound, _ = _lp_seconds(milp, SolveOptions())
+    best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
+    assert bound - 1e-6 <= best.objective <= milp.objective @ dived + 1e-6
+    if rounded is not None:
+        assert milp.cost @ dived <= milp.cost @ rounded + 1e-6
+
+
+def test_keep_columns_holds_the_lp_support_and_the_cheapest_per_provider():
+    from polyfleet.plan.dive import keep_columns
+
+    spec = _spec()
+    milp = build_milp(build_candidates(spec), spec.policy)
+    xs, us = milp.cols["x"], milp.cols["u"]
+    lp = np.zeros(milp.n_cols)
+    lp[xs.start + 3] = 0.5  # one column the LP uses
+    keep = keep_columns(milp, lp, milp.u_provider)
+    assert keep[3]
+    per_rps = milp.x_chips * (milp.cost[us] / milp.u_cpi)[milp.x_offer] / milp.x_rps
+    prov = milp.u_provider[milp.x_offer]
+    for w in np.unique(milp.x_workload):
+        for p in np.unique(prov):
+            ks = np.flatnonzero((milp.x_workload == w) & (prov == p))
+            if len(ks):
+                assert keep[ks[np.argmin(per_rps[ks])]]
+                # nothing dearer at that provider is kept unless the LP uses it
+                dearer = ks[per_rps[ks] > per_rps[ks].min()]
+                assert not keep[dearer[dearer != 3]].any()
+
+
+def test_shave_drops_every_replica_the_rows_do_not_need():
+    from polyfleet.plan.dive import derive, shave
+
+    spec = _spec()
+    milp = build_milp(build_candidates(spec), spec.policy)
+    best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
+    xs = milp.cols["x"]
+    padded = best.values.copy()
+    used = np.flatnonzero(padded[xs] > 0.5)
+    padded[xs.start + used] += 2  # two spare replicas on every used candidate
+    padded = derive(milp, padded)
+    shaved = shave(milp, padded, deadline=float("inf"))
+    assert _feasible(milp, shaved)
+    assert milp.cost @ shaved < milp.cost @ padded
+    assert milp.cost @ shaved >= milp.cost @ best.values - 1e-6
+    # a local minimum: taking any one more replica away breaks a row
+    for k in np.flatnonzero(shaved[xs] > 0.5):
+        trial = shaved.copy()
+        trial[xs.start + k] -= 1
+        assert not _feasible(milp, derive(milp, trial))

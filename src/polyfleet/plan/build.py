@@ -59,6 +59,7 @@ class Milp:
     x_rps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)
     peak_rps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # D per workload
     s_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
+    u_provider: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # code per offer
 
     @property
     def n_cols(self) -> int:
@@ -463,6 +464,11 @@ def build_milp(
         x_rps=cand.inf_rps,
         peak_rps=cand.peak_rps,
         s_workload=cand.api_w,
+        u_provider=np.unique(np.array([o.provider for o in cand.offers], dtype=object), return_inverse=True)[
+            1
+        ]
+        if cand.offers
+        else np.zeros(0, int),
     )
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from polyfleet.plan.build import Milp
+from polyfleet.plan.dive import derive, dive, keep_columns, shave, violations
 
 
 class Status(StrEnum):
@@ -240,7 +241,7 @@ def _floor_and_fill(
 def _round(milp: Milp, lp_values: np.ndarray, replicas) -> np.ndarray:
     """Replicas by ``replicas``, then the fewest instances that hold them, one place per job."""
     v = lp_values.copy()
-    xs, us, ys = milp.cols["x"], milp.cols["u"], milp.cols["y"]
+    xs, ys = milp.cols["x"], milp.cols["y"]
     y = np.zeros(ys.stop - ys.start)
     for job in np.unique(milp.y_job):  # one job at a time: few training jobs
         k = np.flatnonzero(milp.y_job == job)
@@ -254,38 +255,12 @@ def _round(milp: Milp, lp_values: np.ndarray, replicas) -> np.ndarray:
         held = milp.A[cap_rows][:, ys.start : ys.stop] @ y
         room = np.maximum(milp.row_upper[cap_rows] - held, 0.0)
         x = _floor_and_fill(milp, v[xs], v[milp.cols["s"]], room, v)
-    chips = np.zeros(us.stop - us.start)
-    np.add.at(chips, milp.x_offer, x * milp.x_chips)
     v[xs] = x
-    v[us] = np.ceil(chips / milp.u_cpi - 1e-9)
-    # continuous columns that are definitions: z (served) and T (total spend)
-    served_rows = np.flatnonzero(milp.row_family == "served")
-    zs = milp.cols["z"]
-    z_part = milp.A[served_rows][:, zs.start : zs.stop]
-    rest = milp.A[served_rows] @ v - z_part @ v[zs]
-    v[zs] = np.maximum(-rest, 0.0)
-    if "n" in milp.cols:  # counted replicas per workload: its definition rows
-        rep_rows = np.flatnonzero((milp.row_family == "replicas") & (milp.row_upper == 0))
-        ns = milp.cols["n"]
-        n_part = milp.A[rep_rows][:, ns.start : ns.stop]
-        rest = milp.A[rep_rows] @ v - n_part @ v[ns]
-        v[ns.start + n_part.tocoo().col] = -rest[n_part.tocoo().row]
-    v[milp.cols["T"]] = milp.cost @ v
-    return v
+    return derive(milp, v)
 
 
 #: LP solves the rounding heuristic may spend repairing capacity rows it overshot
 _REPAIRS = 4
-
-
-def _violations(milp: Milp, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Rows below their lower bound, rows above their upper bound, and whether bounds hold."""
-    activity = milp.A @ v
-    tol = 1e-6 * np.maximum(1.0, np.abs(activity))
-    low = activity < milp.row_lower - tol
-    high = activity > milp.row_upper + tol
-    bounds_ok = bool(np.all(v >= milp.lower - 1e-9) and np.all(v <= milp.upper + 1e-9))
-    return low, high, bounds_ok
 
 
 def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
@@ -314,7 +289,7 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
         best, high = None, None
         for replicas in (_floor_and_fill, _ceil_replicas):
             v = _round(milp, lp.values, replicas)
-            low, high_v, bounds_ok = _violations(milp, v)
+            low, high_v, bounds_ok = violations(milp, v)
             if not (low.any() or high_v.any()) and bounds_ok:
                 if best is None or milp.cost @ v < milp.cost @ best:
                     best = v
@@ -328,6 +303,35 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
         extra[high & cap_rows] += np.ceil(activity[high & cap_rows] - milp.row_upper[high & cap_rows])
         cap_scale[high & lock_rows] *= 0.9
     return None
+
+
+def _dive_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
+    """A plan by diving from the LP relaxation (plan/dive.py), or None.
+
+    Needs the single-period layout (one provider code per offer, one offer per replica
+    column); the dive shares the first half of the time limit like the rounding does.
+    """
+    n_x = milp.cols["x"].stop - milp.cols["x"].start
+    n_u = milp.cols["u"].stop - milp.cols["u"].start
+    if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
+        return None
+    deadline = time.perf_counter() + options.time_limit_s / 2
+    h = _highs(
+        milp, replace(options, time_limit_s=options.time_limit_s / 2), np.zeros_like(milp.integer), milp.upper
+    )
+    h.run()
+    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        return None
+    lp_values = np.asarray(h.getSolution().col_value)
+    v = dive(h, milp, lp_values, keep_columns(milp, lp_values, milp.u_provider), deadline)
+    if v is None:
+        return None
+    v = v.copy()
+    v[milp.integer] = np.round(v[milp.integer])
+    low, high, bounds_ok = violations(milp, v)
+    if not bounds_ok or low.any() or high.any():
+        return None
+    return shave(milp, v, deadline)
 
 
 #: HiGHS's root LP inside its MIP solver took 12-20x the same LP solved alone on the
@@ -354,7 +358,9 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
     given = None
     if int(milp.integer.sum()) > options.rounding_start_above:
         lp_start = time.perf_counter()
-        given = _rounded_start(milp, options)
+        given = _dive_start(milp, options)
+        if given is None:
+            given = _rounded_start(milp, options)
         rounds = time.perf_counter() - lp_start
         left = options.time_limit_s - (time.perf_counter() - start)
         if given is not None and left < ROOT_LP_FACTOR * rounds:
