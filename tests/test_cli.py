@@ -433,7 +433,10 @@ def test_plan_json_on_real_stdout_is_pure_json(tmp_path):
     exe = shutil.which("polyfleet") or str(Path(sys.executable).with_name("polyfleet"))
     proc = subprocess.run(
         [exe, "plan", str(EXAMPLES / "startup.yaml"), "--format", "json"],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
