@@ -142,6 +142,31 @@ def test_heavy_data_keeps_the_job_where_the_data_is() -> None:
     assert result["total_usd"] == pytest.approx(1.5 * TRAIN_USD_PER_DOLLAR_HOUR, abs=0.01)
 
 
+def test_egress_counts_toward_the_provider_the_data_leaves() -> None:
+    """Run at p1 ($33.33), 100 GB out of p2 ($9): p1 holds 78.7% of spend, p2 21.3%.
+
+    Counting the $9 at p1 (where the job runs) would give p1 100%, so a 0.8 provider cap
+    would shut both placements; paid to p2 it does not.
+    """
+    doc = _egress_spec(100, 0.09)
+    doc["policy"] = {"max_share": {"provider": 0.8}}
+    result = solve(build_spec(doc))
+    assert result["status"] == "optimal"
+    assert list(allocs(result, "t")) == ["o1"]
+    run = TRAIN_USD_PER_DOLLAR_HOUR
+    total = run + 9.0
+    assert result["total_usd"] == pytest.approx(total, abs=0.01)
+    assert result["shares"]["provider"]["p1"] == pytest.approx(run / total, abs=1e-4)
+    assert result["shares"]["provider"]["p2"] == pytest.approx(9.0 / total, abs=1e-4)
+    rows = {p["offer"]: p for p in result["purchases"]}
+    assert rows["egress:p2"]["usd"] == pytest.approx(9.0) and rows["egress:p2"]["provider"] == "p2"
+    assert rows["o1"]["usd"] == pytest.approx(run, abs=0.01)
+    assert sum(p["usd"] for p in result["purchases"]) == pytest.approx(result["total_usd"], abs=0.02)
+    # a cap below p1's run share still binds: 0.75 < 78.7% and p2 alone is 100%
+    doc["policy"] = {"max_share": {"provider": 0.75}}
+    assert solve(build_spec(doc))["status"] == "infeasible"
+
+
 def test_bundled_egress_prices_are_sourced() -> None:
     from polyfleet.catalog.io import load_bundled
 

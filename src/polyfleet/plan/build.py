@@ -240,27 +240,32 @@ def define_spot(ctx: _Ctx) -> None:
     ctx.slack_rows["spot"] = ids
 
 
-def _spend_columns(ctx: _Ctx, group: str) -> tuple[np.ndarray, np.ndarray]:
-    """(column, group value) for every column that carries spend, for provider or vendor."""
+def _spend_terms(ctx: _Ctx, group: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(column, group value, USD per unit) for every term of spend, for provider or vendor.
+
+    A training placement's run is spent at its offer; moving its data (egress) is paid to
+    the provider the data sits at (``data_at``), and to no chip vendor.
+    """
     c = ctx.cand
     attr = c.offer_provider if group == "provider" else c.offer_vendor
     api_attr = c.api_provider if group == "provider" else c.api_vendor
-    cols = np.concatenate(
-        [
-            ctx.col("u", np.arange(len(c.offers))),
-            ctx.col("y", np.arange(len(c.tr_o))),
-            ctx.col("s", np.arange(len(c.api_w))),
-        ]
-    )
-    values = np.concatenate(
-        [
-            attr,
-            attr[c.tr_o] if len(c.tr_o) else np.zeros(0, object),
-            api_attr[c.api_a] if len(c.api_a) else np.zeros(0, object),
-        ]
-    ).astype(object)
-    keep = values != ""
-    return cols[keep], values[keep]
+    n_y = len(c.tr_o)
+    y_cols = ctx.col("y", np.arange(n_y))
+    cols = [ctx.col("u", np.arange(len(c.offers))), y_cols, ctx.col("s", np.arange(len(c.api_w)))]
+    values = [
+        attr,
+        attr[c.tr_o] if n_y else np.zeros(0, object),
+        api_attr[c.api_a] if len(c.api_a) else np.zeros(0, object),
+    ]
+    usd = [ctx.cost[cols[0]], ctx.cost[y_cols] - c.tr_egress_usd, ctx.cost[cols[2]]]
+    moved = np.flatnonzero(c.tr_egress_usd > 0) if n_y else np.zeros(0, int)
+    if group == "provider" and len(moved):
+        cols.append(y_cols[moved])
+        values.append(np.array([c.workloads[w].data_at for w in c.tr_w[moved]], dtype=object))
+        usd.append(c.tr_egress_usd[moved])
+    col, value, amount = np.concatenate(cols), np.concatenate(values).astype(object), np.concatenate(usd)
+    keep = value != ""
+    return col[keep], value[keep], amount[keep]
 
 
 def define_lock_in(ctx: _Ctx) -> None:
@@ -269,14 +274,14 @@ def define_lock_in(ctx: _Ctx) -> None:
         cap = getattr(ctx.policy.max_share, group)
         if cap is None or cap >= 1:
             continue
-        cols, values = _spend_columns(ctx, group)
+        cols, values, usd = _spend_terms(ctx, group)
         uniq, row = np.unique(values.astype(str), return_inverse=True)
         if not len(uniq):
             continue
         n = len(uniq)
         rows = np.concatenate([row, np.arange(n)])
         all_cols = np.concatenate([cols, np.full(n, ctx.col("T", 0))])
-        vals = np.concatenate([ctx.cost[cols], np.full(n, -cap)])
+        vals = np.concatenate([usd, np.full(n, -cap)])
         labels = np.array([f"{group}={v}" for v in uniq], dtype=object)
         ids = ctx.rows.add("lock-in", labels, rows, all_cols, vals, -np.inf, 0.0)
         ctx.slack_rows["lock-in"] = np.concatenate([ctx.slack_rows.get("lock-in", np.zeros(0, int)), ids])

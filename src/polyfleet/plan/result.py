@@ -170,8 +170,9 @@ def _purchases(
 ) -> list[dict[str, Any]]:
     instances = u.copy()
     usd = u_usd.copy()
+    egress = cand.tr_egress_usd * y
     np.add.at(instances, cand.tr_o, cand.tr_instances * y)
-    np.add.at(usd, cand.tr_o, tr_usd)
+    np.add.at(usd, cand.tr_o, tr_usd - egress)
     out = []
     for o in np.flatnonzero(instances > 0):
         offer = cand.offers[o]
@@ -183,6 +184,25 @@ def _purchases(
                 "instances": int(instances[o]),
                 "chips": int(instances[o] * cand.offer_cpi[o]),
                 "usd": round(float(usd[o]), 2),
+            }
+        )
+    # data moved for training is paid to the provider it leaves (data_at), not the offer's
+    by_source: dict[str, float] = {}
+    for k in np.flatnonzero(egress > 0):
+        source = cand.workloads[cand.tr_w[k]].data_at
+        by_source[source] = by_source.get(source, 0.0) + float(egress[k])
+    for source, total in sorted(by_source.items()):
+        out.append(
+            {
+                "offer": f"egress:{source}",
+                "provider": source,
+                "vendor": "",
+                "accelerator": None,
+                "region": None,
+                "term": "egress",
+                "instances": 0,
+                "chips": 0,
+                "usd": round(total, 2),
             }
         )
     api_total = np.zeros(len(cand.api_offers))
