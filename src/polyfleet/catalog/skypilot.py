@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from polyfleet.catalog.io import Catalog
 from polyfleet.catalog.models import MONTHLY_FIELDS, Accelerator, Offer
+from polyfleet.catalog.skypilot_gcp import TPU_PLACEHOLDER_USD, attach_hosts, is_split, tpu_slice
 
 #: SkyPilot ``AcceleratorName`` -> polyfleet accelerator id.  Names not here are skipped
 #: (e.g. GH200, A10, A6000, RTX*, V100, B300: no polyfleet accelerator record).
@@ -152,80 +153,102 @@ def _read_vms(
     best: dict[str, _Best] = {}
     with path.open(encoding="utf-8", newline="") as fh:
         reader = csv.DictReader(fh)
-        for row in reader:
-            line = reader.line_num
+        rows = [(reader.line_num, row) for row in reader]
+    if any(is_split(row) for _, row in rows):  # GCP: accelerators priced apart from VMs
+        merged = {line: (row, reason) for line, row, reason in attach_hosts(rows)}
+    else:
+        merged = {}
+    for line, row in rows:
 
-            def skip(reason: str, line: int = line) -> None:
-                result.skipped.append(Skipped(rel, line, reason))
+        def skip(reason: str, line: int = line) -> None:
+            result.skipped.append(Skipped(rel, line, reason))
 
-            def cell(name: str, row: dict = row) -> str:
-                return (row.get(name) or "").strip()
+        if line in merged:
+            row, reason = merged[line]
+            if row is None:
+                skip(reason)
+                continue
 
-            instance = cell("InstanceType")
-            name = cell("AcceleratorName")
-            count_text = cell("AcceleratorCount")
-            if not name or count_text in ("", "0", "0.0"):
-                skip(f"{instance or '?'}: no accelerator (CPU-only instance)")
-                continue
-            count = _price(count_text)
-            if count is None or count <= 0 or count != int(count):
-                skip(f"{instance}: accelerator count {count_text!r} is not a positive whole number")
-                continue
-            chips = int(count)
-            acc = accelerator_id(name, instance)
-            if acc is None:
-                skip(f"{instance}: accelerator {name!r} has no polyfleet mapping")
-                continue
-            if acc not in accelerators:
-                skip(f"{instance}: accelerator {name!r} maps to {acc!r}, which is not in the catalog")
-                continue
-            region = cell("Region") or "default"
-            zone = cell("AvailabilityZone")
-            for term, column in (("on-demand", "Price"), ("spot", "SpotPrice")):
-                text = cell(column)
-                if term == "spot" and text == "":
-                    continue  # no spot offer
-                price = _price(text)
-                if price is None or price <= 0:
-                    skip(f"{instance} {region} {term}: missing or zero {column} {text!r}")
-                    continue
-                per_chip = price / chips
-                if per_chip < MIN_USD_PER_CHIP_HOUR:
-                    skip(
-                        f"{instance} {region} {term}: {column} {price} is below "
-                        f"${MIN_USD_PER_CHIP_HOUR}/chip-h (placeholder?)"
-                    )
-                    continue
-                offer_id = slug(f"{cloud}-{instance}-{region}-{term}")
-                notes = (
-                    f"SkyPilot {cloud} {instance}: ${price:g}/h for {chips}x {name}"
-                    f"{' (spot, preemptible)' if term == 'spot' else ''};"
-                    " per-chip price includes the host share."
+        def cell(name: str, row: dict = row) -> str:
+            return (row.get(name) or "").strip()
+
+        instance = cell("InstanceType")
+        name = cell("AcceleratorName")
+        count_text = cell("AcceleratorCount")
+        if not name or count_text in ("", "0", "0.0"):
+            skip(f"{instance or '?'}: no accelerator (CPU-only instance)")
+            continue
+        count = _price(count_text)
+        if count is None or count <= 0 or count != int(count):
+            skip(f"{instance}: accelerator count {count_text!r} is not a positive whole number")
+            continue
+        chips = int(count)
+        tpu = tpu_slice(name) if cell("_tpu") else None
+        acc = tpu[0] if tpu else accelerator_id(name, instance)
+        if acc is None:
+            skip(f"{instance}: accelerator {name!r} has no polyfleet mapping")
+            continue
+        if acc not in accelerators:
+            skip(f"{instance}: accelerator {name!r} maps to {acc!r}, which is not in the catalog")
+            continue
+        region = cell("Region") or "default"
+        zone = cell("AvailabilityZone")
+        for term, column in (("on-demand", "Price"), ("spot", "SpotPrice")):
+            text = cell(column)
+            if term == "spot" and text == "":
+                continue  # no spot offer
+            if text == "placeholder":
+                skip(
+                    f"{instance} {region} {zone} {term}: {column} {TPU_PLACEHOLDER_USD:g} is SkyPilot's "
+                    "stand-in for an unpublished TPU v6e price (placeholder)"
                 )
-                fields = {
-                    "id": offer_id,
-                    "provider": cloud,
-                    "region": region,
-                    "accelerator": acc,
-                    "instance_type": instance,
-                    "term": term,
-                    "chips_per_instance": chips,
-                    "usd_per_chip_hour": per_chip,
-                    "available_instances": AVAILABLE_INSTANCES[term],
-                    "available_instances_assumed": True,
-                    "source": source,
-                    "as_of": as_of,
-                    "notes": notes,
-                }
-                seen = best.get(offer_id)
-                if seen is None:
-                    best[offer_id] = _Best(price, line, fields, zones=[zone] if zone else [])
-                    continue
-                seen.rows += 1
-                if zone:
-                    seen.zones.append(zone)
-                if price < seen.price:
-                    seen.price, seen.line, seen.offer = price, line, fields
+                continue
+            price = _price(text)
+            if price is None or price <= 0:
+                skip(f"{instance} {region} {term}: missing or zero {column} {text!r}")
+                continue
+            per_chip = price / chips
+            if per_chip < MIN_USD_PER_CHIP_HOUR:
+                skip(
+                    f"{instance} {region} {term}: {column} {price} is below "
+                    f"${MIN_USD_PER_CHIP_HOUR}/chip-h (placeholder?)"
+                )
+                continue
+            offer_id = slug(f"{cloud}-{instance}-{region}-{term}")
+            notes = (
+                f"SkyPilot {cloud} {instance}: ${price:g}/h for "
+                + (f"the slice ({chips} chips)" if tpu else f"{chips}x {name}")
+                + f"{' (spot, preemptible)' if term == 'spot' else ''};"
+                + (
+                    f" {cell('_host_note')}."
+                    if cell("_host_note")
+                    else " per-chip price includes the host share."
+                )
+            )
+            fields = {
+                "id": offer_id,
+                "provider": cloud,
+                "region": region,
+                "accelerator": acc,
+                "instance_type": instance,
+                "term": term,
+                "chips_per_instance": chips,
+                "usd_per_chip_hour": per_chip,
+                "available_instances": AVAILABLE_INSTANCES[term],
+                "available_instances_assumed": True,
+                "source": source,
+                "as_of": as_of,
+                "notes": notes,
+            }
+            seen = best.get(offer_id)
+            if seen is None:
+                best[offer_id] = _Best(price, line, fields, zones=[zone] if zone else [])
+                continue
+            seen.rows += 1
+            if zone:
+                seen.zones.append(zone)
+            if price < seen.price:
+                seen.price, seen.line, seen.offer = price, line, fields
     for offer_id, entry in best.items():
         fields = dict(entry.offer)
         if entry.rows > 1:
