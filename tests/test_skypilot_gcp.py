@@ -38,7 +38,8 @@ def test_a_gpu_costs_its_own_row_plus_the_cheapest_host_vm_in_its_zone(gcp) -> N
     eight = gcp.offers["gcp-a2-highgpu-8g-us-central1-on-demand"]
     assert eight.usd_per_chip_hour == pytest.approx((23.47 + 5.91582) / 8)
     h100 = gcp.offers["gcp-a3-highgpu-2g-us-central1-on-demand"]
-    assert h100.accelerator == "nvidia-h100-sxm" and h100.usd_per_chip_hour == pytest.approx((19.6 + 2.36502) / 2)
+    assert h100.accelerator == "nvidia-h100-sxm"
+    assert h100.usd_per_chip_hour == pytest.approx((19.6 + 2.36502) / 2)
     # L4 x1 may sit on any g2-standard size: the cheapest one in the zone (g2-standard-4)
     l4 = gcp.offers["gcp-g2-standard-4-us-central1-on-demand"]
     assert l4.usd_per_chip_hour == pytest.approx(0.56 + 0.2)
