@@ -171,19 +171,56 @@ def _feasible(milp, v) -> bool:
 
 
 @pytest.mark.parametrize("f, cap", [(0.5, 0.7), (0.0, 1.0), (0.6, 0.45)])
-def test_dive_start_is_a_whole_plan_between_the_lp_bound_and_the_rounding(f, cap):
-    from polyfleet.plan.solve import _dive_start, _lp_seconds
+def test_lp_plan_is_a_whole_plan_between_the_lp_bound_and_the_rounding(f, cap):
+    import time
+
+    from polyfleet.plan.solve import _lp_plan, _lp_seconds
 
     spec = _spec(f=f, cap=cap)
     milp = build_milp(build_candidates(spec), spec.policy)
-    dived = _dive_start(milp, SolveOptions())
+    dived, lp_bound = _lp_plan(milp, SolveOptions(), time.perf_counter())
     rounded = _rounded_start(milp, SolveOptions())
     assert dived is not None and _feasible(milp, dived)
     bound, _ = _lp_seconds(milp, SolveOptions())
+    assert lp_bound == pytest.approx(bound, rel=1e-9)
     best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
     assert bound - 1e-6 <= best.objective <= milp.objective @ dived + 1e-6
     if rounded is not None:
         assert milp.cost @ dived <= milp.cost @ rounded + 1e-6
+
+
+def test_dive_alone_gives_a_whole_plan():
+    from polyfleet.plan.dive import dive, keep_columns
+    from polyfleet.plan.solve import _highs
+
+    spec = _spec()
+    milp = build_milp(build_candidates(spec), spec.policy)
+    h = _highs(milp, SolveOptions(), np.zeros_like(milp.integer), milp.upper)
+    h.run()
+    lp = np.asarray(h.getSolution().col_value)
+    v = dive(h, milp, lp, keep_columns(milp, lp, milp.u_provider), deadline=float("inf"))
+    assert v is not None
+    v = v.copy()
+    v[milp.integer] = np.round(v[milp.integer])
+    assert _feasible(milp, v)
+    assert milp.objective @ v >= milp.objective @ lp - 1e-6
+
+
+def test_keep_placements_holds_the_lp_choice_and_the_three_cheapest_per_job():
+    from polyfleet.plan.dive import PLACEMENTS_KEPT, keep_placements
+    from test_plan_constraints import acc, make, offer, training
+
+    offers = [offer(f"o{i}", f"p{i % 3}", "acc-a", price=1.0 + 0.1 * i) for i in range(6)]
+    spec = make([acc("acc-a")], offers, [training()])
+    milp = build_milp(build_candidates(spec), spec.policy)
+    ys = milp.cols["y"]
+    lp = np.zeros(milp.n_cols)
+    lp[ys.stop - 1] = 1.0  # the LP put the job on its dearest placement
+    keep = keep_placements(milp, lp)
+    cost = milp.objective[ys]
+    cheapest = np.argsort(cost, kind="stable")[:PLACEMENTS_KEPT]
+    assert keep[cheapest].all() and keep[-1]
+    assert keep.sum() == PLACEMENTS_KEPT + 1
 
 
 def test_keep_columns_holds_the_lp_support_and_the_cheapest_per_provider():

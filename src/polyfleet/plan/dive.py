@@ -57,6 +57,23 @@ def keep_columns(milp: Milp, lp_values: np.ndarray, u_provider: np.ndarray) -> n
     return keep | (lp_values[xs] > INT_TOL)
 
 
+#: cheapest placements kept per training job in the restricted model (besides the LP's)
+PLACEMENTS_KEPT = 3
+
+
+def keep_placements(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
+    """Training placements the restricted model keeps: the LP's and the cheapest few per job."""
+    ys = milp.cols["y"]
+    cost = milp.objective[ys]
+    order = np.lexsort((np.arange(len(cost)), cost, milp.y_job))
+    job = milp.y_job[order]
+    start = np.r_[0, np.flatnonzero(np.diff(job)) + 1] if len(job) else np.zeros(0, int)
+    rank = np.arange(len(job)) - np.repeat(start, np.diff(np.r_[start, len(job)]))
+    keep = np.zeros(len(cost), bool)
+    keep[order[rank < PLACEMENTS_KEPT]] = True
+    return keep | (lp_values[ys] > INT_TOL)
+
+
 class _Lp:
     """A HiGHS LP whose column bounds the dive tightens and restores."""
 

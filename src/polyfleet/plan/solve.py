@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from polyfleet.plan.build import Milp
-from polyfleet.plan.dive import derive, dive, keep_columns, shave, violations
+from polyfleet.plan.dive import derive, dive, keep_columns, keep_placements, shave, violations
 
 
 class Status(StrEnum):
@@ -305,35 +305,61 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     return None
 
 
-def _dive_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
-    """A plan by diving from the LP relaxation (plan/dive.py), or None.
+#: share of the time limit the restricted MILP may run to (from the start of the solve)
+RESTRICTED_SHARE = 0.8
 
+
+def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float]:
+    """(a plan from the LP relaxation or None, the LP bound) for a large single-period model.
+
+    The LP (at most a quarter of the limit) picks, per inference workload, the replica
+    columns it uses plus the one with the lowest price per request/s at each provider
+    (plan/dive.py ``keep_columns``).  HiGHS then solves the MILP restricted to those
+    columns (every instance, placement and api column kept) until ``RESTRICTED_SHARE`` of
+    the limit: presolve drops the other replica columns, so HiGHS's root is fast (0.5 s on
+    the 300-workload portfolio instead of minutes).  Without a plan from it, the LP dive
+    (round up, re-solve, shave) runs on the same columns.  Any plan returned satisfies
+    every row of the full model (checked); only the LP bound holds for the full model.
     Needs the single-period layout (one provider code per offer, one offer per replica
-    column).  The dive (and its shave) gets the first quarter of the time limit, so the
-    rounding still has time when it fails (the 300-workload portfolio's LP alone takes
-    2.2 s of a 10 s limit and its dive does not finish).
+    column): otherwise (None, nan).
     """
     n_x = milp.cols["x"].stop - milp.cols["x"].start
     n_u = milp.cols["u"].stop - milp.cols["u"].start
     if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
-        return None
-    deadline = time.perf_counter() + options.time_limit_s / 4
-    h = _highs(
-        milp, replace(options, time_limit_s=options.time_limit_s / 4), np.zeros_like(milp.integer), milp.upper
-    )
+        return None, float("nan")
+    limit = options.time_limit_s
+    h = _highs(milp, replace(options, time_limit_s=limit / 4), np.zeros_like(milp.integer), milp.upper)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None
+        return None, float("nan")
+    bound = float(h.getInfo().objective_function_value)
     lp_values = np.asarray(h.getSolution().col_value)
-    v = dive(h, milp, lp_values, keep_columns(milp, lp_values, milp.u_provider), deadline)
-    if v is None:
-        return None
-    v = v.copy()
-    v[milp.integer] = np.round(v[milp.integer])
+    keep = keep_columns(milp, lp_values, milp.u_provider)
+    # the dive: until twice the LP's time more, within the first half of the limit
+    now = time.perf_counter()
+    dive_deadline = min(start + limit / 2, now + 2 * (now - start))
+    best = dive(h, milp, lp_values, keep, dive_deadline)
+    if best is not None:
+        best = best.copy()
+        best[milp.integer] = np.round(best[milp.integer])
+        best = shave(milp, best, dive_deadline) if _feasible(milp, best) else None
+    upper = milp.upper.copy()
+    upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
+    upper[milp.cols["y"].start + np.flatnonzero(~keep_placements(milp, lp_values))] = 0.0
+    left = start + RESTRICTED_SHARE * limit - time.perf_counter()
+    if left > 0:
+        restricted = _highs(milp, replace(options, time_limit_s=left), milp.integer, upper)
+        _interrupt_at(restricted, start + RESTRICTED_SHARE * limit)
+        sol = _run(restricted, milp, True)
+        found = sol.status in (Status.OPTIMAL, Status.FEASIBLE) and _feasible(milp, sol.values)
+        if found and (best is None or milp.objective @ sol.values < milp.objective @ best):
+            best = sol.values
+    return best, bound
+
+
+def _feasible(milp: Milp, v: np.ndarray) -> bool:
     low, high, bounds_ok = violations(milp, v)
-    if not bounds_ok or low.any() or high.any():
-        return None
-    return shave(milp, v, deadline)
+    return bool(bounds_ok and not low.any() and not high.any())
 
 
 #: HiGHS's root LP inside its MIP solver took 12-20x the same LP solved alone on the
@@ -357,16 +383,16 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
     """
     options = options or SolveOptions()
     start = time.perf_counter()
-    given = None
+    given, lp_bound = None, float("nan")
     if int(milp.integer.sum()) > options.rounding_start_above:
         lp_start = time.perf_counter()
-        given = _dive_start(milp, options)
+        given, lp_bound = _lp_plan(milp, options, start)
         if given is None and time.perf_counter() - lp_start < options.time_limit_s / 2:
-            given = _rounded_start(milp, options)  # the dive failed, not for want of time
+            given = _rounded_start(milp, options)  # no plan, not for want of time
         rounds = time.perf_counter() - lp_start
         left = options.time_limit_s - (time.perf_counter() - start)
         if given is not None and left < ROOT_LP_FACTOR * rounds:
-            return _rounded_only(milp, given, options, start, left)
+            return _rounded_only(milp, given, options, start, left, lp_bound)
         if given is None and rounds >= options.time_limit_s / 2:
             # the LP alone outlasted half the limit: HiGHS's root LP, which cannot be
             # interrupted, would run far past the limit too
@@ -407,14 +433,16 @@ def _interrupt_at(h: highspy.Highs, deadline: float) -> None:
     h.cbSimplexInterrupt.subscribe(stop)
 
 
-def _rounded_only(milp: Milp, v: np.ndarray, options: SolveOptions, start: float, left: float) -> Solution:
-    """The rounded plan as the answer, with its gap to the LP bound when there is time for it."""
+def _rounded_only(
+    milp: Milp, v: np.ndarray, options: SolveOptions, start: float, left: float, bound: float = float("nan")
+) -> Solution:
+    """The heuristic plan as the answer, with its gap to the LP bound (solved here when not known)."""
     objective = float(milp.objective @ v)
     gap = float("nan")
-    if left > 0:
+    if not np.isfinite(bound) and left > 0:
         bound, _ = _lp_seconds(milp, replace(options, time_limit_s=left))
-        if np.isfinite(bound) and objective > 0:
-            gap = max(objective - bound, 0.0) / objective
+    if np.isfinite(bound) and objective > 0:
+        gap = max(objective - bound, 0.0) / objective
     sol = Solution(Status.FEASIBLE, v, objective, gap, time.perf_counter() - start, limit="time")
     sol.rounded_start = True
     return sol
