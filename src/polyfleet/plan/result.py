@@ -34,6 +34,7 @@ class Plan:
     build_seconds: float = 0.0
     gap: float = 0.0
     limit: str = ""
+    method: str = "highs"  # where the plan came from (solve.Solution.method)
     purchases: list[dict[str, Any]] = field(default_factory=list)
     workloads: list[dict[str, Any]] = field(default_factory=list)
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class Plan:
             "total_usd": round(self.total_usd, 2),
             "solve_seconds": round(self.solve_seconds, 4),
             "gap": self.gap if math.isfinite(self.gap) else None,
+            "method": self.method,
             "purchases": self.purchases,
             "workloads": self.workloads,
             "shares": self.shares,
@@ -151,6 +153,7 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
         solve_seconds=sol.seconds,
         gap=sol.gap,
         limit=sol.limit,
+        method=sol.method,
         purchases=purchases,
         workloads=workloads,
         shares=shares,

@@ -64,6 +64,9 @@ class Solution:
     seconds: float
     limit: str = ""  # "time" when status is FEASIBLE or UNKNOWN because of the time limit
     rounded_start: bool = False  # a rounded LP plan was computed (kept when HiGHS found no better)
+    #: where the plan came from: "highs" (branch and bound on the full model), or for large
+    #: models "restricted-milp", "dive" or "rounding" (see docs/planning-model.md)
+    method: str = "highs"
 
 
 def _new_highs() -> highspy.Highs:
@@ -311,8 +314,8 @@ RESTRICTED_SHARE = 0.75
 DIVE_SHARE = 0.3
 
 
-def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float]:
-    """(a plan from the LP relaxation or None, the LP bound) for a large single-period model.
+def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str]:
+    """(a plan from the LP relaxation or None, the LP bound, its method) for a large model.
 
     The LP (at most a quarter of the limit) picks, per inference workload, the replica
     columns it uses plus the one with the lowest price per request/s at each provider
@@ -328,12 +331,12 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     n_x = milp.cols["x"].stop - milp.cols["x"].start
     n_u = milp.cols["u"].stop - milp.cols["u"].start
     if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
-        return None, float("nan")
+        return None, float("nan"), ""
     limit = options.time_limit_s
     h = _highs(milp, replace(options, time_limit_s=limit / 4), np.zeros_like(milp.integer), milp.upper)
     h.run()
     if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None, float("nan")
+        return None, float("nan"), ""
     bound = float(h.getInfo().objective_function_value)
     lp_values = np.asarray(h.getSolution().col_value)
     keep = keep_columns(milp, lp_values, milp.u_provider)
@@ -342,6 +345,7 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     now = time.perf_counter()
     deadline = min(start + DIVE_SHARE * limit, now + 1.5 * (now - start))
     best = dive(h, milp, lp_values, keep, deadline)
+    method = "dive"
     if best is not None:
         best = best.copy()
         best[milp.integer] = np.round(best[milp.integer])
@@ -356,8 +360,8 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
         sol = _run(restricted, milp, True)
         found = sol.status in (Status.OPTIMAL, Status.FEASIBLE) and _feasible(milp, sol.values)
         if found and (best is None or milp.objective @ sol.values < milp.objective @ best):
-            best = sol.values
-    return best, bound
+            best, method = sol.values, "restricted-milp"
+    return best, bound, method if best is not None else ""
 
 
 def _feasible(milp: Milp, v: np.ndarray) -> bool:
@@ -386,16 +390,16 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
     """
     options = options or SolveOptions()
     start = time.perf_counter()
-    given, lp_bound = None, float("nan")
+    given, lp_bound, method = None, float("nan"), "highs"
     if int(milp.integer.sum()) > options.rounding_start_above:
         lp_start = time.perf_counter()
-        given, lp_bound = _lp_plan(milp, options, start)
+        given, lp_bound, method = _lp_plan(milp, options, start)
         if given is None and time.perf_counter() - lp_start < options.time_limit_s / 2:
-            given = _rounded_start(milp, options)  # no plan, not for want of time
+            given, method = _rounded_start(milp, options), "rounding"  # no plan, not for want of time
         rounds = time.perf_counter() - lp_start
         left = options.time_limit_s - (time.perf_counter() - start)
         if given is not None and left < ROOT_LP_FACTOR * rounds:
-            return _rounded_only(milp, given, options, start, left, lp_bound)
+            return _rounded_only(milp, given, options, start, left, lp_bound, method)
         if given is None and rounds >= options.time_limit_s / 2:
             # the LP alone outlasted half the limit: HiGHS's root LP, which cannot be
             # interrupted, would run far past the limit too
@@ -414,7 +418,7 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
             bound = float(h.getInfo().mip_dual_bound)
             known = np.isfinite(bound) and objective > 0
             gap = max(objective - bound, 0.0) / objective if known else float("nan")
-            sol = Solution(Status.FEASIBLE, given, objective, gap, sol.seconds, limit="time")
+            sol = Solution(Status.FEASIBLE, given, objective, gap, sol.seconds, limit="time", method=method)
     sol.seconds = time.perf_counter() - start
     sol.rounded_start = given is not None
     return sol
@@ -437,7 +441,13 @@ def _interrupt_at(h: highspy.Highs, deadline: float) -> None:
 
 
 def _rounded_only(
-    milp: Milp, v: np.ndarray, options: SolveOptions, start: float, left: float, bound: float = float("nan")
+    milp: Milp,
+    v: np.ndarray,
+    options: SolveOptions,
+    start: float,
+    left: float,
+    bound: float = float("nan"),
+    method: str = "rounding",
 ) -> Solution:
     """The heuristic plan as the answer, with its gap to the LP bound (solved here when not known)."""
     objective = float(milp.objective @ v)
@@ -446,6 +456,8 @@ def _rounded_only(
         bound, _ = _lp_seconds(milp, replace(options, time_limit_s=left))
     if np.isfinite(bound) and objective > 0:
         gap = max(objective - bound, 0.0) / objective
-    sol = Solution(Status.FEASIBLE, v, objective, gap, time.perf_counter() - start, limit="time")
+    sol = Solution(
+        Status.FEASIBLE, v, objective, gap, time.perf_counter() - start, limit="time", method=method
+    )
     sol.rounded_start = True
     return sol

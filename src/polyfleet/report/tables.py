@@ -38,7 +38,14 @@ def _gap_note(plan: dict[str, Any]) -> Text:
         return Text("")
     gap = plan.get("gap")
     told = "unknown" if gap is None else f"{100 * gap:.1f}%"
-    return Text(f"  time limit: within {told} of the best possible (raise --time-limit)", style="yellow")
+    how = {
+        "restricted-milp": "HiGHS on the LP's columns; gap to the LP bound",
+        "dive": "LP dive; gap to the LP bound",
+        "rounding": "rounded LP; gap to the LP bound",
+    }.get(plan.get("method", "highs"), "HiGHS, stopped early")
+    return Text(
+        f"  time limit: within {told} of the best possible ({how}; raise --time-limit)", style="yellow"
+    )
 
 
 def plan_tables(plan: dict[str, Any]) -> RenderableType:
