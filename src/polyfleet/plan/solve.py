@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from polyfleet.plan.build import Milp
+from polyfleet.plan.colgen import initial_columns, price_in, run_until
 from polyfleet.plan.dive import derive, dive, keep_columns, keep_placements, shave, violations
 
 
@@ -310,21 +311,25 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
 
 #: share of the time limit the restricted MILP may run to (from the start of the solve)
 RESTRICTED_SHARE = 0.75
+#: ... the LP (column generation, plan/colgen.py) until this share
+LP_SHARE = 0.4
 #: ... and the dive, which runs first
-DIVE_SHARE = 0.3
+DIVE_SHARE = 0.35
 
 
 def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str]:
     """(a plan from the LP relaxation or None, the LP bound, its method) for a large model.
 
-    The LP (at most a quarter of the limit) picks, per inference workload, the replica
-    columns it uses plus the one with the lowest price per request/s at each provider
-    (plan/dive.py ``keep_columns``).  HiGHS then solves the MILP restricted to those
-    columns (every instance, placement and api column kept) until ``RESTRICTED_SHARE`` of
-    the limit: presolve drops the other replica columns, so HiGHS's root is fast (0.5 s on
-    the 300-workload portfolio instead of minutes).  Without a plan from it, the LP dive
-    (round up, re-solve, shave) runs on the same columns.  Any plan returned satisfies
-    every row of the full model (checked); only the LP bound holds for the full model.
+    The LP, solved by column generation (plan/colgen.py) until ``LP_SHARE`` of the limit,
+    gives the bound (nan when columns still priced in at that time) and picks, per
+    inference workload, the replica columns it uses plus the one with the lowest price per
+    request/s at each provider (plan/dive.py ``keep_columns``), and per training job its
+    placements plus the 3 cheapest.  The LP dive (round up, re-solve, shave) runs on those
+    columns when the LP was quick; then HiGHS solves the MILP restricted to them until
+    ``RESTRICTED_SHARE`` of the limit (presolve drops the other columns, so its root is
+    fast: 0.5 s on the 300-workload portfolio instead of minutes); the cheaper plan wins.
+    Any plan returned satisfies every row of the full model (checked); only the LP bound
+    holds for the full model.
     Needs the single-period layout (one provider code per offer, one offer per replica
     column): otherwise (None, nan).
     """
@@ -333,23 +338,38 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
         return None, float("nan"), ""
     limit = options.time_limit_s
-    h = _highs(milp, replace(options, time_limit_s=limit / 4), np.zeros_like(milp.integer), milp.upper)
-    h.run()
-    if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-        return None, float("nan"), ""
-    bound = float(h.getInfo().objective_function_value)
-    lp_values = np.asarray(h.getSolution().col_value)
+    lp_deadline = start + LP_SHARE * limit
+    relaxed = np.zeros_like(milp.integer)
+    active = initial_columns(milp)
+    h = _highs(
+        milp, replace(options, time_limit_s=LP_SHARE * limit), relaxed, np.where(active, milp.upper, 0.0)
+    )
+    priced = price_in(h, milp, active, lp_deadline)
+    if priced is None:  # the first columns cannot carry the LP (a tight capacity row): all
+        left = max(lp_deadline - time.perf_counter(), 0.01)
+        h = _highs(milp, replace(options, time_limit_s=left), relaxed, milp.upper)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None, float("nan"), ""
+        priced = np.asarray(h.getSolution().col_value), float(h.getInfo().objective_function_value), True
+    lp_values, bound, converged = priced
+    if not converged:  # out of time while columns still priced in: no valid bound
+        bound = float("nan")
     keep = keep_columns(milp, lp_values, milp.u_provider)
-    # the dive: cheap where the LP is (0.5 s on 100 x 1,000), hopeless where it is not (the
-    # portfolio's 100k-column LP re-solves), so it gets 1.5x the LP's time, at most 30%
+    # the dive: cheap where the LP is (0.5 s on 100 x 1,000), hopeless where it is not (each
+    # round re-solves the whole LP: on 300 x 5,000 it had not finished after 11 s), so it
+    # runs only when the LP took under a fifth of the limit, for a quarter of the limit
+    # (1.5x the LP's time if longer), within the first 35%
     now = time.perf_counter()
-    deadline = min(start + DIVE_SHARE * limit, now + 1.5 * (now - start))
-    best = dive(h, milp, lp_values, keep, deadline)
-    method = "dive"
-    if best is not None:
-        best = best.copy()
-        best[milp.integer] = np.round(best[milp.integer])
-        best = shave(milp, best, deadline) if _feasible(milp, best) else None
+    best, method = None, "dive"
+    if now - start < 0.2 * limit:
+        deadline = min(start + DIVE_SHARE * limit, now + max(1.5 * (now - start), 0.25 * limit))
+        run_until(h, deadline)
+        best = dive(h, milp, lp_values, keep, deadline)
+        if best is not None:
+            best = best.copy()
+            best[milp.integer] = np.round(best[milp.integer])
+            best = shave(milp, best, deadline) if _feasible(milp, best) else None
     upper = milp.upper.copy()
     upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
     upper[milp.cols["y"].start + np.flatnonzero(~keep_placements(milp, lp_values))] = 0.0
