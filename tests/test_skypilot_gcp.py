@@ -135,3 +135,23 @@ def test_every_gcp_offer_is_priced_as_skypilot_prices_it(gcp, tmp_path: Path) ->
         assert min(same) == pytest.approx(price, rel=1e-9), offer.id
         checked += 1
     assert checked == len(gcp.offers) == 14
+
+
+def test_duplicate_host_rows_use_the_cheapest_priced_one(tmp_path: Path) -> None:
+    """A zone listing the same host twice: unpriced rows are dropped, the cheapest is used."""
+    folder = tmp_path / "gcp"
+    folder.mkdir()
+    header = (V8 / "gcp" / "vms.csv").read_text().splitlines()[0]
+    gpu = "{'Gpus': [{'MemoryInfo': {'SizeInMiB': 40960}}]}"
+    rows = [
+        "a2-highgpu-1g,12.0,85.0,,,,us-central1,us-central1-a,,",  # unpriced first
+        "a2-highgpu-1g,12.0,85.0,,,,us-central1,us-central1-a,5.0,2.0",  # dearer
+        "a2-highgpu-1g,12.0,85.0,,,,us-central1,us-central1-a,0.73948,0.36975",
+        f',,,A100,1,"{gpu}",us-central1,us-central1-a,2.93,1.17',
+    ]
+    (folder / "vms.csv").write_text("\n".join([header, *rows]) + "\n")
+    result = import_skypilot(tmp_path, load_bundled().accelerators)
+    assert result.offers["gcp-a2-highgpu-1g-us-central1-on-demand"].usd_per_chip_hour == pytest.approx(
+        3.66948
+    )
+    assert result.offers["gcp-a2-highgpu-1g-us-central1-spot"].usd_per_chip_hour == pytest.approx(1.53975)

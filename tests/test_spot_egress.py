@@ -167,6 +167,21 @@ def test_egress_counts_toward_the_provider_the_data_leaves() -> None:
     assert solve(build_spec(doc))["status"] == "infeasible"
 
 
+def test_a_provider_paid_only_for_egress_is_not_in_the_survival_report() -> None:
+    doc = _egress_spec(100, 0.09)
+    doc["egress"] = [{"provider": "store", "usd_per_gb": 0.09}]
+    doc["workloads"] = [
+        {**training(), "data_gb": 100, "data_at": "store"},
+        inference("w", 2, {"acc-a": (1, 1.0)}),
+    ]
+    result = solve(build_spec(doc))
+    assert result["status"] == "optimal"
+    assert any(p["offer"] == "egress:store" for p in result["purchases"])
+    assert "store" in result["shares"]["provider"]  # paid, so in the spend shares
+    assert "store" not in result["survival"]  # but it hosts nothing
+    assert set(result["survival"]) <= {"p1", "p2"}
+
+
 def test_bundled_egress_prices_are_sourced() -> None:
     from polyfleet.catalog.io import load_bundled
 

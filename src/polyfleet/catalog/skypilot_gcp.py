@@ -77,13 +77,19 @@ def tpu_slice(name: str) -> tuple[str, int] | None:
 
 
 def _hosts_by_zone(rows: list[tuple[int, Row]]) -> dict[tuple[str, str, str], Row]:
-    """The VM rows, keyed by (instance type, region, zone)."""
+    """The priced VM rows, keyed by (instance type, region, zone); the cheapest of duplicates.
+
+    As SkyPilot does: rows without a ``Price`` are dropped, then the cheapest is taken.
+    """
     out: dict[tuple[str, str, str], Row] = {}
     for _, row in rows:
         instance = (row.get("InstanceType") or "").strip()
-        if instance:
-            key = (instance, (row.get("Region") or "").strip(), (row.get("AvailabilityZone") or "").strip())
-            out.setdefault(key, row)
+        price = _num(row.get("Price"))
+        if not instance or price is None:
+            continue
+        key = (instance, (row.get("Region") or "").strip(), (row.get("AvailabilityZone") or "").strip())
+        if key not in out or price < (_num(out[key].get("Price")) or math.inf):
+            out[key] = row
     return out
 
 
@@ -111,11 +117,7 @@ def attach_hosts(rows: list[tuple[int, Row]]) -> list[tuple[int, Row | None, str
         if count is None or count != int(count) or int(count) not in families:
             out.append((line, None, f"{where}: no host VM rule for {count!r} x {name} (GPU priced alone)"))
             continue
-        candidates = [
-            hosts[key]
-            for host in families[int(count)]
-            if (key := (host, region, zone)) in hosts and _num(hosts[key].get("Price")) is not None
-        ]
+        candidates = [hosts[key] for host in families[int(count)] if (key := (host, region, zone)) in hosts]
         if not candidates:
             names = ", ".join(families[int(count)])
             out.append((line, None, f"{where}: no priced host VM ({names}) in the zone"))

@@ -339,7 +339,8 @@ def _survival(
 
     Spot replicas count only when the policy says they do (``spot_counts_for_survival``).
     """
-    providers = sorted({p["provider"] for p in purchases})
+    # a provider paid only for moving data out (egress) hosts nothing: not "used"
+    providers = sorted({p["provider"] for p in purchases if p["term"] != "egress"})
     inf_w = [i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)]
     out = {}
     served = cand.inf_rps * x

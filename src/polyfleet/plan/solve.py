@@ -369,6 +369,7 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
         if best is not None:
             best = best.copy()
             best[milp.integer] = np.round(best[milp.integer])
+            best = derive(milp, best)  # definitions (served, spend) from the rounded columns
             best = shave(milp, best, deadline) if _feasible(milp, best) else None
     upper = milp.upper.copy()
     upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
@@ -436,6 +437,8 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
         objective = float(milp.objective @ given)
         if sol.status == Status.UNKNOWN or objective < sol.objective:
             bound = float(h.getInfo().mip_dual_bound)
+            if not np.isfinite(bound):  # HiGHS stopped before its root: the LP's, when known
+                bound = lp_bound
             known = np.isfinite(bound) and objective > 0
             gap = max(objective - bound, 0.0) / objective if known else float("nan")
             sol = Solution(Status.FEASIBLE, given, objective, gap, sol.seconds, limit="time", method=method)
