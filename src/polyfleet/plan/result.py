@@ -341,20 +341,25 @@ def _survival(
     """
     # a provider paid only for moving data out (egress) hosts nothing: not "used"
     providers = sorted({p["provider"] for p in purchases if p["term"] != "egress"})
-    inf_w = [i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)]
-    out = {}
+    inf_w = np.array([i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)], int)
+    out: dict[str, float] = {}
+    if not len(inf_w):
+        return {p: 1.0 for p in providers}
+    n_w = len(cand.workloads)
     served = cand.inf_rps * x
     if not spot_counts:
         served = np.where(cand.offer_spot[cand.inf_o], 0.0, served)
-    inf_provider = cand.offer_provider[cand.inf_o]
+    used = served > 0  # only the replicas bought (a large model has ~10^5 candidates)
+    rps, w_of, prov_of = served[used], cand.inf_w[used], cand.offer_provider[cand.inf_o][used]
+    total = np.bincount(w_of, rps, minlength=n_w)
     api_provider = cand.api_provider[cand.api_a] if len(cand.api_a) else np.zeros(0, object)
     for p in providers:
-        worst = 1.0
-        for wi in inf_w:
-            rest = served[(cand.inf_w == wi) & (inf_provider != p)].sum()
-            caps = cand.api_cap_rps[(cand.api_w == wi) & (api_provider != p)]
-            rest += caps.sum() if len(caps) else 0.0
-            frac = 1.0 if math.isinf(rest) else min(1.0, rest / cand.peak_rps[wi])
-            worst = min(worst, frac)
-        out[p] = round(float(worst), 6)
+        at_p = prov_of == p
+        rest = total - np.bincount(w_of[at_p], rps[at_p], minlength=n_w)
+        if len(cand.api_w):  # api capacity elsewhere (summed directly: a limit may be inf)
+            away = api_provider != p
+            rest = rest + np.bincount(cand.api_w[away], cand.api_cap_rps[away], minlength=n_w)
+        rest = rest[inf_w]
+        frac = np.where(np.isinf(rest), 1.0, np.minimum(1.0, rest / cand.peak_rps[inf_w]))
+        out[p] = round(float(min(1.0, frac.min())), 6)
     return out
