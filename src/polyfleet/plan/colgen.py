@@ -24,7 +24,7 @@ import highspy
 import numpy as np
 
 from polyfleet.plan.build import Milp
-from polyfleet.plan.dive import keep_columns, keep_placements
+from polyfleet.plan.dive import first_per_group, keep_columns, keep_placements
 
 #: replica columns added per workload and round
 PER_WORKLOAD = 60
@@ -48,13 +48,8 @@ def initial_columns(milp: Milp) -> np.ndarray:
 
 def _best_per_workload(milp: Milp, cols: np.ndarray, reduced: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` replica columns of each workload with the most negative reduced cost."""
-    xs = milp.cols["x"]
-    w = milp.x_workload[cols - xs.start]
-    order = np.lexsort((cols, reduced[cols], w))
-    ws = w[order]
-    start = np.r_[0, np.flatnonzero(np.diff(ws)) + 1]
-    rank = np.arange(len(ws)) - np.repeat(start, np.diff(np.r_[start, len(ws)]))
-    return cols[order[rank < k]]
+    workload = milp.x_workload[cols - milp.cols["x"].start]
+    return cols[first_per_group(workload, reduced[cols], k)]
 
 
 def price_in(

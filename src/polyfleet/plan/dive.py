@@ -39,6 +39,17 @@ BATCH_SHARE = 0.25
 INT_TOL = 1e-6
 
 
+def first_per_group(group: np.ndarray, key: np.ndarray, k: int) -> np.ndarray:
+    """Mask of the ``k`` entries with the smallest ``key`` in each group (ties: lower index)."""
+    order = np.lexsort((np.arange(len(group)), key, group))
+    ordered = group[order]
+    start = np.r_[0, np.flatnonzero(np.diff(ordered)) + 1] if len(ordered) else np.zeros(0, int)
+    rank = np.arange(len(ordered)) - np.repeat(start, np.diff(np.r_[start, len(ordered)]))
+    mask = np.zeros(len(group), bool)
+    mask[order[rank < k]] = True
+    return mask
+
+
 def keep_columns(milp: Milp, lp_values: np.ndarray, u_provider: np.ndarray) -> np.ndarray:
     """Replica columns the dive may use: the LP's support and the best per (workload, provider).
 
@@ -49,12 +60,7 @@ def keep_columns(milp: Milp, lp_values: np.ndarray, u_provider: np.ndarray) -> n
     per_chip = milp.cost[us] / np.maximum(milp.u_cpi, 1)
     usd_per_rps = milp.x_chips * per_chip[milp.x_offer] / np.maximum(milp.x_rps, 1e-12)
     group = milp.x_workload.astype(np.int64) * (int(u_provider.max(initial=0)) + 1) + u_provider[milp.x_offer]
-    order = np.lexsort((np.arange(len(group)), usd_per_rps, group))
-    first = np.ones(len(order), bool)
-    first[1:] = group[order][1:] != group[order][:-1]
-    keep = np.zeros(len(group), bool)
-    keep[order[first]] = True
-    return keep | (lp_values[xs] > INT_TOL)
+    return first_per_group(group, usd_per_rps, 1) | (lp_values[xs] > INT_TOL)
 
 
 #: cheapest placements kept per training job in the restricted model (besides the LP's)
@@ -64,14 +70,7 @@ PLACEMENTS_KEPT = 3
 def keep_placements(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
     """Training placements the restricted model keeps: the LP's and the cheapest few per job."""
     ys = milp.cols["y"]
-    cost = milp.objective[ys]
-    order = np.lexsort((np.arange(len(cost)), cost, milp.y_job))
-    job = milp.y_job[order]
-    start = np.r_[0, np.flatnonzero(np.diff(job)) + 1] if len(job) else np.zeros(0, int)
-    rank = np.arange(len(job)) - np.repeat(start, np.diff(np.r_[start, len(job)]))
-    keep = np.zeros(len(cost), bool)
-    keep[order[rank < PLACEMENTS_KEPT]] = True
-    return keep | (lp_values[ys] > INT_TOL)
+    return first_per_group(milp.y_job, milp.objective[ys], PLACEMENTS_KEPT) | (lp_values[ys] > INT_TOL)
 
 
 class _Lp:
