@@ -1,10 +1,11 @@
 """Solve a built ``Milp`` with HiGHS and read the column values back.
 
-Large models first get a starting plan by rounding: the LP relaxation is solved with
-capacity, caps and budget tightened a little (to leave room for rounding up), replicas
-are rounded up, instances set to hold them, each training job put where the LP put most
-of it.  When that plan satisfies every original row it is handed to HiGHS, so a time
-limit still returns a plan.  It never changes what HiGHS may prove: it is only a start.
+Small models go straight to HiGHS's branch and bound.  Models over
+``SolveOptions.rounding_start_above`` integer columns first get a plan from the LP
+relaxation (``_lp_plan``: the LP by column generation, then a dive and HiGHS on the model
+restricted to the LP's columns; the older rounding when neither finds one); when too
+little time is left for HiGHS's root on the full model, that plan is the answer, with
+its gap to the LP bound (docs/planning-model.md, "Solving within the time limit").
 """
 
 from __future__ import annotations
@@ -331,7 +332,7 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     Any plan returned satisfies every row of the full model (checked); only the LP bound
     holds for the full model.
     Needs the single-period layout (one provider code per offer, one offer per replica
-    column): otherwise (None, nan).
+    column): otherwise (None, nan, "").
     """
     n_x = milp.cols["x"].stop - milp.cols["x"].start
     n_u = milp.cols["u"].stop - milp.cols["u"].start
@@ -405,9 +406,10 @@ def _lp_seconds(milp: Milp, options: SolveOptions) -> tuple[float, float]:
 def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
     """Solve ``milp`` with HiGHS to ``options.mip_rel_gap`` within ``options.time_limit_s``.
 
-    Models over ``options.rounding_start_above`` integer columns first get a rounded LP
-    plan.  When too little time is left for HiGHS's root (``ROOT_LP_FACTOR`` LP solves),
-    that plan is returned as ``feasible`` with its gap to the LP bound, not an overrun.
+    Models over ``options.rounding_start_above`` integer columns first get a plan from the
+    LP (``_lp_plan``, else ``_rounded_start``).  When too little time is left for HiGHS's
+    root (``ROOT_LP_FACTOR`` times what that took), the plan is returned as ``feasible``
+    with its gap to the LP bound and its ``method``, not an overrun.
     """
     options = options or SolveOptions()
     start = time.perf_counter()
