@@ -45,8 +45,8 @@ class SolveOptions:
 
     mip_rel_gap: relative MIP gap at which HiGHS stops.  time_limit_s: wall-clock limit
     for the whole solve.  threads: HiGHS threads (1 keeps runs repeatable).
-    warm_start_above: integer columns above which the LP-guided warm start runs.
-    warm_start_per_workload: most cost-efficient offers kept per workload in it.
+    rounding_start_above: integer columns above which the plan first comes from the LP
+    (``_lp_plan``; the name is older than the method).
     """
 
     mip_rel_gap: float = 1e-6
