@@ -27,6 +27,7 @@ against the LP bound.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import highspy
 import numpy as np
@@ -71,6 +72,40 @@ def keep_placements(milp: Milp, lp_values: np.ndarray) -> np.ndarray:
     """Training placements the restricted model keeps: the LP's and the cheapest few per job."""
     ys = milp.cols["y"]
     return first_per_group(milp.y_job, milp.objective[ys], PLACEMENTS_KEPT) | (lp_values[ys] > INT_TOL)
+
+
+def subset(milp: Milp, cols: np.ndarray) -> Milp:
+    """The model over ``cols`` only (sorted column indices; every row kept).
+
+    Each block keeps its name and order, so a plan of the subset, scattered back to
+    ``cols``, is a plan of ``milp`` with the other columns at 0.  Used to dive on the
+    columns the LP priced in, where re-solving the whole LP each round would be slow.
+    """
+    position = np.full(milp.n_cols, -1)
+    position[cols] = np.arange(len(cols))
+    blocks = {}
+    for name, sl in milp.cols.items():
+        inside = cols[(cols >= sl.start) & (cols < sl.stop)]
+        start = int(position[inside[0]]) if len(inside) else int(np.searchsorted(cols, sl.start))
+        blocks[name] = slice(start, start + len(inside))
+    xs, ys = milp.cols["x"], milp.cols["y"]
+    kx = cols[(cols >= xs.start) & (cols < xs.stop)] - xs.start
+    ky = cols[(cols >= ys.start) & (cols < ys.stop)] - ys.start
+    return replace(
+        milp,
+        cost=milp.cost[cols],
+        objective=milp.objective[cols],
+        lower=milp.lower[cols],
+        upper=milp.upper[cols],
+        integer=milp.integer[cols],
+        cols=blocks,
+        A=milp.A[:, cols].tocsr(),
+        x_offer=milp.x_offer[kx],
+        x_chips=milp.x_chips[kx],
+        x_workload=milp.x_workload[kx],
+        x_rps=milp.x_rps[kx],
+        y_job=milp.y_job[ky],
+    )
 
 
 class _Lp:
