@@ -299,3 +299,27 @@ def test_large_model_path_returns_a_plan_that_keeps_every_row(seed):
     if fast.status == Status.FEASIBLE and np.isfinite(fast.gap):
         true_gap = (fast.objective - exact.objective) / fast.objective
         assert fast.gap >= true_gap - 1e-6
+
+
+def test_subset_keeps_rows_and_block_arrays_aligned():
+    from polyfleet.plan.dive import subset
+
+    spec = _synthetic(12, 60, 0)
+    milp = build_milp(build_candidates(spec), spec.policy)
+    best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
+    xs, ys = milp.cols["x"], milp.cols["y"]
+    keep = np.ones(milp.n_cols, bool)
+    keep[xs] = best.values[xs] > 0.5  # only the replica columns the plan uses
+    keep[xs.start] = True
+    cols = np.flatnonzero(keep)
+    sub = subset(milp, cols)
+    assert sub.n_cols == len(cols) and sub.A.shape == (milp.A.shape[0], len(cols))
+    for name, sl in milp.cols.items():  # every block keeps its length minus what was dropped
+        assert sub.cols[name].stop - sub.cols[name].start == int(keep[sl].sum())
+    kx = cols[(cols >= xs.start) & (cols < xs.stop)] - xs.start
+    assert np.array_equal(sub.x_offer, milp.x_offer[kx]) and np.array_equal(sub.x_rps, milp.x_rps[kx])
+    assert len(sub.y_job) == ys.stop - ys.start
+    # the plan restricted to the subset, scattered back, is the same plan of the full model
+    v_sub = best.values[cols]
+    assert np.allclose(sub.A @ v_sub, milp.A @ best.values)
+    assert sub.cost @ v_sub == pytest.approx(milp.cost @ best.values)
