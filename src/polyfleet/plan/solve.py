@@ -310,12 +310,12 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     return None
 
 
-#: share of the time limit the restricted MILP may run to (from the start of the solve)
-RESTRICTED_SHARE = 0.75
-#: ... the LP (column generation, plan/colgen.py) until this share
+# Shares of the time limit, counted from the start of the solve, that each step of
+# ``_lp_plan`` may run to: the LP (column generation, plan/colgen.py), then the dive,
+# then HiGHS on the restricted MILP.
 LP_SHARE = 0.4
-#: ... and the dive, which runs first
 DIVE_SHARE = 0.6
+RESTRICTED_SHARE = 0.75
 
 
 def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str]:
