@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import math
 import statistics
 import sys
 from dataclasses import dataclass
@@ -41,7 +42,7 @@ from pathlib import Path
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.catalog.models import Accelerator, ModelCard
-from polyfleet.perf.calibration import Efficiency, Measurement, predict_perf
+from polyfleet.perf.calibration import Efficiency, Measurement, fit, predict_perf, read_measurements
 from polyfleet.perf.inference import InferencePerf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +106,7 @@ def predict(
         model=card.name, dtype=card.dtype, accelerator=acc.id, tensor_parallel=tp,
         input_tokens=input_tokens, output_tokens=output_tokens, output_tokens_per_s=1.0, batch=batch,
     )  # fmt: skip
-    value, perf = predict_perf(card, acc, point, Efficiency.default())
+    value, perf = predict_perf(card, acc, point, Efficiency.default(acc.id))
     if value is None:
         return None, perf, perf.reason
     note = "" if perf.chips_per_replica == tp else f"* t={perf.chips_per_replica}, scaled to {tp}"
@@ -224,6 +225,35 @@ def summarise(rows: list[Row]) -> tuple[float, float, int]:
     return median_abs, max_abs, over
 
 
+def leave_one_out(paths: list[Path]) -> None:
+    """Print how well a calibration predicts points it was not fitted to.
+
+    For each point, ``calibration.fit`` on all the other points, then predict the point
+    with the fitted efficiency of its accelerator (the defaults where the rest leave
+    fewer than two points of that accelerator).  The in-sample figure of ``polyfleet perf
+    calibrate`` flatters the fit; this one does not.
+    """
+    catalog = load_bundled()
+    points = [m for path in paths for m in read_measurements(path, catalog)]
+    errors: list[tuple[float, Measurement]] = []
+    for i, m in enumerate(points):
+        cal = fit(points[:i] + points[i + 1 :], catalog, fitted_at="leave-one-out")
+        card, acc = catalog.models[m.model], catalog.accelerators[m.accelerator]
+        value, _ = predict_perf(card, acc, m, cal.efficiency(acc.id))
+        errors.append((math.inf if value is None else abs(value / m.output_tokens_per_s - 1), m))
+    abs_err = [e for e, _ in errors]
+    print()
+    print(f"## Leave-one-out calibration ({len(points)} fits)")
+    print()
+    print(f"- median absolute error: {statistics.median(abs_err) * 100:.1f}%")
+    print(f"- rows over {MAX_TARGET * 100:.0f}%: {sum(e > MAX_TARGET for e in abs_err)}")
+    for e, m in sorted(errors, key=lambda x: -x[0])[:5]:
+        print(
+            f"  - {e * 100:.1f}%: {m.model} {m.dtype} {m.accelerator} TP{m.tensor_parallel} "
+            f"{m.input_tokens}/{m.output_tokens}"
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -236,6 +266,11 @@ def main(argv: list[str] | None = None) -> int:
         "--check",
         action="store_true",
         help=f"exit 1 unless median |error| < {MEDIAN_TARGET:.0%} and none > {MAX_TARGET:.0%}",
+    )
+    parser.add_argument(
+        "--leave-one-out",
+        action="store_true",
+        help="also fit a calibration to all points but one, for each point, and score the one left out",
     )
     args = parser.parse_args(argv)
     paths: list[Path] = args.measurements or [DEFAULT_MEASUREMENTS]
@@ -250,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(rows)
     median_abs, _max_abs, over = summarise(rows)
+    if args.leave_one_out:
+        leave_one_out(paths)
     if args.check:
         ok = median_abs < MEDIAN_TARGET and over == 0
         print()

@@ -744,3 +744,64 @@ def test_chunked_through_sized_inference_perf() -> None:
         toy_card(), toy_acc(), min_batch=defaults.MIN_BATCH, **kw
     )
     assert defaults.BATCHING == "serial"
+
+
+def test_full_mesh_box_gives_a_small_group_only_its_peer_links() -> None:
+    # Same case as test_tensor_parallel_comm_cost, but the 100 GB/s is spread over 7
+    # point-to-point links (an 8-chip all-to-all box): t=2 reaches its one peer over one
+    # link, 100/7 GB/s bidirectional -> link = 50e9/7 B/s one way, so the bytes term of
+    # comm(n) is 7x larger: comm(n) = 200 us + n * 5.6 us.
+    card = toy_card(params_b=4.5, hidden=1000)
+    mesh = inference_perf(card, toy_acc(scaleup_gbps=100.0, scaleup_links=7), **COMM)
+    switched = inference_perf(card, toy_acc(scaleup_gbps=100.0), **COMM)
+    assert mesh.chips_per_replica == switched.chips_per_replica == 2
+    assert mesh.max_batch == switched.max_batch == 9
+
+    def comm(n: float) -> float:
+        return 2 * 10 * (n * 1000 * 2 / (100 / 7 / 2 * 1e9) + 10e-6)
+
+    assert comm(1) - comm(0) == pytest.approx(5.6e-6)
+    step = (16.2e-3 + 0.81e-3) + comm(9)  # 17.01 + 0.2504 ms
+    assert mesh.tpot_ms == pytest.approx(step * 1000)
+    assert mesh.tpot_ms == pytest.approx(17.2604)
+    assert mesh.ttft_ms == pytest.approx((2.7 + comm(30_000)) * 1000)  # 2700 + 168.2 ms
+    assert mesh.ttft_ms > switched.ttft_ms + 140
+
+
+def test_mesh_share_grows_with_the_group_and_caps_at_all_links() -> None:
+    from polyfleet.perf.inference import _mesh_share
+
+    mesh = toy_acc(scaleup_gbps=896.0, scaleup_links=7)
+    assert [_mesh_share(mesh, t) for t in (2, 4, 8, 16)] == [1 / 7, 3 / 7, 1.0, 1.0]
+    assert _mesh_share(toy_acc(scaleup_gbps=900.0), 2) == 1.0  # switched: the whole figure
+
+
+def test_per_accelerator_efficiency_defaults_apply_unless_overridden() -> None:
+    from polyfleet.catalog.io import load_bundled
+    from polyfleet.perf.calibration import Calibration, Efficiency
+
+    accs = load_bundled().accelerators
+    card = toy_card(params_b=70.0, layers=80, kv_heads=8, head_dim=128, hidden=8192, dtype="fp8")
+    kw = {"input_tokens": 2000, "output_tokens": 500, "tpot_ms": 50.0}
+    compute, memory = defaults.EFFICIENCY_BY_ACCELERATOR["amd-mi300x"]
+    assert (compute, memory) == (0.38, 0.70)
+    assert defaults.efficiency_for("amd-mi300x") == (0.38, 0.70)
+    assert defaults.efficiency_for("nvidia-h100-sxm") == (
+        defaults.COMPUTE_EFFICIENCY,
+        defaults.MEMORY_EFFICIENCY,
+    )
+    mi = accs["amd-mi300x"]
+    implicit = inference_perf(card, mi, **kw)
+    explicit = inference_perf(card, mi, compute_efficiency=0.38, memory_efficiency=0.70, **kw)
+    global_ = inference_perf(card, mi, compute_efficiency=0.6, memory_efficiency=0.8, **kw)
+    assert implicit == explicit
+    assert implicit.output_tokens_per_s_per_chip < 0.9 * global_.output_tokens_per_s_per_chip
+    assert Efficiency.default("amd-mi300x") == Efficiency(compute=0.38, memory=0.70)
+    assert Efficiency.default() == Efficiency(compute=0.6, memory=0.8)
+    empty = Calibration(
+        accelerators={}, source="", fitted_at="", n_points=0, error_before_pct=0.0, error_after_pct=0.0
+    )
+    assert empty.efficiency("amd-mi300x") == Efficiency(compute=0.38, memory=0.70)
+    # every per-chip default says where it comes from
+    assert set(defaults.EFFICIENCY_BY_ACCELERATOR) <= set(defaults.EFFICIENCY_SOURCES)
+    assert set(defaults.EFFICIENCY_SOURCES) <= set(accs)

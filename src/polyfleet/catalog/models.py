@@ -43,6 +43,13 @@ class Accelerator(_Record):
     hbm_gb: float = Field(gt=0, description="device memory, GB (GiB where the vendor says so)")
     hbm_tbps: float = Field(gt=0, description="device memory bandwidth, TB/s")
     scaleup_gbps: float | None = Field(None, ge=0, description="scale-up link, GB/s per chip")
+    scaleup_links: int | None = Field(
+        None,
+        ge=1,
+        description="point-to-point scale-up links of a full-mesh box (7 for 8 chips wired all-to-all); "
+        "a tensor-parallel group of t chips uses min(t-1, links) of them; empty: switched fabric "
+        "(NVSwitch, ICI), every group gets the whole scaleup_gbps",
+    )
     stack: Stack
     confidence: Literal["high", "medium", "low"] = "medium"
     source: str = ""

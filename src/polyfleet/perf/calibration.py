@@ -54,6 +54,7 @@ from polyfleet.perf.defaults import (
     COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
     MEMORY_EFFICIENCY,
+    efficiency_for,
 )
 from polyfleet.perf.inference import InferencePerf, inference_perf
 from polyfleet.perf.measurements import Measurement, read_measurements, resolve_accelerator, resolve_model
@@ -99,9 +100,13 @@ class Efficiency:
     memory: float
 
     @classmethod
-    def default(cls) -> Efficiency:
-        """The defaults of ``polyfleet.perf.defaults``."""
-        return cls(compute=COMPUTE_EFFICIENCY, memory=MEMORY_EFFICIENCY)
+    def default(cls, accelerator: str | None = None) -> Efficiency:
+        """The defaults of ``polyfleet.perf.defaults``: the accelerator's own where it has
+        one (``EFFICIENCY_BY_ACCELERATOR``), else the global ones."""
+        if accelerator is None:
+            return cls(compute=COMPUTE_EFFICIENCY, memory=MEMORY_EFFICIENCY)
+        compute, memory = efficiency_for(accelerator)
+        return cls(compute=compute, memory=memory)
 
     def kwargs(self) -> dict[str, float]:
         """Keyword arguments for ``inference_perf``."""
@@ -145,11 +150,11 @@ class Calibration:
         return {k: v.efficiency for k, v in self.accelerators.items() if v.fitted}
 
     def efficiency(self, accelerator: str, default: Efficiency | None = None) -> Efficiency:
-        """The fitted efficiency of ``accelerator``, else ``default`` (the global defaults)."""
+        """The fitted efficiency of ``accelerator``, else ``default`` (its defaults)."""
         fit_ = self.accelerators.get(accelerator)
         if fit_ is not None and fit_.fitted:
             return fit_.efficiency
-        return default or Efficiency.default()
+        return default or Efficiency.default(accelerator)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML: numbers, strings, bools and nested dicts only."""
@@ -372,11 +377,11 @@ def fit(
 ) -> Calibration:
     """Fit efficiencies per accelerator (see the module docstring); no I/O.
 
-    ``default_for`` gives the starting/default efficiency of an accelerator (the global
-    defaults when None): it is what "before" is measured with and what accelerators with
+    ``default_for`` gives the starting/default efficiency of an accelerator (its
+    ``Efficiency.default`` when None): it is what "before" is measured with and what accelerators with
     fewer than ``MIN_POINTS`` points keep.
     """
-    default_for = default_for or (lambda _acc: Efficiency.default())
+    default_for = default_for or (lambda acc: Efficiency.default(acc.id))
     groups: dict[str, list[tuple[ModelCard, Accelerator, Measurement]]] = {}
     skipped = 0
     for m in measurements:

@@ -15,9 +15,14 @@ Inputs (SI units)::
     peak   = acc.peak_tflops(card.dtype) * 1e12     FLOP/s
     BW     = acc.hbm_tbps * 1e12                    bytes/s
     HBM    = acc.hbm_gb * 1e9                       bytes
-    link   = acc.scaleup_gbps / 2 * 1e9             bytes/s one way (the figure is bidirectional)
+    link   = acc.scaleup_gbps / 2 * 1e9 * mesh      bytes/s one way (the figure is bidirectional)
+    mesh   = min(t-1, K) / K                        with K = acc.scaleup_links (a full-mesh box:
+                                                    t chips use t-1 of its K peer links); 1 when
+                                                    the fabric is switched (no scaleup_links)
     lat    = ALLREDUCE_LATENCY_S                    fixed cost of one all-reduce
     u, me, ce = hbm_utilisation, memory_efficiency, compute_efficiency
+                                                    (``me``/``ce`` default to the accelerator's
+                                                    ``defaults.efficiency_for(acc.id)``)
 
     ctx_full = input_tokens + output_tokens         context at the end (memory sizing)
     ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time)
@@ -163,13 +168,11 @@ from polyfleet.perf import defaults
 from polyfleet.perf.defaults import (
     ALLREDUCE_LATENCY_S,
     BATCHING,
-    COMPUTE_EFFICIENCY,
     HBM_UTILISATION,
     INTERNODE_GBPS,
     INTERNODE_LATENCY_S,
     MAX_PIPELINE_STAGES,
     MAX_TENSOR_PARALLEL,
-    MEMORY_EFFICIENCY,
 )
 
 _EPS = 1e-9
@@ -257,6 +260,19 @@ def weight_bytes_read(card: ModelCard, batch: float) -> float:
     return (shared + e * touched) * BYTES_PER_DTYPE[card.dtype]
 
 
+def _mesh_share(acc: Accelerator, t: int) -> float:
+    """Share of the chip's scale-up bandwidth a ``t``-chip group can use.
+
+    On a switched fabric (NVSwitch, TPU ICI: no ``scaleup_links``) any group gets it all.
+    In a full-mesh box (MI300X, Gaudi: ``scaleup_links`` point-to-point peer links) a chip
+    reaches its ``t - 1`` group peers over one link each and the others sit idle.
+    """
+    links = acc.scaleup_links
+    if not links:
+        return 1.0
+    return min(t - 1, links) / links
+
+
 def inference_perf(
     card: ModelCard,
     acc: Accelerator,
@@ -270,8 +286,8 @@ def inference_perf(
     min_batch: int = 1,
     max_batch: int | None = None,
     hbm_utilisation: float = HBM_UTILISATION,
-    memory_efficiency: float = MEMORY_EFFICIENCY,
-    compute_efficiency: float = COMPUTE_EFFICIENCY,
+    memory_efficiency: float | None = None,
+    compute_efficiency: float | None = None,
     internode_gbps: float = INTERNODE_GBPS,
     batching: str = BATCHING,
 ) -> InferencePerf:
@@ -301,6 +317,9 @@ def inference_perf(
         raise ValueError("internode_gbps must be > 0")
     if batching not in ("serial", "chunked"):
         raise ValueError('batching must be "serial" or "chunked"')
+    default_eff = defaults.efficiency_for(acc.id)
+    compute_efficiency = default_eff[0] if compute_efficiency is None else compute_efficiency
+    memory_efficiency = default_eff[1] if memory_efficiency is None else memory_efficiency
     for name, value in (
         ("hbm_utilisation", hbm_utilisation),
         ("memory_efficiency", memory_efficiency),
@@ -364,7 +383,7 @@ def inference_perf(
     # Tensor-parallel all-reduce: comm(n) = c0 + c1*n (0 without the data it needs).
     c0 = c1 = 0.0
     if t > 1 and card.hidden is not None and card.layers is not None and acc.scaleup_gbps:
-        link = acc.scaleup_gbps / 2 * 1e9  # bytes/s in one direction
+        link = acc.scaleup_gbps / 2 * 1e9 * _mesh_share(acc, t)  # bytes/s in one direction
         c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
