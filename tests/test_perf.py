@@ -805,3 +805,39 @@ def test_per_accelerator_efficiency_defaults_apply_unless_overridden() -> None:
     # every per-chip default says where it comes from
     assert set(defaults.EFFICIENCY_BY_ACCELERATOR) <= set(defaults.EFFICIENCY_SOURCES)
     assert set(defaults.EFFICIENCY_SOURCES) <= set(accs)
+
+
+def test_step_overhead_adds_a_fixed_cost_per_layer_to_each_pass() -> None:
+    # Toy case of test_memory_cap_binds_and_all_numbers (10 layers) with 100 us per layer:
+    # o = 1 ms on every decode step and on the prefill.  TPOT cap 100 ms:
+    # b_tpot = floor((0.1 - 16 ms - 1 ms) / 0.204 ms) = 406; memory still caps at 41.
+    base = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100, **TOY)
+    r = inference_perf(
+        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100,
+        step_overhead_s_per_layer=100e-6, **TOY,
+    )  # fmt: skip
+    assert r.max_batch == base.max_batch == 41
+    assert r.tpot_ms == pytest.approx(24.364 + 1.0)
+    assert r.ttft_ms == pytest.approx(base.ttft_ms + 1.0)  # 160 + 1 ms
+    # a tighter TPOT target: (0.02 - 0.017) / 0.204e-3 = 14.7 -> 14 (without o: 19)
+    tight = inference_perf(
+        toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=20,
+        step_overhead_s_per_layer=100e-6, **TOY,
+    )  # fmt: skip
+    assert tight.max_batch == math.floor((0.020 - 0.017) / 0.204e-3) == 14
+    loose = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=20, **TOY)
+    assert loose.max_batch == math.floor((0.020 - 0.016) / 0.204e-3) == 19
+
+
+def test_step_overhead_defaults_by_stack() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    cuda = inference_perf(toy_card(), toy_acc(), **kw)
+    neuron = inference_perf(toy_card(), toy_acc(stack="neuron"), **kw)
+    per_layer = defaults.STEP_OVERHEAD_S_PER_LAYER["neuron"]
+    assert per_layer == pytest.approx(139.3e-6)
+    assert "cuda" not in defaults.STEP_OVERHEAD_S_PER_LAYER
+    assert neuron.tpot_ms == pytest.approx(cuda.tpot_ms + 10 * per_layer * 1000)
+    off = inference_perf(toy_card(), toy_acc(stack="neuron"), step_overhead_s_per_layer=0.0, **kw)
+    assert off.tpot_ms == pytest.approx(cuda.tpot_ms)
+    with pytest.raises(ValueError, match="step_overhead"):
+        inference_perf(toy_card(), toy_acc(), step_overhead_s_per_layer=-1.0, **kw)

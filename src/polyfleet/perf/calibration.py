@@ -293,18 +293,19 @@ def forced_min_batch(
 
 
 def predict_perf(
-    card: ModelCard, acc: Accelerator, m: Measurement, eff: Efficiency
+    card: ModelCard, acc: Accelerator, m: Measurement, eff: Efficiency, **extra: Any
 ) -> tuple[float | None, InferencePerf]:
     """Predicted group tokens/s for ``m`` (None when infeasible) and the perf result.
 
-    ``card`` is the catalog card; it is set to ``m.dtype`` here.
+    ``card`` is the catalog card; it is set to ``m.dtype`` here.  ``extra`` keyword
+    arguments go through to ``inference_perf`` (e.g. ``step_overhead_s_per_layer``).
     """
     if card.dtype != m.dtype:
         card = card.model_copy(update={"dtype": m.dtype})
     tp = m.tensor_parallel
     args: dict[str, Any] = dict(
         input_tokens=m.input_tokens, output_tokens=m.output_tokens, tpot_ms=m.tpot_ms, max_chips=tp,
-        max_batch=m.batch, **eff.kwargs(),
+        max_batch=m.batch, **eff.kwargs(), **extra,
     )  # fmt: skip
     min_batch = forced_min_batch(card, acc, tp, m.input_tokens, m.output_tokens)
     perf = inference_perf(card, acc, min_batch=min_batch, **args)

@@ -54,6 +54,17 @@ def efficiency_for(accelerator: str) -> tuple[float, float]:
     return EFFICIENCY_BY_ACCELERATOR.get(accelerator, (COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY))
 
 
+STEP_OVERHEAD_S_PER_LAYER: dict[str, float] = {"neuron": 139.3e-6}
+"""Fixed seconds per layer of one pass through the model (a decode step or a prefill),
+per software stack: kernel launches, synchronisation and collective latency the roofline
+does not contain.  neuron: *fitted* (``bench/latency_validation.py``) as the median over
+Neuron's published trn1 batch-1 decoder latencies (13 rows, Neuron 2.18, Llama 3 8B/70B,
+Llama 2 70B, Mistral 7B on 16 Trainium chips; ``examples/published_latency.csv``) of
+(measured TPOT - roofline TPOT) / layers; checked on Trainium2 rows it was not fitted to.
+Stacks not listed: 0 (on CUDA the TensorRT-LLM points validate the model without it, and
+its all-reduce latency is ``ALLREDUCE_LATENCY_S``); xla, synapse, rocm and maia have no
+batch-1 latency data here."""
+
 MFU_BY_STACK: dict[str, float] = {
     "cuda": 0.40,  # measured: Llama 3 405B, 38-43% BF16 MFU on 16k H100
     "xla": 0.46,  # measured: PaLM 540B, 46.2% MFU on TPU v4

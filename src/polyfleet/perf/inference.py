@@ -74,7 +74,10 @@ seconds (memory, compute and communication do not overlap)::
 
     mem(b)  = (R(b) + b*ctx_mean*kv) / (t*BW*me)    read weights once, each request's KV
     comp(b) = 2*A*b / (t*peak*ce)                   2 FLOP per active parameter per token
-    step(b) = mem(b) + comp(b) + comm(b)
+    o       = L * step_overhead_s_per_layer         fixed cost of one pass through the model
+                                                    (launches, synchronisation), by stack:
+                                                    ``defaults.STEP_OVERHEAD_S_PER_LAYER``
+    step(b) = mem(b) + comp(b) + comm(b) + o
 
 Pipeline (``p`` stages, ``p`` micro-batches of ``b`` requests in flight, so every stage
 is busy; with ``p = 1`` all of this reduces to the plain tensor-parallel replica).  A
@@ -88,7 +91,7 @@ sampled tokens back to the first; all ``p`` hand-offs are charged as ``x(b)``)::
 
 For a dense card ``tpot(b) = s0 + s1*b`` with::
 
-    s0 = W / (t*BW*me) + comm(0) + p*x(0)
+    s0 = W / (t*BW*me) + comm(0) + o + p*x(0)
     s1 = ctx_mean*kv / (t*BW*me) + 2*A / (t*peak*ce) + (comm(1) - comm(0)) + p*(x(1) - x(0))
 
 Batch (per micro-batch ``b``; ``max_batch = p*b``)::
@@ -103,7 +106,7 @@ Prefill (requests' prompts are batched, so the weights are not re-read per reque
 prefill is compute-bound; not overlapped with decode in v1; prompts are pipelined like
 decode micro-batches)::
 
-    pre     = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens)
+    pre     = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens) + o
     ttft_ms = (pre + p*x(input_tokens))*1000        > ttft target -> infeasible ("slo: ttft")
 
 Throughput (replica time per request: its prefill slot plus its share of decode slots)::
@@ -127,7 +130,7 @@ average; the prompt chunk reads no KV beyond its own context, which is ignored).
 
     mem(b)  = (R(n(b)) + b*ctx_mean*kv) / (t*BW*me)   MoE: the prompt tokens route too
     comp(b) = 2*A*n(b) / (t*peak*ce)
-    step(b) = mem(b) + comp(b) + comm(n(b))
+    step(b) = mem(b) + comp(b) + comm(n(b)) + o
     tpot(b) = step(b) + p*x(n(b))                     TPOT includes the prefill share
     stage(b) = tpot(b)/p;  per_request_s = output_tokens*stage(b)/b   (no separate prefill)
 
@@ -290,6 +293,7 @@ def inference_perf(
     compute_efficiency: float | None = None,
     internode_gbps: float = INTERNODE_GBPS,
     batching: str = BATCHING,
+    step_overhead_s_per_layer: float | None = None,
 ) -> InferencePerf:
     """Size one inference replica and estimate its latency and throughput.
 
@@ -317,6 +321,10 @@ def inference_perf(
         raise ValueError("internode_gbps must be > 0")
     if batching not in ("serial", "chunked"):
         raise ValueError('batching must be "serial" or "chunked"')
+    if step_overhead_s_per_layer is None:
+        step_overhead_s_per_layer = defaults.STEP_OVERHEAD_S_PER_LAYER.get(acc.stack, 0.0)
+    if step_overhead_s_per_layer < 0:
+        raise ValueError("step_overhead_s_per_layer must be >= 0")
     default_eff = defaults.efficiency_for(acc.id)
     compute_efficiency = default_eff[0] if compute_efficiency is None else compute_efficiency
     memory_efficiency = default_eff[1] if memory_efficiency is None else memory_efficiency
@@ -387,6 +395,9 @@ def inference_perf(
         c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
+    # Fixed cost of one pass through the model (0 without the layer count).
+    o = (card.layers or 0) * step_overhead_s_per_layer
+
     # Pipeline hand-off between stages: x(n) = x0 + x1*n (0 without pipeline stages).
     x0 = x1 = 0.0
     if p > 1:
@@ -415,12 +426,12 @@ def inference_perf(
         return x0 + x1 * n
 
     def step(b: float) -> float:
-        return mem(b) + comp(b) + comm(tokens(b))
+        return mem(b) + comp(b) + comm(tokens(b)) + o
 
     def tpot(b: float) -> float:
         return step(b) + p * xfer(tokens(b))
 
-    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens)
+    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens) + o
 
     def ttft(b: float) -> float:
         if batching == "serial":
@@ -443,7 +454,7 @@ def inference_perf(
     if tpot_ms is not None:
         target = tpot_ms / 1000
         if not moe:
-            s0 = weights / mem_rate + c0 + p * x0
+            s0 = weights / mem_rate + c0 + o + p * x0
             s1 = ctx_mean * kv / mem_rate + (1 + ratio) * (2 * active / comp_rate + c1 + p * x1)
             b_tpot = _floor((target - s0) / s1)
         elif tpot(1) > target * (1 + _EPS):
