@@ -7,7 +7,7 @@ Run from the repository root::
 The points (default ``examples/published_latency.csv``, each row with its source) are
 batch-1 latencies on AWS Trainium: Neuron's trn1 decoder table (rows marked ``fit``) and
 Trainium2 tutorials/contrib results (rows marked ``validate``).  At batch 1 the roofline
-step (weights over bandwidth plus all-reduce latency) is 2-5x shorter than Neuron's
+step (weights over bandwidth plus all-reduce latency) is 1.4-5x shorter than Neuron's
 measured TPOT: the rest is a fixed cost per pass through the model (kernel launches,
 synchronisation, collective latency) the roofline does not contain.  The planner models
 it as ``L * step_overhead_s_per_layer`` by stack (``defaults.STEP_OVERHEAD_S_PER_LAYER``).

@@ -273,5 +273,9 @@ def test_bundled_calibration_is_the_fit_of_the_published_points():
     accs = ("nvidia-h100-sxm", "nvidia-h200", "nvidia-b200", "nvidia-gb200", "intel-gaudi3", "intel-gaudi2")
     for acc in (*accs, "amd-mi300x"):
         assert spec.calibration.efficiency(acc) == refit.efficiency(acc)
+        # the shipped errors are those of this fit, "before" measured at today's defaults
+        shipped, now = spec.calibration.accelerators[acc], refit.accelerators[acc]
+        assert shipped.error_before_pct == pytest.approx(now.error_before_pct, abs=0.01)
+        assert shipped.error_after_pct == pytest.approx(now.error_after_pct, abs=0.01)
     # accelerators without published points keep the global defaults
     assert spec.calibration.efficiency("google-tpu-v6e") == Efficiency.default()

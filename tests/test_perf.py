@@ -841,3 +841,22 @@ def test_step_overhead_defaults_by_stack() -> None:
     assert off.tpot_ms == pytest.approx(cuda.tpot_ms)
     with pytest.raises(ValueError, match="step_overhead"):
         inference_perf(toy_card(), toy_acc(), step_overhead_s_per_layer=-1.0, **kw)
+
+
+def test_step_overhead_counts_once_per_pass_with_pipeline_stages_and_chunking() -> None:
+    # o = L * 100 us = 1 ms.  Pipeline (p=2 on one-chip nodes): tpot = step + p*x, and the
+    # step holds o once (each stage runs half the layers: o/2 each, two stages).  Chunked:
+    # every step carries o once as well; per-request time grows by output*o/b.
+    card = toy_card(params_b=4.5, hidden=1000)
+    base = inference_perf(card, toy_acc(), chips_per_node=1, **COMM)
+    over = inference_perf(card, toy_acc(), chips_per_node=1, step_overhead_s_per_layer=100e-6, **COMM)
+    assert over.pipeline_stages == base.pipeline_stages == 2 and over.max_batch == base.max_batch
+    assert over.tpot_ms == pytest.approx(base.tpot_ms + 1.0)
+    assert over.ttft_ms == pytest.approx(base.ttft_ms + 1.0)
+    kw = {"input_tokens": 1000, "output_tokens": 200, "batching": "chunked", **TOY}
+    c0 = inference_perf(toy_card(), toy_acc(), **kw)
+    c1 = inference_perf(toy_card(), toy_acc(), step_overhead_s_per_layer=100e-6, **kw)
+    assert c1.max_batch == c0.max_batch == 41
+    assert c1.tpot_ms == pytest.approx(c0.tpot_ms + 1.0)
+    per_request = 200 * c1.tpot_ms / 1000 / 41
+    assert c1.replica_requests_per_s == pytest.approx(1 / per_request)

@@ -20,6 +20,7 @@ reach 70-80% of peak in isolation; attention, norms and launch overheads lower i
 
 EFFICIENCY_BY_ACCELERATOR: dict[str, tuple[float, float]] = {
     "amd-mi300x": (0.38, 0.70),
+    "amd-mi325x": (0.38, 0.70),
 }
 """Per-accelerator (compute, memory) efficiencies where a like-for-like microbenchmark
 shows the chip reaching a smaller share of its datasheet peak than the H100 on which
@@ -38,6 +39,10 @@ EFFICIENCY_SOURCES: dict[str, str] = {
         "cross-check: stas00/ml-engineering max-achievable matmul BF16 668.4/1300 (51.4%, ROCm 6.3) "
         "vs 794.5/989 (80.3%): 0.60 x 0.64 = 0.38. Memory 0.80 x 77.2/88.7 = 0.70: the same Azure "
         "guide's HBM triad 4.09 of 5.3 TB/s vs 2.97 of 3.35 TB/s. Undated pages read 2026-11."
+    ),
+    "amd-mi325x": (
+        "*estimate*: MI300X's 0.38/0.70, as the MI325X has the same CDNA 3 compute dies and ROCm "
+        "kernels (only the HBM3E stacks differ); no like-for-like MI325X benchmark was read"
     ),
     "nvidia-h200": "kept: Azure FP8 GEMM 1366.3/1979 (69.0%) and triad 4.15/4.8 TB/s match the H100",
     "intel-gaudi2": "kept: stas00/ml-engineering max-achievable matmul FP8 826.5/865 (95.5%) >= H100's 70.9%",

@@ -157,7 +157,8 @@ the chunked ``tpot``), ``b* = min(output_tokens, cap)`` the lowest-TTFT batch; i
 (bisection; ``ttft`` is non-decreasing there).  Throughput ``b/tpot(b)`` grows with
 ``b``, so this is the batch that meets TTFT and TPOT at once with the most requests/s.
 When memory binds (no targets) the throughput equals the serial one but for the fixed
-all-reduce and hand-off latencies per prompt, which chunking amortises.
+all-reduce, step-overhead (``o``) and hand-off latencies per prompt, which chunking
+amortises (serial charges ``(c0 + o)/p + x0`` per request for its prefill).
 """
 
 from __future__ import annotations
