@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from polyfleet.plan.build import Milp
 from polyfleet.plan.colgen import initial_columns, price_in, run_until
 from polyfleet.plan.dive import derive, dive, keep_columns, keep_placements, shave, subset, violations
+from polyfleet.plan.lns import improve
 
 
 class Status(StrEnum):
@@ -312,10 +313,14 @@ def _rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
 
 # Shares of the time limit, counted from the start of the solve, that each step of
 # ``_lp_plan`` may run to: the LP (column generation, plan/colgen.py), then the dive,
-# then HiGHS on the restricted MILP.
+# then (only when the dive found no plan) HiGHS on the restricted MILP, then the
+# large-neighbourhood search (plan/lns.py).
 LP_SHARE = 0.4
 DIVE_SHARE = 0.6
 RESTRICTED_SHARE = 0.75
+LNS_SHARE = 0.9
+#: seconds one neighbourhood's MILP may take: a twentieth of the limit, within these
+LNS_ROUND_S = (0.5, 1.0)
 
 
 def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str]:
@@ -367,14 +372,69 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
     upper[milp.cols["y"].start + np.flatnonzero(~keep_placements(milp, lp_values))] = 0.0
     left = start + RESTRICTED_SHARE * limit - time.perf_counter()
-    if left > 0:
+    if best is None and left > 0:
         restricted = _highs(milp, replace(options, time_limit_s=left), milp.integer, upper)
         _interrupt_at(restricted, start + RESTRICTED_SHARE * limit)
         sol = _run(restricted, milp, True)
         found = sol.status in (Status.OPTIMAL, Status.FEASIBLE) and _feasible(milp, sol.values)
         if found and (best is None or milp.objective @ sol.values < milp.objective @ best):
             best, method = sol.values, "restricted-milp"
+    if best is not None:
+        best, method = _improve(milp, best, keep, lp_values, options, start + LNS_SHARE * limit, method)
     return best, bound, method if best is not None else ""
+
+
+def _improve(
+    milp: Milp,
+    plan: np.ndarray,
+    keep: np.ndarray,
+    lp_values: np.ndarray,
+    options: SolveOptions,
+    deadline: float,
+    method: str,
+) -> tuple[np.ndarray, str]:
+    """``plan`` improved by the large-neighbourhood search (plan/lns.py) until ``deadline``.
+
+    The search runs on the sub-model of the kept replica columns (``keep`` and the plan's
+    own) and every other column: each round's HiGHS model is then a few thousand columns,
+    not the whole model's hundreds of thousands.
+    """
+    xs = milp.cols["x"]
+    mask = np.ones(milp.n_cols, bool)
+    mask[xs] = keep | (plan[xs] > 0.5)
+    cols = np.flatnonzero(mask)
+    sub = subset(milp, cols)
+    round_s = min(max(options.time_limit_s / 20, LNS_ROUND_S[0]), LNS_ROUND_S[1])
+    keep_y = keep_placements(milp, lp_values) | (plan[milp.cols["y"]] > 0.5)  # every y is in ``sub``
+    better, _rounds = improve(
+        sub, plan[cols], np.ones(sub.cols["x"].stop - sub.cols["x"].start, bool), keep_y, lp_values[cols],
+        deadline,
+        lambda model, upper, seconds, incumbent: _solve_sub(model, upper, seconds, incumbent, options),
+        round_seconds=round_s,
+    )  # fmt: skip
+    full = np.zeros(milp.n_cols)
+    full[cols] = better
+    full = derive(milp, full)
+    if _feasible(milp, full) and milp.objective @ full < milp.objective @ plan:
+        return full, "lns"
+    return plan, method
+
+
+def _solve_sub(
+    sub: Milp, upper: np.ndarray, seconds: float, incumbent: np.ndarray, options: SolveOptions
+) -> tuple[np.ndarray | None, bool]:
+    """HiGHS on one neighbourhood's model (``sub.lower``, ``upper``), started at ``incumbent``."""
+    h = _highs(sub, replace(options, time_limit_s=max(seconds, 0.01)), sub.integer, upper)
+    start = highspy.HighsSolution()
+    start.col_value = list(incumbent)
+    start.value_valid = True
+    h.setSolution(start)
+    _interrupt_at(h, time.perf_counter() + seconds)
+    h.run()
+    if h.getInfo().primal_solution_status != 2:  # kSolutionStatusFeasible
+        return None, False
+    optimal = h.getModelStatus() == highspy.HighsModelStatus.kOptimal
+    return np.asarray(h.getSolution().col_value), optimal
 
 
 def _sub_dive(milp: Milp, options: SolveOptions, active: np.ndarray, deadline: float) -> np.ndarray | None:
