@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 from click.testing import CliRunner, Result
@@ -61,3 +64,14 @@ def toy_acc(**over: object) -> Accelerator:
     }
     fields.update(over)
     return Accelerator(**fields)
+
+
+def load_bench(name: str) -> ModuleType:
+    """``bench/<name>.py`` as a module (registered in ``sys.modules``: its dataclasses need it)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
 from polyfleet.catalog.io import load_bundled
 from polyfleet.perf import defaults
 
@@ -18,12 +17,7 @@ DATA = ROOT / "examples" / "published_latency.csv"
 
 
 def _bench():
-    path = ROOT / "bench" / "latency_validation.py"
-    spec = importlib.util.spec_from_file_location("latency_validation", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["latency_validation"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("latency_validation")
 
 
 def test_every_latency_point_is_sourced_and_known_to_the_catalog() -> None:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import statistics
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("perf_validation", ROOT / "bench" / "perf_validation.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["perf_validation"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("perf_validation")
 
 
 def test_published_points_are_predicted_within_the_targets_the_readme_states() -> None:

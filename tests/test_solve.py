@@ -270,13 +270,9 @@ def test_shave_drops_every_replica_the_rows_do_not_need():
 
 def _synthetic(n_w: int, n_o: int, seed: int):
     """A seeded synthetic fleet from bench/plan_scale.py (caps, survival, training, api)."""
-    import importlib.util
-    from pathlib import Path
+    from conftest import load_bench
 
-    path = Path(__file__).resolve().parents[1] / "bench" / "plan_scale.py"
-    spec_ = importlib.util.spec_from_file_location("plan_scale", path)
-    module = importlib.util.module_from_spec(spec_)
-    spec_.loader.exec_module(module)
+    module = load_bench("plan_scale")
     doc = module.generate(n_w, n_o, np.random.default_rng([seed, n_w, n_o]))
     return build_spec(doc)
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
 from polyfleet.catalog.io import load_bundled
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -15,12 +15,7 @@ DATA = ROOT / "examples" / "published_training.csv"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location(
-        "training_validation", ROOT / "bench" / "training_validation.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("training_validation")
 
 
 def test_every_training_point_is_sourced_and_known_to_the_catalog() -> None:
