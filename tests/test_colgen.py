@@ -9,14 +9,15 @@ import pytest
 
 from polyfleet.plan import build_candidates, build_milp
 from polyfleet.plan.colgen import initial_columns, price_in
-from polyfleet.plan.dive import keep_columns, keep_placements
-from polyfleet.plan.solve import SolveOptions, _highs, _lp_plan, _lp_seconds, violations
+from polyfleet.plan.dive import keep_columns, keep_placements, violations
+from polyfleet.plan.highs import build_highs
+from polyfleet.plan.solve import SolveOptions, _lp_plan, _lp_seconds
 from test_solve import _synthetic
 
 
 def _start(milp):
     active = initial_columns(milp)
-    h = _highs(milp, SolveOptions(), np.zeros_like(milp.integer), np.where(active, milp.upper, 0.0))
+    h = build_highs(milp, SolveOptions(), np.zeros_like(milp.integer), np.where(active, milp.upper, 0.0))
     return active, h
 
 

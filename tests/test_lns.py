@@ -9,8 +9,9 @@ import pytest
 
 from polyfleet.plan import build_candidates, build_milp
 from polyfleet.plan.dive import derive, keep_columns, keep_placements
+from polyfleet.plan.highs import build_highs
 from polyfleet.plan.lns import _neighbourhood, improve
-from polyfleet.plan.solve import SolveOptions, Status, _highs, _solve_sub, solve_milp
+from polyfleet.plan.solve import SolveOptions, Status, _solve_sub, solve_milp
 from test_plan_constraints import acc, inference, make, offer
 from test_solve import _feasible, _synthetic
 
@@ -20,7 +21,7 @@ def _sub(options: SolveOptions):
 
 
 def _lp(milp):
-    h = _highs(milp, SolveOptions(), np.zeros_like(milp.integer), milp.upper)
+    h = build_highs(milp, SolveOptions(), np.zeros_like(milp.integer), milp.upper)
     h.run()
     return np.asarray(h.getSolution().col_value)
 

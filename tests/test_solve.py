@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from polyfleet.plan import build_candidates, build_milp
-from polyfleet.plan.solve import SolveOptions, Status, _rounded_start, solve_milp
+from polyfleet.plan.rounding import rounded_start
+from polyfleet.plan.solve import SolveOptions, Status, solve_milp
 from polyfleet.spec import build_spec
 
 
@@ -55,7 +56,7 @@ def _spec(f: float = 0.5, cap: float = 0.7):
 def test_rounded_start_satisfies_every_row():
     spec = _spec()
     milp = build_milp(build_candidates(spec), spec.policy)
-    v = _rounded_start(milp, SolveOptions())
+    v = rounded_start(milp, SolveOptions())
     assert v is not None
     activity = milp.A @ v
     assert np.all(activity >= milp.row_lower - 1e-6) and np.all(activity <= milp.row_upper + 1e-6)
@@ -76,7 +77,7 @@ def test_rounded_start_does_not_change_the_optimum():
 def test_floor_and_fill_covers_demand_within_room_at_least_marginal_cost():
     """Tiny workloads: rounding every fractional pair up opens instances nobody fills; the
     fill puts each workload's missing replica where a rented instance has free chips."""
-    from polyfleet.plan.solve import _floor_and_fill
+    from polyfleet.plan.rounding import _floor_and_fill
 
     spec = _spec(f=0.0, cap=1.0)
     cand = build_candidates(spec)
@@ -112,7 +113,7 @@ def test_small_offers_stay_open_to_the_rounded_plan():
     spec = make([acc("acc-a")], offers, [inference("w", 100, {"acc-a": (1, 1.0)})])
     milp = build_milp(build_candidates(spec), spec.policy)
     best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
-    rounded = _rounded_start(milp, SolveOptions())
+    rounded = rounded_start(milp, SolveOptions())
     assert rounded is not None
     # 100 one-chip replicas: 13 eight-chip instances; the 20 $1 offers hold them all
     assert milp.cost @ best.values == pytest.approx(13 * 8 * 730)
@@ -180,7 +181,7 @@ def test_lp_plan_is_a_whole_plan_between_the_lp_bound_and_the_rounding(f, cap):
     milp = build_milp(build_candidates(spec), spec.policy)
     dived, lp_bound, method = _lp_plan(milp, SolveOptions(), time.perf_counter())
     assert method in ("dive", "restricted-milp", "lns")
-    rounded = _rounded_start(milp, SolveOptions())
+    rounded = rounded_start(milp, SolveOptions())
     assert dived is not None and _feasible(milp, dived)
     bound, _ = _lp_seconds(milp, SolveOptions())
     assert lp_bound == pytest.approx(bound, rel=1e-9)
@@ -192,11 +193,11 @@ def test_lp_plan_is_a_whole_plan_between_the_lp_bound_and_the_rounding(f, cap):
 
 def test_dive_alone_gives_a_whole_plan():
     from polyfleet.plan.dive import dive, keep_columns
-    from polyfleet.plan.solve import _highs
+    from polyfleet.plan.highs import build_highs
 
     spec = _spec()
     milp = build_milp(build_candidates(spec), spec.policy)
-    h = _highs(milp, SolveOptions(), np.zeros_like(milp.integer), milp.upper)
+    h = build_highs(milp, SolveOptions(), np.zeros_like(milp.integer), milp.upper)
     h.run()
     lp = np.asarray(h.getSolution().col_value)
     v = dive(h, milp, lp, keep_columns(milp, lp, milp.u_provider), deadline=float("inf"))

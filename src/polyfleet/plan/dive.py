@@ -1,6 +1,6 @@
 """An LP dive: a whole-replica plan for models too big for HiGHS's branch and bound.
 
-Rounding the LP relaxation in one go (solve.py's ``_rounded_start``) pays for the LP's
+Rounding the LP relaxation in one go (rounding.py's ``rounded_start``) pays for the LP's
 fractions of replicas at every offer it splits a workload over: on the 100 x 1,000
 benchmark that plan is 17% above the LP bound.  A dive rounds a batch of fractional
 columns at a time and lets the LP re-balance the rest around them, so a workload that
