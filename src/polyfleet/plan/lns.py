@@ -3,22 +3,22 @@
 The dive (plan/dive.py) ends with a plan that satisfies every row but pays for its
 greedy rounding: 11.8% above the LP bound on the 100 x 1,000 benchmark.  HiGHS cannot
 improve it on the whole model within seconds (its root alone takes longer), but it
-solves a model where all but ``NEIGHBOURHOOD`` workloads are fixed at their current
-replicas and placements in a fraction of a second: only those workloads' replica columns
-(the LP's support, the best per provider and the ones the plan uses: ``keep_x``), their
-training placements (the LP's, the cheapest few and the plan's: ``keep_y``) and the
-instance, api-share and definition columns stay free.  Each round frees one neighbourhood, hands
+solves a model where all but a few workloads are fixed at their current replicas and
+placements in a fraction of a second: only those workloads' replica columns (the LP's
+support, the best per provider and the ones the plan uses: ``keep_x``), their training
+placements (the LP's, the cheapest few and the plan's: ``keep_y``) and the instance,
+api-share and definition columns stay free.  Each round frees one neighbourhood, hands
 HiGHS the current plan as its incumbent, and keeps the answer when it is cheaper.
 
-The neighbourhood starts at ``NEIGHBOURHOOD`` workloads and doubles after a round HiGHS
-solved to optimality in under half its time, halves after one it did not finish (down
-to 2): the size where HiGHS still closes its sub-model quickly differs by a factor of
-ten between fleets.  Neighbourhoods alternate between a window sliding down the workloads ranked by their
-excess over the LP (what their replicas or placement cost in the plan minus in the LP
-relaxation),
-and a draw weighted by that excess (seeded, so a run is repeatable for a given number
-of rounds).  The search stops at the deadline, or after a whole sweep of windows in
-which no round improved the plan (the caller may then give the rest to HiGHS).
+The neighbourhood starts at ``NEIGHBOURHOOD`` workloads, doubles after a round HiGHS
+solved to optimality in under half its time and halves after one it did not finish
+(within 2 and ``MAX_NEIGHBOURHOOD``): the size HiGHS still closes quickly differs tenfold
+between fleets.  Rounds alternate between a window sliding down the workloads ranked by
+their excess over the LP (what their replicas or placement cost in the plan minus in the
+LP relaxation) and a draw weighted by that excess (seeded, so a run is repeatable for a
+given number of rounds).  The search stops at the deadline, or when no round of the last
+two sweeps of windows (with the draws between them) improved the plan: the caller may
+then give the rest of its time to HiGHS.
 
 Every plan returned satisfies every row of the full model (checked here); the search
 carries no optimality claim.
@@ -35,13 +35,12 @@ import numpy as np
 from polyfleet.plan.build import Milp
 from polyfleet.plan.dive import derive, violations
 
-#: workloads freed per round
+#: workloads freed in the first round
 NEIGHBOURHOOD = 8
-#: a round with less time than this left is not started, seconds
-MIN_ROUND_S = 0.05
-
 #: most workloads one round may free (the neighbourhood grows while rounds are quick)
 MAX_NEIGHBOURHOOD = 256
+#: a round with less time than this left is not started, seconds
+MIN_ROUND_S = 0.05
 
 #: (sub-model with its lower bounds, upper bounds, seconds, incumbent) ->
 #: (values or None, whether HiGHS proved them optimal for the sub-model)
