@@ -60,6 +60,8 @@ class Milp:
     peak_rps: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False)  # D per workload
     s_workload: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)
     u_provider: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # code per offer
+    u_vendor: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # code per offer
+    y_offer: np.ndarray = field(default_factory=lambda: np.zeros(0, int), repr=False)  # offer of each y
 
     @property
     def n_cols(self) -> int:
@@ -469,12 +471,15 @@ def build_milp(
         x_rps=cand.inf_rps,
         peak_rps=cand.peak_rps,
         s_workload=cand.api_w,
-        u_provider=np.unique(np.array([o.provider for o in cand.offers], dtype=object), return_inverse=True)[
-            1
-        ]
-        if cand.offers
-        else np.zeros(0, int),
+        u_provider=_codes(np.array([o.provider for o in cand.offers], dtype=object)),
+        u_vendor=_codes(np.asarray(cand.offer_vendor, dtype=object)),
+        y_offer=cand.tr_o,
     )
+
+
+def _codes(values: np.ndarray) -> np.ndarray:
+    """Integer code per entry (equal values, equal codes; sorted order)."""
+    return np.unique(values, return_inverse=True)[1] if len(values) else np.zeros(0, int)
 
 
 def _tie_broken(cost: np.ndarray, cols: dict[str, slice], cand: Candidates) -> np.ndarray:

@@ -39,8 +39,8 @@ LNS_SHARE = 0.9
 LNS_ROUND_S = (0.5, 1.0)
 
 
-def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str]:
-    """(a plan from the LP relaxation or None, the LP bound, its method) for a large model.
+def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str, float]:
+    """(a plan from the LP relaxation or None, the LP bound, its method, the LP's seconds).
 
     The LP, solved by column generation (plan/colgen.py) until ``LP_SHARE`` of the limit,
     gives the bound (nan when columns still priced in at that time) and picks, per
@@ -53,13 +53,14 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     Any plan returned satisfies every row of the full model (checked); only the LP bound
     holds for the full model.
     Needs the single-period layout (one provider code per offer, one offer per replica
-    column): otherwise (None, nan, "").
+    column): otherwise (None, nan, "", 0.0).
     """
     n_x = milp.cols["x"].stop - milp.cols["x"].start
     n_u = milp.cols["u"].stop - milp.cols["u"].start
     if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
-        return None, float("nan"), ""
+        return None, float("nan"), "", 0.0
     limit = options.time_limit_s
+    lp_began = time.perf_counter()
     lp_deadline = start + LP_SHARE * limit
     relaxed = np.zeros_like(milp.integer)
     active = initial_columns(milp)
@@ -72,10 +73,11 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
         h = build_highs(milp, replace(options, time_limit_s=left), relaxed, milp.upper)
         h.run()
         if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None, float("nan"), ""
+            return None, float("nan"), "", time.perf_counter() - lp_began
         priced = np.asarray(h.getSolution().col_value), float(h.getInfo().objective_function_value), True
         active[:] = True
     lp_values, bound, converged = priced
+    lp_seconds = time.perf_counter() - lp_began
     if not converged:  # out of time while columns still priced in: no valid bound
         bound = float("nan")
     keep = keep_columns(milp, lp_values, milp.u_provider)
@@ -97,7 +99,7 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
             best, method = sol.values, "restricted-milp"
     if best is not None:
         best, method = _improve(milp, best, keep, lp_values, options, start + LNS_SHARE * limit, method)
-    return best, bound, method if best is not None else ""
+    return best, bound, method if best is not None else "", lp_seconds
 
 
 def _improve(
@@ -183,6 +185,10 @@ def _feasible(milp: Milp, v: np.ndarray) -> bool:
 #: scale benchmarks (and cannot be interrupted); with less time left than this many LP
 #: solves, the rounded plan is returned rather than overrunning the time limit
 ROOT_LP_FACTOR = 20.0
+#: the same, counted in the LP by column generation's seconds (2.5-5x faster than the full
+#: LP on the scale benchmarks): with no plan found, HiGHS still runs on the full model when
+#: more than this many of them are left
+ROOT_FROM_COLGEN = 5 * ROOT_LP_FACTOR
 
 
 def _lp_seconds(milp: Milp, options: SolveOptions) -> tuple[float, float]:
@@ -196,24 +202,28 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
 
     Models over ``options.rounding_start_above`` integer columns first get a plan from the
     LP (``_lp_plan``, else ``rounded_start``).  When too little time is left for HiGHS's
-    root (``ROOT_LP_FACTOR`` times what that took), the plan is returned as ``feasible``
-    with its gap to the LP bound and its ``method``, not an overrun.
+    root on the full model (``ROOT_FROM_COLGEN`` times the LP by column generation took,
+    or ``ROOT_LP_FACTOR`` times the rounding), the plan is returned as ``feasible`` with
+    its gap to the LP bound and its ``method`` (``unknown`` without one), not an overrun;
+    otherwise HiGHS runs for the time left and the better plan is kept.
     """
     options = options or SolveOptions()
     start = time.perf_counter()
     given, lp_bound, method = None, float("nan"), "highs"
     if int(milp.integer.sum()) > options.rounding_start_above:
         lp_start = time.perf_counter()
-        given, lp_bound, method = _lp_plan(milp, options, start)
+        given, lp_bound, method, lp_seconds = _lp_plan(milp, options, start)
         if given is None and time.perf_counter() - lp_start < options.time_limit_s / 2:
             given, method = rounded_start(milp, options), "rounding"  # no plan, not for want of time
         rounds = time.perf_counter() - lp_start
         left = options.time_limit_s - (time.perf_counter() - start)
-        if given is not None and left < ROOT_LP_FACTOR * rounds:
+        # HiGHS's root LP on the full model, which cannot be interrupted, takes 12-20x the
+        # full LP; the LP by column generation is 2.5-5x faster than that (the rounding,
+        # when it ran alone, solves the full LP)
+        root_s = ROOT_FROM_COLGEN * lp_seconds if lp_seconds > 0 else ROOT_LP_FACTOR * rounds
+        if given is not None and left < root_s:
             return _rounded_only(milp, given, options, start, left, lp_bound, method)
-        if given is None and rounds >= options.time_limit_s / 2:
-            # the LP alone outlasted half the limit: HiGHS's root LP, which cannot be
-            # interrupted, would run far past the limit too
+        if given is None and left < root_s:
             return Solution(Status.UNKNOWN, np.zeros(milp.n_cols), float("nan"), float("nan"),
                             time.perf_counter() - start, limit="time")  # fmt: skip
     left = max(options.time_limit_s - (time.perf_counter() - start), 0.01)
