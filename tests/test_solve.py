@@ -242,9 +242,37 @@ def test_keep_columns_holds_the_lp_support_and_the_cheapest_per_provider():
             ks = np.flatnonzero((milp.x_workload == w) & (prov == p))
             if len(ks):
                 assert keep[ks[np.argmin(per_rps[ks])]]
-                # nothing dearer at that provider is kept unless the LP uses it
+                # nothing dearer at that provider is kept unless the LP uses it (here each
+                # provider sells one vendor's chips, so the per-vendor best adds nothing)
                 dearer = ks[per_rps[ks] > per_rps[ks].min()]
                 assert not keep[dearer[dearer != 3]].any()
+
+
+def test_keep_columns_holds_the_cheapest_per_vendor_so_a_vendor_cap_can_be_met():
+    # p1 sells nvidia at $1 and amd at $3 per chip-hour, p2 nvidia at $1.2; one replica
+    # (1 chip, 1 rps) serves 1 rps.  The cheapest per provider are both nvidia; the amd
+    # column is kept as the cheapest amd one.  With any vendor capped at 80% of spend and
+    # 2 rps to serve, all-nvidia is out (100%); the optimum is one nvidia and one amd
+    # replica: 730 x (1 + 3) = $2,920 (amd 75%).
+    from polyfleet.plan.dive import keep_columns
+    from test_plan_constraints import acc, inference, make, offer
+
+    spec = make(
+        [acc("nv", "nvidia"), acc("am", "amd")],
+        [offer("p1-nv", "p1", "nv", price=1.0), offer("p1-am", "p1", "am", price=3.0),
+         offer("p2-nv", "p2", "nv", price=1.2)],
+        [inference("w", 2.0, {"nv": (1, 1.0), "am": (1, 1.0)})],
+        policy={"max_share": {"vendor": 0.8}},
+    )  # fmt: skip
+    cand = build_candidates(spec)
+    milp = build_milp(cand, spec.policy)
+    keep = keep_columns(milp, np.zeros(milp.n_cols), milp.u_provider)
+    ids = [cand.offers[o].id for o in milp.x_offer]
+    assert keep[ids.index("p1-am")] and keep.all()
+    exact = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
+    assert exact.status == Status.OPTIMAL and milp.cost @ exact.values == pytest.approx(730 * 4)
+    forced = solve_milp(milp, SolveOptions(rounding_start_above=0, time_limit_s=2))
+    assert milp.cost @ forced.values == pytest.approx(730 * 4)
 
 
 def test_shave_drops_every_replica_the_rows_do_not_need():
