@@ -16,10 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "examples" / "published_latency.csv"
 
 
-def _bench():
-    return load_bench("latency_validation")
-
-
 def test_every_latency_point_is_sourced_and_known_to_the_catalog() -> None:
     catalog = load_bundled()
     with DATA.open(newline="") as fh:
@@ -36,14 +32,14 @@ def test_every_latency_point_is_sourced_and_known_to_the_catalog() -> None:
 
 
 def test_the_bundled_neuron_overhead_is_the_fit_of_the_fit_rows() -> None:
-    bench = _bench()
+    bench = load_bench("latency_validation")
     points = bench.read_points(DATA)
     fitted = bench.fit_overhead(points, load_bundled())
     assert fitted == pytest.approx(defaults.STEP_OVERHEAD_S_PER_LAYER["neuron"], abs=0.05e-6)
 
 
 def test_the_overhead_brings_the_rows_it_was_not_fitted_to_within_25_percent() -> None:
-    bench = _bench()
+    bench = load_bench("latency_validation")
     catalog = load_bundled()
     held_out = [p for p in bench.read_points(DATA) if p.role == "validate"]
     with_it = [bench.model_perf(p, catalog, None).tpot_ms / p.tpot_ms - 1 for p in held_out]

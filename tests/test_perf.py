@@ -431,7 +431,7 @@ def moe_read(b: float) -> float:
 
 
 def test_moe_split_and_weights_read() -> None:
-    from polyfleet.perf.inference import moe_split, weight_bytes_read
+    from polyfleet.perf.moe import moe_split, weight_bytes_read
 
     shared, e, n_exp, k = moe_split(toy_moe())  # type: ignore[misc]
     assert (shared, e, n_exp, k) == (pytest.approx(0.8e9), pytest.approx(0.4e9), 8, 2)

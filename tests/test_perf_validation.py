@@ -7,12 +7,8 @@ import statistics
 from conftest import load_bench
 
 
-def _bench():
-    return load_bench("perf_validation")
-
-
 def test_published_points_are_predicted_within_the_targets_the_readme_states() -> None:
-    bench = _bench()
+    bench = load_bench("perf_validation")
     rows = bench.load_rows(bench.DEFAULT_MEASUREMENTS)
     assert len(rows) == 74 and all(r.error is not None for r in rows)
     errors = [abs(r.error) for r in rows]
@@ -30,7 +26,7 @@ def test_published_points_are_predicted_within_the_targets_the_readme_states() -
 def test_full_mesh_links_are_what_bring_gaudi3_tp2_down() -> None:
     # The same rows with the mesh switched off (a switched fabric): Gaudi 3's TP2 rows are
     # predicted faster, since a 2-card group would then use all 21 scale-up ports.
-    bench = _bench()
+    bench = load_bench("perf_validation")
     rows = [r for r in bench.load_rows(bench.DEFAULT_MEASUREMENTS) if r.accelerator == "intel-gaudi3"]
     catalog = bench.load_bundled()
     acc = catalog.accelerators["intel-gaudi3"]

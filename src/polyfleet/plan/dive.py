@@ -265,6 +265,12 @@ def violations(milp: Milp, v: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]
     return low, high, bounds_ok
 
 
+def feasible(milp: Milp, v: np.ndarray) -> bool:
+    """Whether ``v`` keeps every row and column bound of ``milp`` (``violations`` finds none)."""
+    low, high, bounds_ok = violations(milp, v)
+    return bool(bounds_ok and not low.any() and not high.any())
+
+
 def derive(milp: Milp, v: np.ndarray) -> np.ndarray:
     """``v`` with instances, served rates, counted replicas and total spend set from its replicas.
 

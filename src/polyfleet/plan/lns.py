@@ -33,7 +33,7 @@ from dataclasses import replace
 import numpy as np
 
 from polyfleet.plan.build import Milp
-from polyfleet.plan.dive import derive, violations
+from polyfleet.plan.dive import derive, feasible
 
 #: workloads freed in the first round
 NEIGHBOURHOOD = 8
@@ -127,8 +127,7 @@ def improve(
         found = found.copy()
         found[milp.integer] = np.round(found[milp.integer])
         found = derive(milp, found)
-        low, high, bounds_ok = violations(milp, found)
         objective = float(milp.objective @ found)
-        if bounds_ok and not low.any() and not high.any() and objective < best_obj * (1 - 1e-9):
+        if objective < best_obj * (1 - 1e-9) and feasible(milp, found):
             best, best_obj, since_better = found, objective, 0
     return best, rounds

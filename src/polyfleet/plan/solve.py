@@ -19,7 +19,7 @@ import numpy as np
 
 from polyfleet.plan.build import Milp
 from polyfleet.plan.colgen import initial_columns, price_in, run_until
-from polyfleet.plan.dive import derive, dive, keep_columns, keep_placements, shave, subset, violations
+from polyfleet.plan.dive import derive, dive, feasible, keep_columns, keep_placements, shave, subset
 from polyfleet.plan.highs import Solution, SolveOptions, Status, build_highs, interrupt_at, run_highs
 from polyfleet.plan.lns import improve
 from polyfleet.plan.rounding import rounded_start
@@ -45,11 +45,13 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     The LP, solved by column generation (plan/colgen.py) until ``LP_SHARE`` of the limit,
     gives the bound (nan when columns still priced in at that time) and picks, per
     inference workload, the replica columns it uses plus the one with the lowest price per
-    request/s at each provider (plan/dive.py ``keep_columns``), and per training job its
-    placements plus the 3 cheapest.  The LP dive (round up, re-solve, shave) runs on those
-    columns when the LP was quick; then HiGHS solves the MILP restricted to them until
+    request/s at each provider and each vendor (plan/dive.py ``keep_columns``), and per
+    training job its placements plus the cheapest (``keep_placements``).  The LP dive
+    (round up, re-solve, shave) runs on the columns the LP priced in; only when it finds
+    no plan does HiGHS solve the MILP restricted to the kept columns, until
     ``RESTRICTED_SHARE`` of the limit (presolve drops the other columns, so its root is
-    fast: 0.5 s on the 300-workload portfolio instead of minutes); the cheaper plan wins.
+    fast: 0.5 s on the 300-workload portfolio instead of minutes); then the
+    large-neighbourhood search (``_improve``) improves the plan until ``LNS_SHARE``.
     Any plan returned satisfies every row of the full model (checked); only the LP bound
     holds for the full model.
     Needs the single-period layout (one provider code per offer, one offer per replica
@@ -81,6 +83,7 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     if not converged:  # out of time while columns still priced in: no valid bound
         bound = float("nan")
     keep = keep_columns(milp, lp_values, milp.u_provider)
+    keep_y = keep_placements(milp, lp_values)
     # the dive, on the columns the LP priced in only (each round re-solves that LP, cheap
     # there: on 300 x 5,000 the whole LP made a round take ~0.5 s, the sub-model's a tenth)
     now = time.perf_counter()
@@ -88,17 +91,17 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     best, method = _sub_dive(milp, options, active, deadline), "dive"
     upper = milp.upper.copy()
     upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
-    upper[milp.cols["y"].start + np.flatnonzero(~keep_placements(milp, lp_values))] = 0.0
+    upper[milp.cols["y"].start + np.flatnonzero(~keep_y)] = 0.0
     left = start + RESTRICTED_SHARE * limit - time.perf_counter()
     if best is None and left > 0:
         restricted = build_highs(milp, replace(options, time_limit_s=left), milp.integer, upper)
         interrupt_at(restricted, start + RESTRICTED_SHARE * limit)
         sol = run_highs(restricted, milp, True)
-        found = sol.status in (Status.OPTIMAL, Status.FEASIBLE) and _feasible(milp, sol.values)
-        if found and (best is None or milp.objective @ sol.values < milp.objective @ best):
+        if sol.status in (Status.OPTIMAL, Status.FEASIBLE) and feasible(milp, sol.values):
             best, method = sol.values, "restricted-milp"
     if best is not None:
-        best, method = _improve(milp, best, keep, lp_values, options, start + LNS_SHARE * limit, method)
+        lns_deadline = start + LNS_SHARE * limit
+        best, method = _improve(milp, best, keep, keep_y, lp_values, options, lns_deadline, method)
     return best, bound, method if best is not None else "", lp_seconds
 
 
@@ -106,6 +109,7 @@ def _improve(
     milp: Milp,
     plan: np.ndarray,
     keep: np.ndarray,
+    keep_y: np.ndarray,
     lp_values: np.ndarray,
     options: SolveOptions,
     deadline: float,
@@ -114,8 +118,9 @@ def _improve(
     """``plan`` improved by the large-neighbourhood search (plan/lns.py) until ``deadline``.
 
     The search runs on the sub-model of the kept replica columns (``keep`` and the plan's
-    own) and every other column: each round's HiGHS model is then a few thousand columns,
-    not the whole model's hundreds of thousands.
+    own) and every other column, so each round's HiGHS model is a few thousand columns, not
+    the whole model's hundreds of thousands; a freed job chooses among ``keep_y`` and its
+    own placement.
     """
     xs = milp.cols["x"]
     mask = np.ones(milp.n_cols, bool)
@@ -123,9 +128,9 @@ def _improve(
     cols = np.flatnonzero(mask)
     sub = subset(milp, cols)
     round_s = min(max(options.time_limit_s / 20, LNS_ROUND_S[0]), LNS_ROUND_S[1])
-    keep_y = keep_placements(milp, lp_values) | (plan[milp.cols["y"]] > 0.5)  # every y is in ``sub``
+    own_y = keep_y | (plan[milp.cols["y"]] > 0.5)  # every y column is in ``sub``
     better, _rounds = improve(
-        sub, plan[cols], np.ones(sub.cols["x"].stop - sub.cols["x"].start, bool), keep_y, lp_values[cols],
+        sub, plan[cols], np.ones(sub.cols["x"].stop - sub.cols["x"].start, bool), own_y, lp_values[cols],
         deadline,
         lambda model, upper, seconds, incumbent: _solve_sub(model, upper, seconds, incumbent, options),
         round_seconds=round_s,
@@ -133,7 +138,7 @@ def _improve(
     full = np.zeros(milp.n_cols)
     full[cols] = better
     full = derive(milp, full)
-    if _feasible(milp, full) and milp.objective @ full < milp.objective @ plan:
+    if milp.objective @ full < milp.objective @ plan and feasible(milp, full):
         return full, "lns"
     return plan, method
 
@@ -173,12 +178,7 @@ def _sub_dive(milp: Milp, options: SolveOptions, active: np.ndarray, deadline: f
     plan[cols] = v
     plan[milp.integer] = np.round(plan[milp.integer])
     plan = derive(milp, plan)  # definitions (served, spend) from the rounded columns
-    return shave(milp, plan, deadline) if _feasible(milp, plan) else None
-
-
-def _feasible(milp: Milp, v: np.ndarray) -> bool:
-    low, high, bounds_ok = violations(milp, v)
-    return bool(bounds_ok and not low.any() and not high.any())
+    return shave(milp, plan, deadline) if feasible(milp, plan) else None
 
 
 #: HiGHS's root LP inside its MIP solver took 12-20x the same LP solved alone on the
@@ -186,8 +186,8 @@ def _feasible(milp: Milp, v: np.ndarray) -> bool:
 #: solves, the rounded plan is returned rather than overrunning the time limit
 ROOT_LP_FACTOR = 20.0
 #: the same, counted in the LP by column generation's seconds (2.5-5x faster than the full
-#: LP on the scale benchmarks): with no plan found, HiGHS still runs on the full model when
-#: more than this many of them are left
+#: LP on the scale benchmarks): HiGHS runs on the full model after the LP plan path only
+#: when more than this many of them are left
 ROOT_FROM_COLGEN = 5 * ROOT_LP_FACTOR
 
 
