@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer, Stack
 from polyfleet.catalog.skypilot import load_skypilot_catalog
+from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.calibration import Calibration, load_calibration
 from polyfleet.risk.assumptions import RiskAssumptions
@@ -224,6 +225,8 @@ class SpecModel(_Strict):
     policy: Policy = Policy()
     risk: RiskAssumptions = RiskAssumptions()
     workloads: list[Workload] = Field(min_length=1)
+    deals: list[Deal] = Field([], description="commitment deals `polyfleet deal` evaluates")
+    uncertainty: Uncertainty | None = Field(None, description="scenarios for `polyfleet deal`")
 
 
 @dataclass
