@@ -101,7 +101,9 @@ class Reservation(_Strict):
     start_month: int = Field(0, ge=0)
     months: int = Field(ge=1, description="length of the block")
     resale_share: float = Field(0.0, ge=0, le=1, description="most of the block that may be resold")
-    resale_recovery: float = Field(0.0, ge=0, le=1, description="share of the price a resold instance recovers")
+    resale_recovery: float = Field(
+        0.0, ge=0, le=1, description="share of the price a resold instance recovers"
+    )
     exit: Exit | None = None
     convert: Conversion | None = None
 
