@@ -38,10 +38,13 @@ class Accelerator(_Record):
     id: str = Field(description="polyfleet id, e.g. nvidia-h100-sxm")
     vendor: str = Field(description="who makes the chip: nvidia, amd, google, aws, microsoft, intel")
     name: str = ""
-    bf16_tflops: float | None = Field(None, gt=0, description="dense BF16 peak, TFLOP/s")
-    fp8_tflops: float | None = Field(None, gt=0, description="dense FP8 peak, TFLOP/s")
-    hbm_gb: float = Field(gt=0, description="device memory, GB (GiB where the vendor says so)")
-    hbm_tbps: float = Field(gt=0, description="device memory bandwidth, TB/s")
+    bf16_tflops: float | None = Field(None, gt=0, description="dense BF16 peak, TFLOP/s; empty: none")
+    fp8_tflops: float | None = Field(None, gt=0, description="dense FP8 peak, TFLOP/s; empty: none")
+    fp6_tflops: float | None = Field(None, gt=0, description="dense FP6 peak, TFLOP/s; empty: none")
+    fp4_tflops: float | None = Field(None, gt=0, description="dense FP4 peak, TFLOP/s; empty: none")
+    int8_tops: float | None = Field(None, gt=0, description="dense INT8 peak, TOP/s; empty: none")
+    hbm_gb: float = Field(gt=0, description="device memory, GB of 10^9 bytes (GiB quotes converted)")
+    hbm_tbps: float = Field(gt=0, description="device memory bandwidth, TB/s (10^12 bytes/s)")
     scaleup_gbps: float | None = Field(None, ge=0, description="scale-up link, GB/s per chip")
     scaleup_links: int | None = Field(
         None,
@@ -57,10 +60,31 @@ class Accelerator(_Record):
     notes: str = ""
 
     def peak_tflops(self, dtype: str) -> float | None:
-        """Dense peak for a compute dtype: FP8 when asked and published, else BF16."""
-        if dtype in ("fp8", "int8", "fp4", "int4") and self.fp8_tflops:
-            return self.fp8_tflops
-        return self.bf16_tflops or self.fp8_tflops
+        """Dense peak (TFLOP/s or TOP/s) for weights of ``dtype``; None when no rate applies.
+
+        A chip without a native rate for the dtype runs it in the next wider format it
+        supports (FP4 weights on an H100 compute at its FP8 rate), never in a narrower,
+        faster one: a blank column means "not supported", so a BF16 model on a chip with
+        only an FP8 rate (Maia 200) gets None, not the FP8 figure.
+        """
+        for column in PEAK_COLUMNS_BY_DTYPE.get(dtype, ("bf16_tflops",)):
+            value = getattr(self, column)
+            if value:
+                return float(value)
+        return None
+
+
+#: dtype of the weights -> accelerator rate columns tried in order (native, then wider formats)
+PEAK_COLUMNS_BY_DTYPE: dict[str, tuple[str, ...]] = {
+    "fp32": ("bf16_tflops",),
+    "bf16": ("bf16_tflops",),
+    "fp16": ("bf16_tflops",),
+    "fp8": ("fp8_tflops", "bf16_tflops"),
+    "fp6": ("fp6_tflops", "fp8_tflops", "bf16_tflops"),
+    "fp4": ("fp4_tflops", "fp8_tflops", "bf16_tflops"),
+    "int8": ("int8_tops", "bf16_tflops"),
+    "int4": ("int8_tops", "bf16_tflops"),
+}
 
 
 #: Offer fields only a monthly plan reads; written inline in a spec, not catalog CSV columns
@@ -125,6 +149,10 @@ class ApiOffer(_Record):
     usd_per_mtok_in: float = Field(gt=0)
     usd_per_mtok_out: float = Field(gt=0)
     max_tokens_per_minute: float | None = Field(None, gt=0)
+    fallback_tokens_per_minute: float | None = Field(
+        None, gt=0, description="emergency quota survival may count, when not max_tokens_per_minute"
+    )
+    context_tokens: int | None = Field(None, gt=0, description="longest request (input + output) it accepts")
     resells: str = ""
     vendor: str = Field("", description="chip vendor serving it, when the host says so")
     tier: str = ""

@@ -21,6 +21,8 @@ _CATALOG_COLUMNS = {
         "stack",
         "bf16_tflops",
         "fp8_tflops",
+        "fp4_tflops",
+        "int8_tops",
         "hbm_gb",
         "hbm_tbps",
         "confidence",
