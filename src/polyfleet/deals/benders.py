@@ -254,10 +254,13 @@ def solve_saa(
                 cuts.append(cut)
                 master.add_cut(cut)
         bound, x = master.solve()
-        # stop within the gap, at the time limit, or when the master repeats a point whose
-        # cuts are in (optimal up to numerical noise)
-        if best - bound <= gap * abs(best) or time.perf_counter() - start > time_limit_s:
-            break
         if tuple(np.round(x, 6)) in seen:
+            break  # the master repeats a point whose cuts are in: optimal up to numerical noise
+        if best - bound <= gap * abs(best) or time.perf_counter() - start > time_limit_s:
+            # within the gap: still take the master's point if it is better (it is often the optimum)
+            q, _ = evaluate(x)
+            obj = risk_value(first_stage_usd(pb, x), q, prob, alpha, weight)
+            if obj < best:
+                best, best_x, best_q = obj, x.copy(), q
             break
     return SaaResult(best_x, best, min(bound, best), best_q, it, time.perf_counter() - start, cuts)

@@ -29,8 +29,10 @@ class Lp:
     first: np.ndarray  # column of each first-stage value: (sign, size) per deal
     unserved: np.ndarray  # columns of unserved demand (inference rps per period, api share)
     unserved_weight: np.ndarray  # multiplies the value into requests/s-months or share-months
+    #: per spend deal, per deal year: (payment column, routed-usage columns)
     shortfall: dict[int, list[tuple[int, np.ndarray]]] = field(default_factory=dict)
-    idle: dict[int, list[tuple[int, ...]]] = field(default_factory=dict)
+    #: per reservation, per period: (months, active share, replica columns, instances per replica)
+    idle: dict[int, list[tuple]] = field(default_factory=dict)
 
 
 class _Cols:
@@ -86,7 +88,7 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
     deals = pb.deals
     unserved, unserved_w = [], []
     spend_a: dict[int, list[tuple[int, int]]] = {d: [] for d, t in enumerate(deals) if t.kind == "spend"}
-    block_rows: dict[int, list[tuple[int, ...]]] = {}
+    block_rows: dict[int, list[tuple]] = {}
     # per-scenario deal columns first (they are referenced from period rows)
     exit_e: dict[int, int] = {}
     cancel_q: dict[int, int] = {}
@@ -224,6 +226,22 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
                 rows.add(np.concatenate([x, a]),
                          np.concatenate([value_k * ((k_code == c) - cap), a_cost * ((a_code == c) - cap)]),
                          -np.inf, 0.0)  # fmt: skip
+        # lock-in caps on each service's peak capacity
+        families_w = (
+            (pb.capacity_provider_cap, pb.o_provider[pb.k_o], pb.a_provider),
+            (pb.capacity_vendor_cap, pb.o_vendor[pb.k_o], pb.a_vendor),
+        )
+        for cap, k_code, a_code in families_w:
+            if cap is None or cap >= 1:
+                continue
+            for w in inf:
+                ks = np.flatnonzero(pb.k_w == w)
+                ak = np.flatnonzero(pb.a_w == w) if len(pb.a_w) else np.zeros(0, int)
+                for c in np.unique(np.concatenate([k_code[ks], a_code[ak]])):
+                    kk, aa = ks[k_code[ks] == c], ak[a_code[ak] == c]
+                    rows.add(np.concatenate([x[kk], a[aa]]),
+                             np.concatenate([rate[kk], np.full(len(aa), peak[w])]),
+                             -np.inf, cap * peak[w])  # fmt: skip
         # deals in this period
         for d, t in enumerate(deals):
             if not (t.start_month <= first < t.end_month):
@@ -273,7 +291,7 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
                         rows.add([conv, conv_prev[d]], [1.0, -1.0], 0.0, np.inf)
                     conv_prev[d] = conv
                 rows.add(idx, val, -np.inf, 0.0)
-                block_rows.setdefault(d, []).append((n, act[t.block], len(rows.lo) - 1, *x[kb]))
+                block_rows.setdefault(d, []).append((n, float(act[t.block]), x[kb], pb.k_chips[kb] / cpi))
     # spend deal years: payments, take-or-pay, carry-over, exit
     shortfall: dict[int, list[tuple[int, np.ndarray]]] = {}
     for d, t in enumerate(deals):

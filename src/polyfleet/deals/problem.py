@@ -104,8 +104,10 @@ class DealProblem:
     vendors: list[str]
     survive: float
     spot_counts: bool
-    provider_cap: float | None
+    provider_cap: float | None  # share of spend (list prices)
     vendor_cap: float | None
+    capacity_provider_cap: float | None  # share of each service's peak capacity
+    capacity_vendor_cap: float | None
     deals: list[DealTerms]
     axes: Axes
     emergency: float
@@ -351,8 +353,11 @@ def build_problem(spec: Spec) -> DealProblem:
             rates += list(a_usd[ap])
         penalty[w] = emergency * 2.0 * max(rates or [1.0])
     policy = spec.policy
+    # policy.max_share is a share of spend, unless the spec model also has max_spend_share
+    # (then max_share is a share of each service's peak capacity and max_spend_share of spend)
     spend_caps = getattr(policy, "max_spend_share", None)
     caps = spend_caps if spend_caps is not None else policy.max_share
+    capacity_caps = policy.max_share if spend_caps is not None else None
     axes = Axes(months, providers, groups, uncertain, pmfs, fixed)
     return DealProblem(
         months=months,
@@ -395,6 +400,8 @@ def build_problem(spec: Spec) -> DealProblem:
         spot_counts=policy.spot_counts_for_survival,
         provider_cap=caps.provider,
         vendor_cap=caps.vendor,
+        capacity_provider_cap=capacity_caps.provider if capacity_caps else None,
+        capacity_vendor_cap=capacity_caps.vendor if capacity_caps else None,
         deals=deals,
         axes=axes,
         emergency=emergency,

@@ -136,31 +136,44 @@ def draw(
         start = rng.integers(0, m, size=(size, n_p))
         on = np.arange(m)[None, None, :] >= start[:, :, None]
         cap -= (shock_hit * lost)[:, :, None] * on
-    families = _families(demand, arrival, axes, shock_hit)
+    families = _families(demand, arrival, axes, sampled, shock_hit)
+    if sampled.shocks:
+        p_shock = per_horizon(risk.capacity_shock_probability_per_month, m)
+        if not 0.05 <= p_shock <= 0.6:
+            families = {k: v for k, v in families.items() if not k.startswith("capacity shock")}
     return Scenarios(np.full(size, 1.0 / size), demand, decline, arrival, rps, cap, families)
 
 
 def _families(
-    demand: np.ndarray, arrival: np.ndarray, axes: Axes, shock: np.ndarray
+    demand: np.ndarray, arrival: np.ndarray, axes: Axes, sampled: Sampled, shock: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """Scenario families for regret: demand terciles, each uncertain arrival early/late, shocks."""
-    final = demand[:, -1]
-    lo, hi = np.quantile(final, [1 / 3, 2 / 3]) if len(final) > 2 else (final.min(), final.max())
-    fam = {
-        "demand: slowest third": final <= lo,
-        "demand: middle third": (final > lo) & (final < hi),
-        "demand: fastest third": final >= hi,
-    }
+    """Scenario families for regret, on thresholds of the model (the same in every chunk).
+
+    Demand: terciles of the final month's log-normal multiplier; each uncertain offer:
+    arriving by the median month of its distribution or after; a capacity shock at a
+    provider, where such shocks are neither rare nor near-certain (5% to 60% of scenarios).
+    """
+    years = (demand.shape[1] - 1) / 12.0
+    mu, vol = sampled.demand.drift_per_year, sampled.demand.volatility_per_year
+    final = np.log(demand[:, -1])
+    center, spread = (mu - 0.5 * vol**2) * years, vol * np.sqrt(years)
+    z = 0.43072729929545756  # standard normal tercile
+    lo, hi = center - z * spread, center + z * spread
+    fam: dict[str, np.ndarray] = {}
+    if spread > 0:
+        fam["demand: slowest third"] = final <= lo
+        fam["demand: middle third"] = (final > lo) & (final < hi)
+        fam["demand: fastest third"] = final >= hi
     for u, offer in enumerate(axes.uncertain):
-        months = sorted(axes.arrival_pmf[u])
-        if len(months) > 1:
-            middle = float(np.median(arrival[:, u]))
-            fam[f"{offer}: arrives by month {middle:g}"] = arrival[:, u] <= middle
-            fam[f"{offer}: arrives after month {middle:g}"] = arrival[:, u] > middle
+        pmf = axes.arrival_pmf[u]
+        if len(pmf) > 1:
+            cum = np.cumsum(list(pmf.values()))
+            middle = list(pmf)[int(np.searchsorted(cum, 0.5 - 1e-9))]
+            fam[f"{offer} arrives by month {middle}"] = arrival[:, u] <= middle
+            fam[f"{offer} arrives after month {middle}"] = arrival[:, u] > middle
     for p, provider in enumerate(axes.providers):
-        if shock[:, p].any():
-            fam[f"capacity shock at {provider}"] = shock[:, p]
-    return {k: v for k, v in fam.items() if v.any()}
+        fam[f"capacity shock at {provider}"] = shock[:, p]
+    return fam
 
 
 def named(axes: Axes, scenarios: list[NamedScenario], prices: PriceModel) -> Scenarios:
