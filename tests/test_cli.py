@@ -121,9 +121,9 @@ def test_plan_json_contract_copilot_reseller(reseller):
     assert sum(shares.values()) == pytest.approx(1.0, abs=1e-6)
     # 480,000 Mtok/month is ~10.96M tokens/min: the direct API's 4M/min limit holds at most 36.5%
     demand_tpm = 480_000 * 1e6 / (730 * 60)
-    assert 0 < shares["anthropic-claude-sonnet-4.5-standard"] <= 4e6 / demand_tpm + 1e-6
+    assert 0 < shares["anthropic-claude-sonnet-4.6-standard"] <= 4e6 / demand_tpm + 1e-6
     # the overflow past every list-price quota goes to Bedrock's regional endpoint at +10%
-    assert shares.get("aws-claude-sonnet-4.5-regional", 0) > 0
+    assert shares.get("aws-claude-sonnet-4.6-regional", 0) > 0
     assert explain["reseller_markup_usd"] > 0
     assert explain["reseller_markup_usd"] == pytest.approx(
         sum(m["markup_usd"] for m in explain["reseller_markups"]), abs=0.05
@@ -174,7 +174,7 @@ def test_plan_table_names_workloads_and_caps(tmp_path):
 
 
 def test_plan_out_writes_file(tmp_path):
-    out = tmp_path / "sub" / "plan.json"
+    out = tmp_path / "plan.json"  # a missing parent is refused (issue 20), not created
     result = run_cli("plan", EXAMPLES / "startup.yaml", "--format", "json", "--out", out)
     assert result.exit_code == 0, result.stderr
     assert result.stdout == ""

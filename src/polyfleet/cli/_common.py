@@ -1,12 +1,10 @@
-"""Shared CLI helpers: formats, one-line errors, atomic writes, rendering."""
+"""Shared CLI helpers: formats, one-line errors, output files, rendering."""
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -17,6 +15,7 @@ import yaml
 from rich.console import Console
 
 from polyfleet.errors import SpecError
+from polyfleet.io import OutputError, atomic, check_output
 
 FORMATS = click.Choice(["table", "json", "yaml"])
 
@@ -26,36 +25,82 @@ def _fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+class OutputPath(click.Path):
+    """A click path option that names a file polyfleet writes (``-`` is standard output).
+
+    Commands declare every output option with this type: ``_handles_errors`` checks each
+    one before the command's work starts (a directory or a missing parent is a one-line
+    error at once, not after a minute of planning), and while one is ``-`` the command's
+    other stdout text goes to stderr.  ``tests/test_atomic_cli.py`` walks the commands to
+    check every path option is either this or a declared input.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(dir_okay=True, allow_dash=True, path_type=Path)
+
+
+#: True while a command writes an output to ``-``: its other stdout text goes to stderr.
+_stdout_claimed = False
+
+
+def _check_outputs() -> None:
+    """Refuse, before any work, output options whose path can never be written."""
+    global _stdout_claimed
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name or "")
+        if isinstance(param.type, OutputPath) and value is not None:
+            if str(value) == "-":
+                _stdout_claimed = True
+                continue
+            try:
+                check_output(value)
+            except OutputError as exc:
+                flag = param.opts[0] if param.opts else param.name
+                _fail(f"{flag}: {exc.render()}")
+
+
 def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SpecError into one line on stderr and exit 2."""
+    """Check output paths first; turn SpecError and OutputError into one line on stderr.
+
+    SpecError exits 2; OutputError exits with its own code (2 for a bad path, 1 when the
+    disk failed while writing).
+    """
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        global _stdout_claimed
+        _stdout_claimed = False
         try:
+            _check_outputs()
             return fn(*args, **kwargs)
         except SpecError as exc:
             _fail(exc.render())
+        except OutputError as exc:
+            _fail(exc.render(), exc.exit_code)
+        finally:
+            _stdout_claimed = False
         return None
 
     return wrapper
 
 
 def _write_atomic_with(path: Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write via a temporary file and rename, so a failure never truncates an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write an output file through :func:`polyfleet.io.write_output` (name kept for callers)."""
+    atomic.write_output(path, write)
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    _write_atomic_with(path, lambda fh: fh.write(text.encode("utf-8")))
+    """Write ``text`` (UTF-8) through :func:`polyfleet.io.write_output_text`."""
+    atomic.write_output_text(path, text)
+
+
+def _wrote(path: Path) -> None:
+    """Tell stderr a file was written (nothing to say for ``-``)."""
+    if str(path) != "-":
+        click.echo(f"wrote {path}", err=True)
 
 
 def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:
@@ -69,8 +114,9 @@ def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:
 
 
 def _emit(text: str, out: Path | None) -> None:
+    """``text`` to ``out``, or to stdout (stderr while an output option is ``-``)."""
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(text, nl=False, err=_stdout_claimed)
     else:
         _write_atomic(out, text)
-        click.echo(f"wrote {out}", err=True)
+        _wrote(out)

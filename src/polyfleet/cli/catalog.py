@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from polyfleet.catalog.io import csv_section, load_bundled
 from polyfleet.catalog.skypilot import import_skypilot, offers_csv
 from polyfleet.cli._app import main
-from polyfleet.cli._common import _emit, _fail, _handles_errors, _render, _write_atomic
+from polyfleet.cli._common import OutputPath, _emit, _fail, _handles_errors, _render, _write_atomic, _wrote
 from polyfleet.report.tables import records_table
 
 _CATALOG_COLUMNS = {
@@ -92,7 +93,7 @@ for _what in _CATALOG_COLUMNS:
 @click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     help="write the offers here as CSV (name ending in offers.csv, e.g. skypilot-offers.csv)",
 )
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
@@ -119,7 +120,7 @@ def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
     _emit(_render(data, fmt, tables), None)
     if out is not None:
         _write_atomic(out, offers_csv(result.offers))
-        click.echo(f"wrote {out}", err=True)
+        _wrote(out)
 
 
 _PATHS_COLUMNS = [
@@ -149,8 +150,11 @@ def paths_cmd(
     """
     from polyfleet.plan.paths import buy_paths
 
+    from polyfleet.catalog.lifecycle import without_retired
+
+    catalog = without_retired(load_bundled(), date.today())  # a retired row is no way to buy
     rows = buy_paths(
-        model_name, load_bundled(), input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms
+        model_name, catalog, input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms
     )
     data = {
         "model": model_name,

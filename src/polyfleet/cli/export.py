@@ -9,7 +9,7 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._app import main
-from polyfleet.cli._common import _emit, _handles_errors
+from polyfleet.cli._common import OutputPath, _emit, _handles_errors
 from polyfleet.errors import SpecError
 from polyfleet.spec import load_spec
 
@@ -22,7 +22,7 @@ def export_cmd() -> None:
 @export_cmd.command("skypilot")
 @click.argument("plan_path", metavar="PLAN.json", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--workload", "workload", required=True, help="training workload to export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option(
     "--spec",
     "spec_path",

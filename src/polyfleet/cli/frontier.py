@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic_with
+from polyfleet.cli._common import (
+    FORMATS,
+    OutputPath,
+    _emit,
+    _handles_errors,
+    _render,
+    _write_atomic_with,
+    _wrote,
+)
 from polyfleet.errors import SpecError
 from polyfleet.plan import SolveOptions
 from polyfleet.risk.assumptions import RiskAssumptions
@@ -46,10 +54,10 @@ def parse_grid(text: str, option: str, *, low: float, low_open: bool) -> list[fl
 )
 @click.option("--survival", default="0,0.5,0.8", show_default=True, help="fractions of peak kept after N-1")
 @click.option(
-    "--chart", type=click.Path(dir_okay=False, path_type=Path), help="write a .png or .svg chart here"
+    "--chart", type=OutputPath(), help="write a .png or .svg chart here"
 )
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option(
     "--scenarios", type=click.IntRange(min=1), default=2000, show_default=True, help="Monte Carlo per point"
 )
@@ -85,4 +93,4 @@ def frontier_cmd(
     if chart is not None:
         fig = frontier_chart(result, f"Price of diversification: {spec_path.name}")
         _write_atomic_with(chart, lambda fh: fig.savefig(fh, format=chart.suffix[1:].lower()))
-        click.echo(f"wrote {chart}", err=True)
+        _wrote(chart)

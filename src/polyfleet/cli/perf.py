@@ -11,7 +11,16 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic, _write_atomic_with
+from polyfleet.cli._common import (
+    FORMATS,
+    OutputPath,
+    _emit,
+    _handles_errors,
+    _render,
+    _write_atomic,
+    _write_atomic_with,
+    _wrote,
+)
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf import sized_inference_perf
 from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
@@ -121,11 +130,11 @@ def _perf_compare(
         ),
         None,
     )
-    if chart is not None:
+    if chart is not None and any(r["feasible"] for r in rows):  # a run that exits 1 writes no chart
         from polyfleet.report.charts import perf_chart
 
         _write_chart_atomic(chart, perf_chart(rows, title))
-        click.echo(f"wrote {chart}", err=True)
+        _wrote(chart)
     if not any(r["feasible"] for r in rows):
         click.echo("polyfleet: no accelerator meets the SLO", err=True)
         sys.exit(1)
@@ -160,7 +169,7 @@ def _perf_compare(
 )
 @click.option(
     "--chart",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     default=None,
     help="write a .png or .svg bar chart of $/Mtok (comparison only)",
 )
@@ -246,7 +255,7 @@ def perf_cmd(
 @click.argument("measurements", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     default=Path("calibration.yaml"),
     show_default=True,
     help="calibration file to write (name it in a spec as `calibration: FILE`)",
@@ -285,4 +294,4 @@ def calibrate_cmd(measurements: Path, out: Path, fmt: str) -> None:
         ),
         None,
     )
-    click.echo(f"wrote {out}", err=True)
+    _wrote(out)

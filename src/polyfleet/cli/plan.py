@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render, _write_atomic
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render, _write_atomic, _wrote
 from polyfleet.gateway.routes import routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
@@ -19,7 +19,7 @@ from polyfleet.spec import load_spec
 @main.command("plan")
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option("--explain", is_flag=True, help="price each policy by re-solving without it")
 @click.option("--gap", type=click.FloatRange(0, 1), default=1e-6, show_default=True, help="relative MIP gap")
 @click.option(
@@ -32,7 +32,7 @@ from polyfleet.spec import load_spec
 @click.option(
     "--routes",
     "routes_out",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(),
     help="also write a routes file for `polyfleet serve` (needs --backends)",
 )
 @click.option(
@@ -60,10 +60,11 @@ def plan_cmd(
     data = result.to_dict()
     routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
-    _emit(_render(data, fmt, lambda: tables(data)), out)
+    # an infeasible run (or one with no plan in the time limit) never touches --out
+    _emit(_render(data, fmt, lambda: tables(data)), out if result.feasible else None)
     if routes_out is not None and routes_text is not None:
         _write_atomic(routes_out, routes_text)
-        click.echo(f"wrote {routes_out}", err=True)
+        _wrote(routes_out)
     if not result.feasible:
         info = result.infeasibility
         click.echo(

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render
 from polyfleet.errors import SpecError
 from polyfleet.report.risk import risk_tables
 from polyfleet.risk import Mapper, PlanDataError, RiskAssumptions, analyse, fleet_from_plan, local_mapper
@@ -73,7 +73,7 @@ def _ray(address: str | None) -> tuple[Mapper, bool]:
     help="spec whose risk: section sets the assumptions (defaults otherwise)",
 )
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (--engine ray; default: start a local instance)")
 @click.option("--month", type=click.IntRange(min=0), help="monthly plans: the month whose fleet to stress")

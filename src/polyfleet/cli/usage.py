@@ -9,7 +9,7 @@ import click
 from rich.table import Table
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _fail, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _fail, _handles_errors, _render
 from polyfleet.gateway import load_routes
 from polyfleet.gateway.ledger import GROUPS, Ledger, shown, sqlite_path, summarise
 
@@ -36,7 +36,7 @@ def _table(rows: list[dict[str, Any]], by: str) -> Table:
 )
 @click.option("--by", type=click.Choice(GROUPS), default="model", show_default=True)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @_handles_errors
 def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, out: Path | None) -> None:
     """Summarise the gateway's ledger: requests, errors, tokens, cost and latency per group.
