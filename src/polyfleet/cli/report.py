@@ -1,0 +1,138 @@
+"""``polyfleet report``: one self-contained HTML page of a plan (docs/report.md)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from polyfleet.cli._app import main
+from polyfleet.cli._common import _handles_errors, _write_atomic
+from polyfleet.errors import SpecError
+from polyfleet.spec import Spec, build_spec, load_spec
+from polyfleet.yamlio import dotted, line_of, read_yaml
+
+
+def _is_plan(data: Any) -> bool:
+    """A document written by ``polyfleet plan --format json`` (a spec has no ``status``)."""
+    return isinstance(data, dict) and "status" in data and "total_usd" in data
+
+
+def _monthly_spec(spec: Spec) -> Spec:
+    """The spec planned month by month (``--monthly``); refused when it has fewer than 2 months."""
+    months = spec.model.horizon_months
+    if spec.model.periods == "monthly":
+        return spec
+    if months < 2 or months != int(months):
+        raise SpecError(
+            f"--monthly needs a spec with periods: monthly or a whole horizon_months >= 2, got {months:g}",
+            file="--monthly",
+        )
+    return dataclasses.replace(spec, model=spec.model.model_copy(update={"periods": "monthly"}))
+
+
+def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
+    """Refuse a plan file whose allocations cannot be read, naming the field (as ``polyfleet risk``)."""
+    from polyfleet.risk import PlanDataError, fleet_from_plan
+
+    if plan_dict.get("status") not in ("optimal", "feasible"):
+        return
+    monthly = plan_dict.get("periods") == "monthly"
+    try:
+        if monthly and not plan_dict.get("months"):
+            raise PlanDataError("expected a list of months in a monthly plan", ("months",))
+        fleet_from_plan(plan_dict["months"][0] if monthly else plan_dict)
+    except PlanDataError as exc:
+        path = ("months", 0, *exc.path) if monthly else exc.path
+        raise SpecError(exc.message, file=str(source), line=line_of(lines, path), path=dotted(path)) from None
+    for key in ("shares", "policy"):
+        if not isinstance(plan_dict.get(key), dict):
+            raise SpecError(
+                "expected a mapping (a plan written by `polyfleet plan --format json`)",
+                file=str(source),
+                line=line_of(lines, (key,)),
+                path=key,
+            )
+
+
+@main.command("report")
+@click.argument("source", metavar="SPEC_OR_PLAN", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the HTML file to write"
+)
+@click.option(
+    "--spec",
+    "spec_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="with a plan file: its spec (baselines, risk assumptions, frontier, $/Mtok per chip)",
+)
+@click.option("--risk", is_flag=True, help="add a Monte Carlo risk run (histogram, p50/p95/CVaR)")
+@click.option("--scenarios", type=click.IntRange(min=1, max=1_000_000), default=10_000, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--frontier", is_flag=True, help="add the cost vs lock-in frontier (a plan per provider cap)")
+@click.option("--monthly", is_flag=True, help="add the month-by-month capacity (spec with months)")
+@click.option(
+    "--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="per plan, s"
+)
+@_handles_errors
+def report_cmd(
+    source: Path,
+    out: Path,
+    spec_path: Path | None,
+    risk: bool,
+    scenarios: int,
+    seed: int,
+    frontier: bool,
+    monthly: bool,
+    time_limit: float,
+) -> None:
+    """Write one self-contained HTML report of SPEC_OR_PLAN (a spec is planned first)."""
+    from polyfleet.plan import SolveOptions, plan
+    from polyfleet.report.html import collect, render
+
+    options = SolveOptions(time_limit_s=time_limit)
+    data, lines = read_yaml(source, what="spec or plan")
+    if _is_plan(data):
+        plan_dict = data
+        _check_plan(plan_dict, source, lines)
+        spec = load_spec(spec_path) if spec_path is not None else None
+    else:
+        if spec_path is not None:
+            raise SpecError("--spec goes with a plan file; SPEC_OR_PLAN is already a spec", file="--spec")
+        spec = build_spec(data, file=str(source), lines=lines, base_dir=source.parent)
+        click.echo(f"planning {source}", err=True)
+        plan_dict = plan(spec, options).to_dict()
+    if plan_dict.get("status") not in ("optimal", "feasible"):
+        info = plan_dict.get("infeasible") or {}
+        click.echo(
+            f"polyfleet: {plan_dict.get('status')} ({info.get('family', '?')}): {info.get('message', '')}",
+            err=True,
+        )
+        sys.exit(1)
+    if (frontier or monthly) and spec is None:
+        flag = "--frontier" if frontier else "--monthly"
+        raise SpecError(f"{flag} needs the spec: pass a spec, or --spec with a plan file", file=flag)
+    monthly_plan = None
+    if monthly and plan_dict.get("periods") != "monthly":
+        assert spec is not None
+        click.echo("planning month by month (--monthly)", err=True)
+        result = plan(_monthly_spec(spec), options)
+        if not result.feasible:
+            click.echo("polyfleet: --monthly: the month-by-month plan is infeasible", err=True)
+            sys.exit(1)
+        monthly_plan = result.to_dict()
+    figures = collect(
+        plan_dict,
+        spec,
+        risk_scenarios=scenarios if risk else None,
+        frontier=frontier,
+        monthly_plan=monthly_plan,
+        seed=seed,
+        options=options,
+        progress=lambda message: click.echo(message, err=True),
+    )
+    _write_atomic(out, render(figures, f"polyfleet report: {source.name}"))
+    click.echo(f"wrote {out}", err=True)
