@@ -42,7 +42,7 @@ from pathlib import Path
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.catalog.models import Accelerator, ModelCard
-from polyfleet.perf.calibration import Efficiency, Measurement, fit, predict_perf, read_measurements
+from polyfleet.perf.calibration import Measurement, fit, predict_perf, read_measurements
 from polyfleet.perf.inference import InferencePerf
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -106,7 +106,7 @@ def predict(
         model=card.name, dtype=card.dtype, accelerator=acc.id, tensor_parallel=tp,
         input_tokens=input_tokens, output_tokens=output_tokens, output_tokens_per_s=1.0, batch=batch,
     )  # fmt: skip
-    value, perf = predict_perf(card, acc, point, Efficiency.default(acc.id))
+    value, perf = predict_perf(card, acc, point, None)
     if value is None:
         return None, perf, perf.reason
     note = "" if perf.chips_per_replica == tp else f"* t={perf.chips_per_replica}, scaled to {tp}"

@@ -21,7 +21,7 @@ from polyfleet.perf import (
 )
 
 # Toy efficiencies: 9 GB usable of 10, 0.5 TB/s of 1, 50 TFLOP/s of 100.
-TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5}
+TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5, "step_overhead_s": 0.0}
 
 
 def toy_card(**over: object) -> ModelCard:
@@ -325,13 +325,16 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
     assert r.chips_per_replica == 2
     assert r.max_batch == math.floor((2 * usable - w) / (1800 * kv))  # 4: memory cap
     # The card has no ``hidden`` and the chip no ``scaleup_gbps``: no comm term.
+    # Defaults: bf16 compute efficiency 0.60 x 1.25 = 0.75 (PRECISION_COMPUTE_SCALE) and a
+    # 0.6 ms fixed cost per cuda step (STEP_OVERHEAD_S_PER_STEP), in every pass.
+    o = 0.6e-3
     mem = (w + 4 * 1650 * kv) / (2 * 3.35e12 * 0.8)  # 26.7 ms
-    comp = 2 * 70.6e9 * 4 / (2 * 989e12 * 0.6)  # 0.48 ms
-    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
+    comp = 2 * 70.6e9 * 4 / (2 * 989e12 * 0.75)  # 0.38 ms
+    assert r.tpot_ms == pytest.approx((mem + comp + o) * 1000)  # 27.73 ms
     assert r.bound == "memory" and mem > comp
-    prefill = 2 * 70.6e9 * 1500 / (2 * 989e12 * 0.6)  # 178.5 ms, compute only
+    prefill = 2 * 70.6e9 * 1500 / (2 * 989e12 * 0.75) + o  # 142.8 + 0.6 ms
     assert r.ttft_ms == pytest.approx(prefill * 1000)
-    rps = 1 / (prefill + 300 * (mem + comp) / 4)
+    rps = 1 / (prefill + 300 * (mem + comp + o) / 4)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 300 / 2)
 
@@ -339,22 +342,23 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
 def test_llama70b_on_h100_min_batch_picks_four_chips() -> None:
     r = inference_perf(llama70(), h100(), input_tokens=1500, output_tokens=300, tpot_ms=40, min_batch=8)
     w, kv = 141.2e9, 327_680
-    mem_rate, comp_rate = 4 * 3.35e12 * 0.8, 4 * 989e12 * 0.6
+    # bf16 compute efficiency 0.60 x 1.25 = 0.75; 0.6 ms fixed cost per cuda step.
+    mem_rate, comp_rate, o = 4 * 3.35e12 * 0.8, 4 * 989e12 * 0.75, 0.6e-3
 
     def step(b: int) -> float:
-        return (w + b * 1650 * kv) / mem_rate + 2 * 70.6e9 * b / comp_rate
+        return (w + b * 1650 * kv) / mem_rate + 2 * 70.6e9 * b / comp_rate + o
 
     # 2 chips hold 4 requests < 8 -> 4 chips; memory cap floor((288e9 - w)/(1800 kv)) = 248;
-    # TPOT cap (0.04 - w/mem_rate) / (1650 kv/mem_rate + 2*70.6e9/comp_rate)
-    #   = (40 - 13.17) ms / 0.1099 ms = 244.06 -> 244 binds.
-    s0 = w / mem_rate
+    # TPOT cap (0.04 - w/mem_rate - o) / (1650 kv/mem_rate + 2*70.6e9/comp_rate)
+    #   = (40 - 13.77) ms / 0.0980 ms = 267.5 -> 267: the memory cap 248 binds.
+    s0 = w / mem_rate + o
     s1 = 1650 * kv / mem_rate + 2 * 70.6e9 / comp_rate
     assert math.floor((288e9 - w) / (1800 * kv)) == 248
-    assert math.floor((0.04 - s0) / s1) == 244
+    assert math.floor((0.04 - s0) / s1) == 267
     assert r.chips_per_replica == 4
-    assert r.max_batch == 244
-    assert r.tpot_ms == pytest.approx(step(244) * 1000)
-    assert r.tpot_ms <= 40 < step(245) * 1000
+    assert r.max_batch == 248 and r.limit == "capacity"
+    assert r.tpot_ms == pytest.approx(step(248) * 1000)
+    assert r.tpot_ms <= 40
 
 
 # ---------------------------------------------------------------- training
@@ -426,8 +430,9 @@ def toy_moe(**over: object) -> ModelCard:
 
 
 def moe_read(b: float) -> float:
-    """Hand formula: (S + e*E*(1 - (1 - k/E)^b)) * 2 bytes."""
-    return (0.8e9 + 0.4e9 * 8 * (1 - 0.75**b)) * 2
+    """Hand formula: (S + e*E*(1 - (1 - k/E)^b) / s) * 2 bytes at the dense rate, with the
+    grouped-GEMM expert scale s = MOE_EXPERT_MEMORY_SCALE = 0.72 (no imbalance at EP 1)."""
+    return (0.8e9 + 0.4e9 * 8 * (1 - 0.75**b) / 0.72) * 2
 
 
 def test_moe_split_and_weights_read() -> None:
@@ -467,15 +472,16 @@ def test_moe_tpot_cap_bisection() -> None:
     def step(b: int) -> float:
         return (moe_read(b) + b * 22e6) / 0.5e12 + 2 * 1.6e9 * b / 5e13
 
-    # One request: (3.2e9 + 22e6)/0.5e12 + 64 us = 6.508 ms; batch grows the expert reads.
-    assert step(1) == pytest.approx(6.508e-3)
+    # One request: ((0.8e9 + 0.8e9/0.72)*2 + 22e6)/0.5e12 + 64 us = 7.7529 ms; batch grows
+    # the expert reads.
+    assert step(1) == pytest.approx(7.7529e-3, rel=1e-4)
     r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=12, **TOY)
     b = r.max_batch
     assert step(b) <= 0.012 < step(b + 1)
     assert r.tpot_ms == pytest.approx(step(b) * 1000)
-    bad = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=6.5, **TOY)
+    bad = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=7.5, **TOY)
     assert not bad.feasible and bad.reason.startswith("slo: tpot")
-    assert bad.tpot_ms == pytest.approx(6.508)
+    assert bad.tpot_ms == pytest.approx(step(1) * 1000)
 
 
 def test_moe_small_batch_beats_dense_of_same_size() -> None:
@@ -606,8 +612,8 @@ def test_chunked_hand_worked_memory_cap() -> None:
     comp = 2 * 4e9 * 41 * 6 / 5e13  # 246 tokens: 39.36 ms
     assert r.tpot_ms == pytest.approx((mem + comp) * 1000) == pytest.approx(57.164)
     assert r.bound == "compute" and comp > mem
-    # TTFT: the prompt is worked through in output/b = 200/41 steps of the shared budget.
-    assert r.ttft_ms == pytest.approx(57.164 * 200 / 41)  # 278.85 ms
+    # TTFT: ceil(1000 / CHUNK_TOKENS 2048) = 1 chunk, one step.
+    assert r.ttft_ms == pytest.approx(57.164)
     rps = 41 / (200 * (mem + comp))  # 41 requests finish every 200 steps
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 200)
@@ -645,54 +651,44 @@ def test_chunked_tpot_cap_includes_prefill() -> None:
     # (30 - 16) / 1.004 = 13.94 -> 13 (serial would take 41: its step leaves prefill out).
     assert r.max_batch == math.floor((30 - 16) / 1.004) == 13
     assert r.tpot_ms == pytest.approx(16 + 13 * 1.004) == pytest.approx(29.052)
-    assert r.ttft_ms == pytest.approx(29.052 * 200 / 13)  # 446.95 ms
+    assert r.ttft_ms == pytest.approx(29.052)  # one chunk
     assert r.replica_requests_per_s == pytest.approx(13 / (200 * 0.029052))
     bad = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=17, **CHUNKED)
     assert not bad.feasible and bad.reason.startswith("slo: tpot")
     assert bad.tpot_ms == pytest.approx(17.004)  # 16 + 1.004 > 17
 
 
-def test_chunked_ttft_falls_then_rises_with_batch() -> None:
-    # input 1000 / output 20: n(b) = 51b; ctx_mean 1010 -> 20.2e6 B, ctx_full 1020 -> 20.4e6 B.
-    # tpot(b) = 16 + b*(0.0404 + 51*0.16) = 16 + 8.2004*b ms; b_mem = floor(1e9/20.4e6) = 49.
-    kw = {"input_tokens": 1000, "output_tokens": 20, **CHUNKED}
-
-    def tpot(b: int) -> float:
-        return 16 + 8.2004 * b
-
-    # Below b = output (20) the prompt spans 20/b steps: TTFT falls as the batch grows.
-    for b, tpot_ms in ((5, 58.0), (10, 99.0)):
-        r = inference_perf(toy_card(), toy_acc(), tpot_ms=tpot_ms, **kw)
-        assert r.max_batch == b == math.floor((tpot_ms - 16) / 8.2004)
-        assert r.ttft_ms == pytest.approx(tpot(b) * 20 / b)
-    assert tpot(5) * 4 > tpot(10) * 2 > tpot(20)  # 327.2 > 196.0 > 180.0 ms
-    # Above it the prompt fits in one step: TTFT = TPOT, rising with the batch.
-    r = inference_perf(toy_card(), toy_acc(), **kw)
-    assert r.max_batch == 49 and r.ttft_ms == pytest.approx(r.tpot_ms) == pytest.approx(tpot(49))
+def test_chunked_ttft_grows_with_the_prompt() -> None:
+    # input 5000 / output 200: n(b) = 26b tokens per step; ctx_full 5200 -> 104e6 B/request,
+    # b_mem = floor(1e9/104e6) = 9; ctx_mean 5100 -> 102e6 B.
+    # tpot(b) = 16 + b*(102e6/0.5e12 + 26*2*4e9/5e13) = 16 + 4.364*b ms -> tpot(9) = 55.276 ms.
+    long = inference_perf(toy_card(), toy_acc(), input_tokens=5000, output_tokens=200, **CHUNKED)
+    assert long.max_batch == 9 and long.tpot_ms == pytest.approx(55.276)
+    # ceil(5000/2048) = 3 chunks, one per step: TTFT = 3 * 55.276 = 165.828 ms.
+    assert math.ceil(5000 / defaults.CHUNK_TOKENS) == 3
+    assert long.ttft_ms == pytest.approx(3 * 55.276)
+    # input 1000 / output 20: one chunk, TTFT = TPOT = 16 + 8.2004*b; b_mem = 49.
+    short = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=20, **CHUNKED)
+    assert short.max_batch == 49 and short.ttft_ms == pytest.approx(16 + 8.2004 * 49)
 
 
 def test_chunked_batch_meets_ttft_and_tpot_at_once() -> None:
     kw = {"input_tokens": 1000, "output_tokens": 20, **CHUNKED}
-    # TTFT 250 ms alone: largest b >= 20 with 16 + 8.2004 b <= 250 -> 28 (memory allows 49).
+    # One chunk: ttft(b) = tpot(b) = 16 + 8.2004 b ms, growing with b.
+    # TTFT 250 ms alone: largest b with 16 + 8.2004 b <= 250 -> 28 (memory allows 49).
     r = inference_perf(toy_card(), toy_acc(), ttft_ms=250, **kw)
     assert r.feasible and r.max_batch == math.floor((250 - 16) / 8.2004) == 28
     assert r.ttft_ms == pytest.approx(16 + 28 * 8.2004) == pytest.approx(245.6112)
+    assert r.limit == "slo: ttft"
     # TPOT 200 ms as well: the TPOT cap floor(184/8.2004) = 22 binds, TTFT 196.4 ms is met.
     both = inference_perf(toy_card(), toy_acc(), ttft_ms=250, tpot_ms=200, **kw)
-    assert both.feasible and both.max_batch == 22
+    assert both.feasible and both.max_batch == 22 and both.limit == "slo: tpot"
     assert both.tpot_ms <= 200 and both.ttft_ms <= 250
-    # TPOT 99 ms caps b at 10 < 20: TTFT = 2*98.004 = 196.008 ms; a 150 ms target cannot be
-    # met by a smaller batch (TTFT grows as b shrinks), so it is infeasible.
-    ok = inference_perf(toy_card(), toy_acc(), ttft_ms=200, tpot_ms=99, **kw)
-    assert ok.feasible and ok.max_batch == 10 and ok.ttft_ms == pytest.approx(196.008)
-    bad = inference_perf(toy_card(), toy_acc(), ttft_ms=150, tpot_ms=99, **kw)
+    # TTFT 20 ms: one request alone takes 24.2004 ms: infeasible.
+    bad = inference_perf(toy_card(), toy_acc(), ttft_ms=20, **kw)
     assert not bad.feasible and bad.reason.startswith("slo: ttft")
-    assert "lowest reachable 196.0 ms at batch 10" in bad.reason
-    # The lowest TTFT of all is at b = output = 20: 16 + 164.008 = 180.008 ms.
-    low = inference_perf(toy_card(), toy_acc(), ttft_ms=170, **kw)
-    assert not low.feasible and "lowest reachable 180.0 ms at batch 20" in low.reason
-    assert low.max_batch == 49  # numbers at the TPOT/memory cap, as serial keeps them
-    # Exactly at the minimum: the one batch that meets it.
+    assert "lowest reachable 24.2 ms at batch 1" in bad.reason
+    # Exactly at a batch's TTFT: that batch.
     edge = inference_perf(toy_card(), toy_acc(), ttft_ms=180.008, **kw)
     assert edge.feasible and edge.max_batch == 20
 
@@ -706,7 +702,7 @@ def test_chunked_tensor_parallel_and_pipeline() -> None:
     comp = 2 * 4.5e9 * 22.5 / 1e14  # 2.025 ms
     comm = 200e-6 + 22.5 * 0.8e-6  # 0.218 ms: the prompt tokens are all-reduced too
     assert r.tpot_ms == pytest.approx((mem + comp + comm) * 1000) == pytest.approx(18.443)
-    assert r.ttft_ms == pytest.approx(18.443 * 20_000 / 9)
+    assert r.ttft_ms == pytest.approx(18.443 * 15)  # ceil(30000/2048) = 15 chunks
     assert r.replica_requests_per_s == pytest.approx(9 / (20_000 * (mem + comp + comm)))
     # Pipeline: t=1, p=2, b=4 per micro-batch, n = 10; hand-off x(10) = 20 + 0.4 us.
     pp = inference_perf(card, toy_acc(), chips_per_node=1, batching="chunked", **COMM)
@@ -714,7 +710,7 @@ def test_chunked_tensor_parallel_and_pipeline() -> None:
     step = (9e9 + 4 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 10 / 5e13  # 24.4 + 1.8 ms
     tpot = step + 2 * (20e-6 + 10 * 1000 * 2 / 50e9)  # 26.2408 ms
     assert pp.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(26.2408)
-    assert pp.ttft_ms == pytest.approx(tpot * 20_000 / 4 * 1000)
+    assert pp.ttft_ms == pytest.approx(tpot * 15 * 1000)
     assert pp.replica_requests_per_s == pytest.approx(4 / (20_000 * tpot / 2))  # b/stage per token
 
 
@@ -834,7 +830,7 @@ def test_step_overhead_defaults_by_stack() -> None:
     cuda = inference_perf(toy_card(), toy_acc(), **kw)
     neuron = inference_perf(toy_card(), toy_acc(stack="neuron"), **kw)
     per_layer = defaults.STEP_OVERHEAD_S_PER_LAYER["neuron"]
-    assert per_layer == pytest.approx(139.3e-6)
+    assert per_layer == pytest.approx(150.6e-6)
     assert "cuda" not in defaults.STEP_OVERHEAD_S_PER_LAYER
     assert neuron.tpot_ms == pytest.approx(cuda.tpot_ms + 10 * per_layer * 1000)
     off = inference_perf(toy_card(), toy_acc(stack="neuron"), step_overhead_s_per_layer=0.0, **kw)

@@ -149,6 +149,12 @@ class Calibration:
         """accelerator id -> fitted ``Efficiency`` (accelerators that kept defaults left out)."""
         return {k: v.efficiency for k, v in self.accelerators.items() if v.fitted}
 
+    def kwargs(self, accelerator: str) -> dict[str, float]:
+        """``inference_perf`` keyword arguments for ``accelerator``: its fitted efficiencies, or
+        nothing when it was not fitted (a calibration never changes other accelerators)."""
+        fit_ = self.accelerators.get(accelerator)
+        return fit_.efficiency.kwargs() if fit_ is not None and fit_.fitted else {}
+
     def efficiency(self, accelerator: str, default: Efficiency | None = None) -> Efficiency:
         """The fitted efficiency of ``accelerator``, else ``default`` (its defaults)."""
         fit_ = self.accelerators.get(accelerator)
@@ -293,19 +299,20 @@ def forced_min_batch(
 
 
 def predict_perf(
-    card: ModelCard, acc: Accelerator, m: Measurement, eff: Efficiency, **extra: Any
+    card: ModelCard, acc: Accelerator, m: Measurement, eff: Efficiency | None, **extra: Any
 ) -> tuple[float | None, InferencePerf]:
     """Predicted group tokens/s for ``m`` (None when infeasible) and the perf result.
 
     ``card`` is the catalog card; it is set to ``m.dtype`` here.  ``extra`` keyword
     arguments go through to ``inference_perf`` (e.g. ``step_overhead_s_per_layer``).
+    ``eff`` None: the model's own defaults (with their per-precision scale).
     """
     if card.dtype != m.dtype:
         card = card.model_copy(update={"dtype": m.dtype})
     tp = m.tensor_parallel
     args: dict[str, Any] = dict(
         input_tokens=m.input_tokens, output_tokens=m.output_tokens, tpot_ms=m.tpot_ms, max_chips=tp,
-        max_batch=m.batch, **eff.kwargs(), **extra,
+        max_batch=m.batch, **(eff.kwargs() if eff is not None else {}), **extra,
     )  # fmt: skip
     min_batch = forced_min_batch(card, acc, tp, m.input_tokens, m.output_tokens)
     perf = inference_perf(card, acc, min_batch=min_batch, **args)
@@ -379,9 +386,11 @@ def fit(
     """Fit efficiencies per accelerator (see the module docstring); no I/O.
 
     ``default_for`` gives the starting/default efficiency of an accelerator (its
-    ``Efficiency.default`` when None): it is what "before" is measured with and what accelerators with
+    ``Efficiency.default`` when None): it is what "before" is measured with (when None: the
+    model's own defaults, with their per-precision scale) and what accelerators with
     fewer than ``MIN_POINTS`` points keep.
     """
+    own_defaults = default_for is None  # "before" is then the model's own defaults (eff None)
     default_for = default_for or (lambda acc: Efficiency.default(acc.id))
     groups: dict[str, list[tuple[ModelCard, Accelerator, Measurement]]] = {}
     skipped = 0
@@ -405,7 +414,8 @@ def fit(
     for acc_id in sorted(groups):
         points = groups[acc_id]
         start = default_for(points[0][1])
-        before = [_abs_err_pct(predict_perf(c, a, m, start)[0], m.output_tokens_per_s) for c, a, m in points]
+        base = None if own_defaults else start
+        before = [_abs_err_pct(predict_perf(c, a, m, base)[0], m.output_tokens_per_s) for c, a, m in points]
         fitted = len(points) >= MIN_POINTS
         eff = _fit_one(points, start) if fitted else start
         after = (

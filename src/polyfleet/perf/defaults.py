@@ -59,16 +59,17 @@ def efficiency_for(accelerator: str) -> tuple[float, float]:
     return EFFICIENCY_BY_ACCELERATOR.get(accelerator, (COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY))
 
 
-STEP_OVERHEAD_S_PER_LAYER: dict[str, float] = {"neuron": 139.3e-6}
+STEP_OVERHEAD_S_PER_LAYER: dict[str, float] = {"neuron": 150.6e-6}
 """Fixed seconds per layer of one pass through the model (a decode step or a prefill),
 per software stack: kernel launches, synchronisation and collective latency the roofline
-does not contain.  neuron: *fitted* (``bench/latency_validation.py``) as the median over
+does not contain.  neuron 150.6 us: *fitted* (``bench/latency_validation.py``; 139.3 us
+before the catalog's Trainium1 row moved to 0.88 TB/s in 2026-12) as the median over
 Neuron's published trn1 batch-1 decoder latencies (13 rows, Neuron 2.18, Llama 3 8B/70B,
 Llama 2 70B, Mistral 7B on 16 Trainium chips; ``examples/published_latency.csv``) of
-(measured TPOT - roofline TPOT) / layers; checked on Trainium2 rows it was not fitted to.
-Stacks not listed: 0 (on CUDA the TensorRT-LLM points validate the model without it, and
-its all-reduce latency is ``ALLREDUCE_LATENCY_S``); xla, synapse, rocm and maia have no
-batch-1 latency data here."""
+(measured TPOT - roofline TPOT) / layers; checked on Trainium2 rows it was not fitted to
+(median |error| 21.1%, max 28.9%).  Stacks not listed: 0 per layer (cuda's all-reduce
+latency is ``ALLREDUCE_LATENCY_S``); xla, synapse, rocm and maia have no
+batch-1 latency data here; their fixed cost is per step (``STEP_OVERHEAD_S_PER_STEP``)."""
 
 MFU_BY_STACK: dict[str, float] = {
     "cuda": 0.40,  # measured: Llama 3 405B, 38-43% BF16 MFU on 16k H100
@@ -181,3 +182,87 @@ the decode step.  "chunked": continuous batching with chunked prefill, every dec
 also carries its share of prompt tokens, so prefill and decode share one step budget
 (TPOT) and TTFT depends on the batch.  Both are *models* of a scheduler, not
 measurements; see ``polyfleet.perf.inference``."""
+
+# --- precision, derates, overheads, MoE, serving (issue 14) ----------------------------
+
+PRECISION_COMPUTE_SCALE: dict[str, float] = {
+    "bf16": 1.25,
+    "fp16": 1.25,
+    "fp8": 1.0,
+    "int8": 1.0,
+    "fp6": 0.55,
+    "fp4": 0.55,
+}
+"""Multiplier on the compute efficiency by the precision the GEMMs run at, relative to
+fp8 (the precision ``COMPUTE_EFFICIENCY`` is anchored on: the TensorRT-LLM FP8 points).
+bf16 1.25: end to end, fp8 reaches a smaller share of its (2x) peak than bf16 of its own
+(measured on an H200 with PyTorch, issue 14: about 40% of fp8 peak vs 55% of bf16, a
+ratio of 0.73); 0.60/0.73 = 0.82 would exceed the best bf16 GEMM share measured on the
+H100 (794.5 of 989 TFLOPS, 80%, stas00/ml-engineering), so bf16 takes 0.75 = 0.60 x 1.25
+(*estimate*).  fp4 0.55: *fitted* on the six TensorRT-LLM B200 FP4 rows (Llama 3.3 70B)
+over the grid 0.4-0.7 (B200 median |error| 4.1%, signed -0.6%); the six GB200 FP4 rows
+are held out (median |error| 6.6%).  fp6: fp4's, *estimate* (no FP6 row).  Keys are
+compute precisions, not weight dtypes."""
+
+CLOCK_DERATE: dict[str, float] = {
+    "nvidia-h100-pcie": 0.79,
+    "nvidia-h100-nvl": 0.85,
+    "nvidia-l40s": 0.85,
+    "intel-gaudi3": 0.90,
+}
+"""Sustained share of the datasheet (boost-clock) compute peak on power- or clock-limited
+parts; multiplies the compute peak only (HBM bandwidth is not clock-bound).  Parts not
+listed: 1.  See ``CLOCK_DERATE_SOURCES``."""
+
+CLOCK_DERATE_SOURCES: dict[str, str] = {
+    "nvidia-h100-pcie": (
+        "measured: 1384 MHz average steady clock of 1755 MHz boost under sustained GEMM load at "
+        "350 W (reanimator/bee bible-local/docs/benchmark-clock-calibration.md, 2026-04-06; one card, a "
+        "server not designed for it: 0.79 is a low-side figure)"
+    ),
+    "nvidia-h100-nvl": "*estimate*: 350-400 W board vs the 700 W SXM, same dies; between PCIe (0.79) and 1",
+    "nvidia-l40s": "*estimate*: 350 W board, 2520 MHz boost; power-limited like the H100 PCIe, less deeply",
+    "intel-gaudi3": (
+        "*estimate*: the catalog's 1677 TFLOPS is a boost-clock figure; stas00/ml-engineering measured "
+        "76.9% max-achievable matmul, kept in the efficiency; 0.90 for sustained serving power"
+    ),
+}
+"""Where each ``CLOCK_DERATE`` comes from; *estimate* marks polyfleet's judgement."""
+
+
+def clock_derate(accelerator: str) -> float:
+    """Sustained share of the compute peak of one accelerator id (1 when not derated)."""
+    return CLOCK_DERATE.get(accelerator, 1.0)
+
+
+STEP_OVERHEAD_S_PER_STEP: dict[str, float] = {
+    "cuda": 0.6e-3,
+    "rocm": 0.8e-3,
+    "synapse": 0.8e-3,
+    "xla": 0.6e-3,
+}
+"""Fixed seconds per engine step (scheduling, sampling, detokenisation, host-device sync)
+on top of ``STEP_OVERHEAD_S_PER_LAYER``, per stack.  cuda 0.6 ms: *fitted* coarsely on the
+36 TensorRT-LLM H100/H200 max-throughput rows (``bench/perf_validation.py``: their median
+|error| is 6.8%/8.2% at 0, 6.7%/6.3% at 0.3 ms, 6.2%/4.2% at 0.6 ms, 6.2%/6.4% at 1.0 ms,
+6.3%/9.2% at 1.5 ms), a CUDA-graph engine's scheduling and sampling; an eager PyTorch
+loop is much slower (issue 14 measured
+5.2 ms for a batch-1 fp8 8B step on an H200 where bandwidth alone gives 2.1 ms: 3.1 ms of
+overhead), which ``polyfleet perf calibrate`` on ``bench/gpu_measure.py`` output fits.
+rocm/synapse 0.8 ms, xla 0.6 ms: *estimates*.  neuron: its per-layer figure contains it."""
+
+MOE_EXPERT_MEMORY_SCALE: float = 0.72
+"""Share of the dense memory efficiency grouped-GEMM expert kernels reach when reading
+expert weights.  Issue 14 measured Mixtral-8x7B decode on an H200 25-54% slower than the
+dense-efficiency prediction; the experts are 45 of its 47B parameters, so expert reads
+run at 1/1.25 = 0.80 to 1/1.54 = 0.65 of the dense share; 0.72 is the midpoint of those
+(*fitted* on that measurement, not on a published row)."""
+
+CHUNK_TOKENS: int = 2048
+"""Prompt tokens one chunked-prefill step carries for one request (the engine's per-step
+token budget).  *Estimate*: vLLM's ``max_num_batched_tokens`` is set in this range on
+datacenter GPUs; TTFT with chunking is ``ceil(input / CHUNK_TOKENS)`` steps plus queueing."""
+
+SLO_PERCENTILE: float = 0.99
+"""Percentile at which ``ttft_ms``/``tpot_ms`` targets are met under Poisson arrivals
+when a workload does not say (``slo_percentile``)."""

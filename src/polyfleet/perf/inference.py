@@ -123,35 +123,41 @@ average; the prompt chunk reads no KV beyond its own context, which is ignored).
 
 Dense: ``s1 = ctx_mean*kv/(t*BW*me) + (1 + input/output)*(2*A/(t*peak*ce) + c1 + p*x1)``.
 
-TTFT.  A prompt of ``input`` tokens is worked through at the step budget ``P(b)``; with
-first-come first-served prompts and one arrival every ``output/b`` steps, each prompt
-has the whole budget for ``input/P(b) = output/b`` steps and its first token is sampled
-at the end of the last of them; several prompts that arrive in one step (``b >=
-output``) all finish in that step.  A token of one micro-batch comes back every
-``tpot(b)``, so::
+TTFT with chunking.  A prompt of ``input`` tokens is split into chunks of at most
+``CHUNK_TOKENS`` (the engine's per-step token budget); one chunk rides in each step and
+the first token is sampled at the end of the last chunk's step::
 
-    ttft(b) = tpot(b) * max(1, output_tokens/b)       (tpot(b) when input_tokens = 0)
+    ttft(b) = ceil(input_tokens / CHUNK_TOKENS) * tpot(b)     (tpot(b) when input = 0)
 
-This is the steady-state schedule at the minimum prefill budget that keeps up with
-arrivals (no queueing, no burst); a scheduler with a larger per-step token budget
-could front-load a lone prompt, so it is an upper estimate of TTFT at that batch.
-``ttft`` falls with ``b`` up to ``b = output_tokens`` (``tpot(b)/b`` falls: the weight
-read is shared) and rises after it (``tpot`` grows), so the requests meeting a TTFT
-target form an interval of batches.  Batch: ``cap = min(b_mem, b_tpot)`` as above (with
-the chunked ``tpot``), ``b* = min(output_tokens, cap)`` the lowest-TTFT batch; if
-``ttft(b*)`` misses the target the result is infeasible ("slo: ttft ...", numbers at
-``cap``), else ``b`` = the largest integer in ``[b*, cap]`` with ``ttft(b) <= target``
-(bisection; ``ttft`` is non-decreasing there).  Throughput ``b/tpot(b)`` grows with
-``b``, so this is the batch that meets TTFT and TPOT at once with the most requests/s.
-When memory binds (no targets) the throughput equals the serial one but for the fixed
-all-reduce, step-overhead (``o``) and hand-off latencies per prompt, which chunking
-amortises (serial charges ``(c0 + o)/p + x0`` per request for its prefill).
+so TTFT grows with the prompt, and with ``b`` through ``tpot``.  Batch: ``cap =
+min(b_mem, b_tpot)`` as above (with the chunked ``tpot``); with a TTFT target ``b`` is the
+largest integer in ``[1, cap]`` with ``ttft(b) <= target`` (bisection: ``ttft`` grows with
+``b``), infeasible ("slo: ttft ...") when even ``b = 1`` misses it.  Queueing under
+Poisson arrivals is added by ``percentile`` (``polyfleet.perf.serving``).
+
+Precision (``polyfleet.perf.precision``).  ``peak`` is the dense peak of the precision
+the GEMMs run at (the card's weight dtype, or ``activation_dtype``); a precision the chip
+does not publish is a stated conversion or a "spec:" infeasible result, never another
+precision's peak in silence.  ``peak`` is derated on power/clock-limited parts
+(``defaults.CLOCK_DERATE``) and ``ce`` scaled by precision
+(``defaults.PRECISION_COMPUTE_SCALE``).  ``o`` also carries a fixed per-step cost
+(``defaults.STEP_OVERHEAD_S_PER_STEP``).  MoE expert weights are read at
+``me * MOE_EXPERT_MEMORY_SCALE`` (grouped GEMMs), times the load imbalance of expert
+parallelism when ``expert_parallel > 1`` (``polyfleet.perf.moe``).
+
+Forced configuration.  ``tensor_parallel`` (and ``pipeline_stages``) fix ``t`` (and
+``p``) instead of sizing them; ``batch`` fixes ``b`` (a fixed-configuration estimate: no
+SLO search, infeasible only when memory cannot hold it).
+
+Prefix caching.  ``prefix_cache_hit = h`` of every prompt is a cached shared prefix: its
+prefill FLOPs are skipped (``pre`` uses ``(1-h)*input``) and its KV is stored once per
+replica (``h*input*kv``), not once per request (each request holds ``(1-h)*input`` +
+its output).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
@@ -165,52 +171,13 @@ from polyfleet.perf.defaults import (
     MAX_PIPELINE_STAGES,
     MAX_TENSOR_PARALLEL,
 )
-from polyfleet.perf.moe import moe_split, weight_bytes_read
+from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
+from polyfleet.perf.precision import PrecisionError, compute_peak
+from polyfleet.perf.result import InferencePerf
+from polyfleet.perf.result import infeasible as _infeasible
 
 _EPS = 1e-9
 """Slack added before ``floor`` so a batch that fits exactly is not lost to rounding."""
-
-
-@dataclass(frozen=True)
-class InferencePerf:
-    """Result of the inference model for one (model card, accelerator, workload).
-
-    ``reason`` is "" when feasible, else a sentence starting with its category:
-    "memory:", "slo: tpot", "slo: ttft" or "spec:".  When infeasible the numeric fields
-    hold the best values computed (0 where unknown) and ``bound`` may be "".
-    ``chips_per_replica`` is ``t*pipeline_stages`` and ``max_batch`` the requests in
-    flight over all stages (``pipeline_stages`` micro-batches of equal size).
-    """
-
-    feasible: bool
-    reason: str
-    chips_per_replica: int
-    max_batch: int
-    tpot_ms: float
-    ttft_ms: float
-    replica_requests_per_s: float
-    output_tokens_per_s_per_chip: float
-    bound: str
-    pipeline_stages: int = 1
-
-    def to_dict(self) -> dict:
-        """Plain dict of all fields, for JSON and tables."""
-        return asdict(self)
-
-
-def _infeasible(reason: str, **fields: float | int | str) -> InferencePerf:
-    """An infeasible result with zeros for every field not given."""
-    base: dict = {
-        "chips_per_replica": 0,
-        "max_batch": 0,
-        "tpot_ms": 0.0,
-        "ttft_ms": 0.0,
-        "replica_requests_per_s": 0.0,
-        "output_tokens_per_s_per_chip": 0.0,
-        "bound": "",
-    }
-    base.update(fields)
-    return InferencePerf(feasible=False, reason=reason, **base)
 
 
 def _floor(x: float) -> int:
@@ -254,14 +221,26 @@ def inference_perf(
     internode_gbps: float = INTERNODE_GBPS,
     batching: str = BATCHING,
     step_overhead_s_per_layer: float | None = None,
+    step_overhead_s: float | None = None,
+    activation_dtype: str | None = None,
+    tensor_parallel: int | None = None,
+    pipeline_stages: int | None = None,
+    expert_parallel: int = 1,
+    batch: int | None = None,
+    percentile: float | None = None,
+    prefix_cache_hit: float = 0.0,
 ) -> InferencePerf:
     """Size one inference replica and estimate its latency and throughput.
 
     See the module docstring for the formulas.  ``chips_per_node`` (the chips of one
     instance) caps the tensor-parallel group and allows pipeline stages across nodes
-    when the model does not fit in one.  Raises ``ValueError`` for arguments no
-    workload can have (negative tokens, non-positive targets); data the catalog lacks
-    gives an infeasible result with a "spec:" reason instead, so a plan can skip it.
+    when the model does not fit in one.  ``tensor_parallel``/``pipeline_stages``/``batch``
+    fix the configuration instead (``batch``: no SLO search).  ``percentile`` (e.g. 0.99)
+    meets ``tpot_ms``/``ttft_ms`` at that percentile under Poisson arrivals
+    (``polyfleet.perf.serving``) instead of at an idealised full batch.  Raises
+    ``ValueError`` for arguments no workload can have (negative tokens, non-positive
+    targets); data the catalog lacks gives an infeasible result with a "spec:" reason
+    instead, so a plan can skip it.
     """
     if input_tokens < 0 or output_tokens < 1:
         raise ValueError("need input_tokens >= 0 and output_tokens >= 1")
@@ -269,23 +248,34 @@ def inference_perf(
         raise ValueError("tpot_ms must be > 0")
     if ttft_ms is not None and ttft_ms <= 0:
         raise ValueError("ttft_ms must be > 0")
-    if max_chips is not None and max_chips < 1:
-        raise ValueError("max_chips must be >= 1")
-    if chips_per_node is not None and chips_per_node < 1:
-        raise ValueError("chips_per_node must be >= 1")
-    if min_batch < 1:
-        raise ValueError("min_batch must be >= 1")
-    if max_batch is not None and max_batch < 1:
-        raise ValueError("max_batch must be >= 1")
+    for name, value in (
+        ("max_chips", max_chips),
+        ("chips_per_node", chips_per_node),
+        ("max_batch", max_batch),
+        ("tensor_parallel", tensor_parallel),
+        ("pipeline_stages", pipeline_stages),
+        ("batch", batch),
+    ):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1")
+    if min_batch < 1 or expert_parallel < 1:
+        raise ValueError("min_batch and expert_parallel must be >= 1")
     if internode_gbps <= 0:
         raise ValueError("internode_gbps must be > 0")
     if batching not in ("serial", "chunked"):
         raise ValueError('batching must be "serial" or "chunked"')
+    if percentile is not None and not 0 < percentile < 1:
+        raise ValueError("percentile must be in (0, 1)")
+    if not 0 <= prefix_cache_hit < 1:
+        raise ValueError("prefix_cache_hit must be in [0, 1)")
     if step_overhead_s_per_layer is None:
         step_overhead_s_per_layer = defaults.STEP_OVERHEAD_S_PER_LAYER.get(acc.stack, 0.0)
-    if step_overhead_s_per_layer < 0:
-        raise ValueError("step_overhead_s_per_layer must be >= 0")
+    if step_overhead_s is None:
+        step_overhead_s = defaults.STEP_OVERHEAD_S_PER_STEP.get(acc.stack, 0.0)
+    if step_overhead_s_per_layer < 0 or step_overhead_s < 0:
+        raise ValueError("step_overhead_s_per_layer and step_overhead_s must be >= 0")
     default_eff = defaults.efficiency_for(acc.id)
+    scale_compute = compute_efficiency is None  # the precision scale adjusts defaults only
     compute_efficiency = default_eff[0] if compute_efficiency is None else compute_efficiency
     memory_efficiency = default_eff[1] if memory_efficiency is None else memory_efficiency
     for name, value in (
@@ -299,17 +289,23 @@ def inference_perf(
     kv = card.kv_bytes_per_token
     if kv is None:
         return _infeasible("spec: model card lacks layers/kv_heads/head_dim")
-    peak_tflops = acc.peak_tflops(card.dtype)
-    if peak_tflops is None:
-        return _infeasible("spec: accelerator has no published TFLOPS")
+    try:
+        peak_info = compute_peak(acc, card.dtype, activation_dtype)
+    except PrecisionError as exc:
+        return _infeasible(f"spec: {exc}")
+    tags = {"dtype": peak_info.dtype, "precision_note": peak_info.note, "percentile": percentile}
+    if scale_compute:
+        compute_efficiency *= defaults.PRECISION_COMPUTE_SCALE.get(peak_info.dtype, 1.0)
 
     weights = card.weight_bytes
     active = card.active_b * 1e9
-    peak = peak_tflops * 1e12
+    peak = peak_info.tflops * 1e12 * defaults.clock_derate(acc.id)
     bw = acc.hbm_tbps * 1e12
     usable = acc.hbm_gb * 1e9 * hbm_utilisation
-    ctx_full = input_tokens + output_tokens
-    ctx_mean = input_tokens + output_tokens / 2
+    live_in = input_tokens * (1 - prefix_cache_hit)  # per-request prompt KV (prefix stored once)
+    shared_kv = input_tokens * prefix_cache_hit * kv
+    ctx_full = live_in + output_tokens
+    ctx_mean = input_tokens + output_tokens / 2  # attention reads the whole context
     moe = moe_split(card) is not None
 
     # Tensor-parallel degree: smallest power of two whose memory holds weights + KV.
@@ -317,19 +313,29 @@ def inference_perf(
     for cap in (max_chips, chips_per_node):
         if cap is not None:
             limit = min(limit, cap)
-    need = weights + min_batch * ctx_full * kv
+    need = weights + shared_kv + min_batch * ctx_full * kv
     t, p = 1, 1
-    while t * usable < need:
-        if t * 2 > limit:
-            break
-        t *= 2
-    if t * usable < need:
+    if tensor_parallel is not None:
+        t, p = tensor_parallel, pipeline_stages or 1
+        if t * p * usable < weights + shared_kv + p * ctx_full * kv:
+            return _infeasible(
+                f"memory: weights + KV need {(weights + shared_kv + p * ctx_full * kv) / 1e9:.1f} GB, "
+                f"at most {t * p * usable / 1e9:.1f} GB usable on TP{t} x PP{p}",
+                bound="memory",
+                **tags,
+            )
+    else:
+        while t * usable < need:
+            if t * 2 > limit:
+                break
+            t *= 2
+    if t * p * usable < need and tensor_parallel is None:
         largest, stages = _pow2_floor(limit), 0
         if chips_per_node is not None:
             # Pipeline stages across nodes, each stage a whole (power-of-two) node group.
             t, q = largest, 2
             while q <= MAX_PIPELINE_STAGES and (max_chips is None or t * q <= max_chips):
-                if t * q * usable >= weights + max(min_batch, q) * ctx_full * kv:
+                if t * q * usable >= weights + shared_kv + max(min_batch, q) * ctx_full * kv:
                     p = q
                     break
                 stages, q = q, q * 2
@@ -342,9 +348,11 @@ def inference_perf(
                 f"memory: weights + KV for {min_batch} request(s) need {need / 1e9:.1f} GB, "
                 f"at most {largest * usable / 1e9:.1f} GB usable on {where}",
                 bound="memory",
+                **tags,
             )
 
     chips = t * p
+    tags.update(tensor_parallel=t, pipeline_stages=p, expert_parallel=expert_parallel if moe else 1)
     mem_rate = t * bw * memory_efficiency  # bytes/s actually streamed, per stage group
     comp_rate = t * peak * compute_efficiency  # FLOP/s actually sustained, per stage group
 
@@ -355,8 +363,8 @@ def inference_perf(
         c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
-    # Fixed cost of one pass through the model (0 without the layer count).
-    o = (card.layers or 0) * step_overhead_s_per_layer
+    # Fixed cost of one pass through the model (per layer) and of one engine step.
+    o = (card.layers or 0) * step_overhead_s_per_layer + step_overhead_s
 
     # Pipeline hand-off between stages: x(n) = x0 + x1*n (0 without pipeline stages).
     x0 = x1 = 0.0
@@ -366,14 +374,21 @@ def inference_perf(
             x1 = card.hidden * 2 / (internode_gbps * 1e9)
 
     # Chunked prefill: every step also carries P(b) = b*input/output prompt tokens.
-    ratio = input_tokens / output_tokens if batching == "chunked" else 0.0
+    ratio = live_in / output_tokens if batching == "chunked" else 0.0
+    ep = expert_parallel if moe else 1
+    expert_scale = defaults.MOE_EXPERT_MEMORY_SCALE
 
     def tokens(b: float) -> float:
         """Tokens one step of ``b`` decoding requests pushes through the model."""
         return b * (1 + ratio)
 
     def mem(b: float) -> float:
-        read = weight_bytes_read(card, tokens(b)) if moe else weights
+        if moe:
+            n = tokens(b)
+            imbalance = expert_imbalance(card, n, ep)
+            read = weight_bytes_read(card, n, expert_scale=expert_scale, imbalance=imbalance)
+        else:
+            read = weights
         return (read + b * ctx_mean * kv) / mem_rate
 
     def comp(b: float) -> float:
@@ -391,13 +406,13 @@ def inference_perf(
     def tpot(b: float) -> float:
         return step(b) + p * xfer(tokens(b))
 
-    pre = 2 * active * input_tokens / comp_rate + comm(input_tokens) + o
+    pre = 2 * active * live_in / comp_rate + comm(live_in) + o
+    chunks = max(1, math.ceil(live_in / defaults.CHUNK_TOKENS))
 
     def ttft(b: float) -> float:
         if batching == "serial":
             return pre + p * xfer(input_tokens)
-        steps = max(1.0, output_tokens / b) if input_tokens > 0 else 1.0
-        return tpot(b) * steps
+        return tpot(b) * chunks
 
     def largest(lo: int, hi: int, ok: Any) -> int:
         """Largest b in [lo, hi] with ok(b), given ok(lo) and ok monotone (true, then false)."""
@@ -409,9 +424,43 @@ def inference_perf(
                 hi = mid - 1
         return lo
 
-    b_mem = _floor((chips * usable - weights) / (ctx_full * kv)) // p
+    def bound_of(b: float) -> str:
+        m, c = mem(b), comp(b)
+        if o > m + c:
+            return "overhead"
+        return "memory" if m >= c else "compute"
+
+    kv_room = chips * usable - weights - shared_kv
+    if percentile is not None and batch is None:
+        from polyfleet.perf.serving import Replica, planned_load
+
+        replica = Replica(
+            tpot_s=tpot,
+            prefill_s=pre + p * xfer(input_tokens),
+            chunked=batching == "chunked",
+            chunks=chunks,
+            kv_room_bytes=kv_room,
+            kv_bytes_per_request=(live_in + output_tokens / 2) * kv,
+            stages=p,
+            chips=chips,
+            output_tokens=output_tokens,
+            input_tokens=round(live_in),
+            max_batch=max_batch,
+            bound_of=bound_of,
+        )
+        return planned_load(replica, percentile=percentile, tpot_ms=tpot_ms, ttft_ms=ttft_ms, tags=tags)
+
+    b_mem = _floor(kv_room / (ctx_full * kv)) // p
     b_tpot: float = math.inf
-    if tpot_ms is not None:
+    if batch is not None:
+        if batch // p > b_mem or batch < p:
+            return _infeasible(
+                f"memory: batch {batch} does not fit, the memory holds {b_mem * p} request(s)",
+                chips_per_replica=chips,
+                bound="memory",
+                **tags,
+            )
+    elif tpot_ms is not None:
         target = tpot_ms / 1000
         if not moe:
             s0 = weights / mem_rate + c0 + o + p * x0
@@ -428,44 +477,45 @@ def inference_perf(
             chips_per_replica=chips,
             tpot_ms=tpot(1) * 1000,
             ttft_ms=ttft(1) * 1000,
-            bound="memory" if mem(1) >= comp(1) else "compute",
-            pipeline_stages=p,
+            bound=bound_of(1),
+            **tags,
         )
-    batch = int(min(b_mem, b_tpot, math.inf if max_batch is None else max(1, max_batch // p)))
+    cap = b_mem if max_batch is None else min(b_mem, max(1, max_batch // p))
+    b = int(batch // p if batch is not None else min(cap, b_tpot))
+    why = "capacity" if b == b_mem else "slo: tpot"
+    if batch is not None or b < min(b_mem, b_tpot):
+        why = "batch"
 
     reason = ""
-    if ttft_ms is not None and batching == "chunked":
-        # ttft(b) falls until b = output_tokens, then rises: the largest b that meets the
-        # target lies between that minimum and the TPOT/memory cap.
+    if ttft_ms is not None and batch is None and ttft(b) * 1000 > ttft_ms * (1 + _EPS):
         limit_s = ttft_ms / 1000 * (1 + _EPS)
-        best = min(output_tokens, batch)
-        if ttft(best) <= limit_s:
-            batch = largest(best, batch, lambda b: ttft(b) <= limit_s)
+        if batching == "chunked" and ttft(1) <= limit_s:  # ttft grows with b: the largest b meeting it
+            b, why = largest(1, b, lambda x: ttft(x) <= limit_s), "slo: ttft"
         else:
-            reason = (
-                f"slo: ttft {ttft(batch) * 1000:.1f} ms exceeds target {ttft_ms:g} ms; "
-                f"lowest reachable {ttft(best) * 1000:.1f} ms at batch {best * p}"
-            )
-    elif ttft_ms is not None and ttft(batch) * 1000 > ttft_ms:
-        reason = f"slo: ttft {ttft(batch) * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
+            reason = f"slo: ttft {ttft(b) * 1000:.1f} ms exceeds target {ttft_ms:g} ms"
+            if batching == "chunked":
+                reason += f"; lowest reachable {ttft(1) * 1000:.1f} ms at batch {p}"
 
-    stage = tpot(batch) / p
+    stage = tpot(b) / p
     if batching == "serial":
-        per_request = pre / p + xfer(input_tokens) + output_tokens * stage / batch
+        per_request = pre / p + xfer(input_tokens) + output_tokens * stage / b
     else:  # prompts ride in the decode steps: b requests finish every output_tokens steps
-        per_request = output_tokens * stage / batch
+        per_request = output_tokens * stage / b
     requests_per_s = 1 / per_request
     return InferencePerf(
         feasible=not reason,
         reason=reason,
         chips_per_replica=chips,
-        max_batch=batch * p,
-        tpot_ms=tpot(batch) * 1000,
-        ttft_ms=ttft(batch) * 1000,
+        max_batch=b * p,
+        tpot_ms=tpot(b) * 1000,
+        ttft_ms=ttft(b) * 1000,
         replica_requests_per_s=requests_per_s,
         output_tokens_per_s_per_chip=requests_per_s * output_tokens / chips,
-        bound="memory" if mem(batch) >= comp(batch) else "compute",
-        pipeline_stages=p,
+        bound=bound_of(b),
+        limit=why,
+        tpot_mean_ms=tpot(b) * 1000,
+        ttft_mean_ms=ttft(b) * 1000,
+        **tags,
     )
 
 

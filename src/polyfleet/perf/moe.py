@@ -16,10 +16,26 @@ is untouched by all of them with probability ``(1 - k/E)^b``, so a step reads::
 
 ``R(1) = Na`` worth of bytes and ``R(b) -> W`` as ``b`` grows.  Compute still counts the
 active parameters only (``2*A`` FLOP per token) and memory capacity still holds all of
-``W``.  Experts are assumed spread evenly over the chips (no load imbalance).
+``W``.
+
+Expert kernels.  Grouped GEMMs read expert weights at a smaller share of bandwidth than
+dense GEMMs (``defaults.MOE_EXPERT_MEMORY_SCALE = s``), so the inference model charges
+the expert part as ``e*E*q/s`` bytes at the dense rate (``q = 1 - (1 - k/E)^b``).
+
+Load imbalance.  With tensor-parallel experts every chip holds a slice of every expert:
+no imbalance.  With expert parallelism over ``g`` chips (``E/g`` whole experts each) the
+step waits for the chip whose experts the batch touches most.  The touched experts on
+one chip are approximately ``Binomial(E/g, q)``; the expected maximum over ``g`` chips is
+taken as mean + ``sqrt(2 ln g)`` standard deviations (the Gaussian extreme-value rate)::
+
+    imbalance(b, g) = 1 + sqrt(2 ln g) * sqrt((1 - q) / ((E/g) * q))    (1 when g = 1)
+
+capped at ``g`` (one chip cannot hold more than all of the touched experts).
 """
 
 from __future__ import annotations
+
+import math
 
 from polyfleet.catalog.models import BYTES_PER_DTYPE, ModelCard
 
@@ -39,15 +55,33 @@ def moe_split(card: ModelCard) -> tuple[float, float, int, int] | None:
     return max(active - k * e, 0.0), e, n_exp, k
 
 
-def weight_bytes_read(card: ModelCard, batch: float) -> float:
+def weight_bytes_read(
+    card: ModelCard, batch: float, *, expert_scale: float = 1.0, imbalance: float = 1.0
+) -> float:
     """Bytes of weights one decode step of ``batch`` tokens reads, ``R(b)``.
 
     Dense: all of ``card.weight_bytes``.  MoE: the shared parameters plus the expected
-    number of distinct experts the batch routes to, ``E*(1 - (1 - k/E)^b)``.
+    number of distinct experts the batch routes to, ``E*(1 - (1 - k/E)^b)``; the expert
+    part is multiplied by ``imbalance / expert_scale`` (bytes at the dense rate, see the
+    module docstring; both 1 give the raw bytes).
     """
     split = moe_split(card)
     if split is None:
         return card.weight_bytes
     shared, e, n_exp, k = split
     touched = n_exp * (1 - (1 - k / n_exp) ** batch)
-    return (shared + e * touched) * BYTES_PER_DTYPE[card.dtype]
+    return (shared + e * touched * imbalance / expert_scale) * BYTES_PER_DTYPE[card.dtype]
+
+
+def expert_imbalance(card: ModelCard, batch: float, expert_parallel: int) -> float:
+    """Step-time factor of expert load imbalance over ``expert_parallel`` chips (module docstring)."""
+    split = moe_split(card)
+    if split is None or expert_parallel <= 1:
+        return 1.0
+    _, _, n_exp, k = split
+    q = 1 - (1 - k / n_exp) ** batch
+    per_chip = n_exp / expert_parallel
+    if q >= 1 or per_chip <= 0:
+        return 1.0
+    spread = math.sqrt(2 * math.log(expert_parallel)) * math.sqrt((1 - q) / (per_chip * q))
+    return min(1 + spread, float(expert_parallel))

@@ -103,7 +103,7 @@ def _inference_rows(
             max_chips=None if w.allow_multi_instance else cpi,
             chips_per_node=cpi if w.allow_multi_instance else None,
             batching=w.batching,
-            **(spec.calibration.efficiency(acc_id).kwargs() if spec.calibration else {}),
+            **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
         )
 
     for k, (acc_id, cpi) in enumerate(key_list):
