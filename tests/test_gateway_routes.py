@@ -154,4 +154,4 @@ def test_the_readme_routes_command_works_on_the_bundled_example(tmp_path):
                      "--backends", str(EXAMPLES / "frontier-lab-backends.yaml"))  # fmt: skip
     assert result.exit_code == 0, result.stderr
     routes = build_routes(yaml.safe_load(routes_path.read_text()))
-    assert {m.name for m in routes.models} == {"llama-3.1-70b", "llama-3.1-8b", "claude-sonnet-4.5"}
+    assert {m.name for m in routes.models} == {"llama-3.1-70b", "llama-3.1-8b", "claude-sonnet-4.6"}

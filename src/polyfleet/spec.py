@@ -9,6 +9,7 @@ was expected.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
+from polyfleet.catalog.lifecycle import without_retired
 from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer, Stack
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.deals.spec import Deal, Uncertainty
@@ -412,6 +414,7 @@ def build_spec(
     spec = Spec(model=model, catalog=Catalog(), file=file, lines=lines)
     check_duplicates(spec)
     spec.catalog = _base_catalog(model, base_dir or Path.cwd(), spec).merged(_inline_catalog(model))
+    spec.catalog = without_retired(spec.catalog, date.today())  # never planned; named by check_references
     check_references(spec)
     check_periods(spec)
     if model.calibration == "bundled":

@@ -6,6 +6,7 @@ after pydantic validation, once the catalog is merged.
 
 from __future__ import annotations
 
+from polyfleet.catalog.lifecycle import retired_message
 from polyfleet.errors import did_you_mean
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
@@ -38,12 +39,16 @@ def check_references(spec: Spec) -> None:
                 index,
                 "accelerator",
             )
+    for index, api_offer in enumerate(spec.model.api_offers):
+        if api_offer.id in cat.retired_api_offers:  # an inline row restating a retired one
+            raise spec.error(retired_message(cat, api_offer.model) or "retired", "api_offers", index, "id")
     api_models = cat.api_models()
     for index, w in enumerate(spec.model.workloads):
         if isinstance(w, ApiWorkload):
             if w.model not in api_models:
                 raise spec.error(
-                    f"no api offer sells model {w.model!r}{did_you_mean(w.model, api_models)}",
+                    retired_message(cat, w.model)
+                    or f"no api offer sells model {w.model!r}{did_you_mean(w.model, api_models)}",
                     "workloads",
                     index,
                     "model",

@@ -37,15 +37,28 @@ class Catalog:
     api_offers: dict[str, ApiOffer] = field(default_factory=dict)
     models: dict[str, ModelCard] = field(default_factory=dict)
     egress: dict[str, Egress] = field(default_factory=dict)  # by provider
+    #: api offers set aside as retired (``catalog.lifecycle.without_retired``); never planned
+    retired_api_offers: dict[str, ApiOffer] = field(default_factory=dict)
 
     def merged(self, other: Catalog) -> Catalog:
-        """A new catalog with ``other``'s entries added; same ids are replaced by ``other``'s."""
+        """A new catalog with ``other``'s entries added; same ids are replaced by ``other``'s.
+
+        A replacing api offer that states no ``retired`` date keeps the one it replaces
+        (restating a bundled row to add a rate limit does not bring a retired model back).
+        """
+        api_offers = dict(other.api_offers)
+        for key, row in other.api_offers.items():
+            old = self.api_offers.get(key) or self.retired_api_offers.get(key)
+            if old is not None and old.retired and not row.retired:
+                api_offers[key] = row.model_copy(update={"retired": old.retired})
+        retired = {k: v for k, v in self.retired_api_offers.items() if k not in api_offers}
         return Catalog(
             accelerators={**self.accelerators, **other.accelerators},
             offers={**self.offers, **other.offers},
-            api_offers={**self.api_offers, **other.api_offers},
+            api_offers={**self.api_offers, **api_offers},
             models={**self.models, **other.models},
             egress={**self.egress, **other.egress},
+            retired_api_offers={**retired, **other.retired_api_offers},
         )
 
     def api_models(self) -> set[str]:

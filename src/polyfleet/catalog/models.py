@@ -7,6 +7,7 @@ have exactly the same fields.  Units are in the field names.
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -113,6 +114,8 @@ class Offer(_Record):
     arrival_month_probabilities: dict[int, float] | None = Field(
         None, description="monthly plans: uncertain arrival, probability per first usable month"
     )
+    estimate: bool = Field(False, description="true when no public price exists and the row is an estimate")
+    estimate_basis: str = Field("", description="how an estimated price was derived")
     source: str = ""
     as_of: str = ""
     notes: str = ""
@@ -156,9 +159,21 @@ class ApiOffer(_Record):
     resells: str = ""
     vendor: str = Field("", description="chip vendor serving it, when the host says so")
     tier: str = ""
+    retired: str = Field(
+        "", description="YYYY-MM-DD from which the host no longer serves the model; never planned"
+    )
+    estimate: bool = Field(False, description="true when no public price exists and the row is an estimate")
+    estimate_basis: str = Field("", description="how an estimated price was derived")
     source: str = ""
     as_of: str = ""
     notes: str = ""
+
+    @field_validator("retired")
+    @classmethod
+    def _iso_date(cls, value: str) -> str:
+        if value:
+            date.fromisoformat(value)  # ValueError -> a validation error naming the field
+        return value
 
     @field_validator("resells", "vendor", mode="before")
     @classmethod
