@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.lifecycle import without_retired
-from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer, Stack
+from polyfleet.catalog.models import Accelerator, ApiOffer, Dtype, Egress, ModelCard, Offer, Stack
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.errors import SpecError, did_you_mean
@@ -115,6 +115,11 @@ class InferenceWorkload(_Placed):
     allow_multi_instance: bool = False
     batching: Literal["serial", "chunked"] = Field(
         "serial", description="serving model: prefill apart from decode, or chunked into its steps"
+    )
+    slo_percentile: float = Field(0.99, gt=0, lt=1, description="slo targets hold at this percentile")
+    prefix_cache_hit: float = Field(0.0, ge=0, lt=1, description="share of each prompt that is cached")
+    precisions: list[Dtype] | None = Field(
+        None, min_length=1, description="weight precisions the configuration search may use (default: card's)"
     )
     allow_api: bool = Field(True, description="may buy this model per token from api offers")
     growth_per_month: float = Field(0.0, gt=-1, description="monthly plans: demand x (1 + g)^month")

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polyfleet.catalog.models import Offer
-from polyfleet.perf import InferencePerf, sized_inference_perf, training_perf
+from polyfleet.perf import InferencePerf, training_perf
+from polyfleet.perf.configs import best_inference_perf
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
 HOURS_PER_MONTH = 730.0
@@ -57,6 +58,7 @@ class Candidates:
     api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf when unlimited
     accelerators: dict = field(default_factory=dict)  # id -> Accelerator (confidence in the plan)
     spot_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # max spot share per workload
+    inf_config: np.ndarray = field(default_factory=lambda: np.zeros(0, object))  # perf configuration label
 
     @property
     def api_provider(self) -> np.ndarray:
@@ -90,18 +92,26 @@ def _inference_rows(
     k_t = np.zeros(n_key)
     k_r = np.zeros(n_key)
     k_why = [""] * n_key
+    k_cfg = [""] * n_key  # serving configuration per key, for --explain
     mix = w.length_mix  # one bucket unless the workload gives a lengths histogram
 
+    targets = w.slo.tpot_ms is not None or w.slo.ttft_ms is not None
+
     def bucket_perf(acc_id: str, cpi: int, n_in: int, n_out: int) -> InferencePerf:
-        return sized_inference_perf(
+        # the best configuration (TP/PP/EP, precision, batch) of the perf model's search;
+        # SLO targets hold at the workload's percentile under Poisson arrivals
+        return best_inference_perf(
             card,
             accs[acc_id],
             input_tokens=n_in,
             output_tokens=n_out,
             tpot_ms=w.slo.tpot_ms,
             ttft_ms=w.slo.ttft_ms,
-            max_chips=None if w.allow_multi_instance else cpi,
-            chips_per_node=cpi if w.allow_multi_instance else None,
+            chips_per_node=cpi,
+            multi_node=w.allow_multi_instance,
+            dtypes=w.precisions,
+            percentile=w.slo_percentile if targets else None,
+            prefix_cache_hit=w.prefix_cache_hit,
             batching=w.batching,
             **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
         )
@@ -112,24 +122,27 @@ def _inference_rows(
             fits = w.allow_multi_instance or m.chips_per_replica <= cpi
             k_ok[k], k_t[k], k_r[k] = fits, m.chips_per_replica, m.requests_per_s
             k_why[k] = "" if fits else f"memory: measured replica needs {m.chips_per_replica} chips"
+            k_cfg[k] = "measured"
             continue
         perfs = [bucket_perf(acc_id, cpi, n_in, n_out) for n_in, n_out, _ in mix]
         k_ok[k], k_t[k], k_r[k], k_why[k] = _combine_buckets(perfs, mix)
+        k_cfg[k] = " / ".join(dict.fromkeys(p.configuration for p in perfs))
     stack = _stack_ok(spec, offers, w.stacks)
     ok = stack & k_ok[keys]
     t = k_t[keys].copy()
     r = k_r[keys].copy()
+    cfg = np.array(k_cfg, dtype=object)[keys] if n_key else np.zeros(0, object)
     for j, offer in enumerate(offers):  # offer-id overrides are few: a short loop
         m = w.throughput.get(offer.id)
         if m is not None:
             ok[j] = stack[j] and (w.allow_multi_instance or m.chips_per_replica <= offer.chips_per_instance)
-            t[j], r[j] = m.chips_per_replica, m.requests_per_s
+            t[j], r[j], cfg[j] = m.chips_per_replica, m.requests_per_s, "measured"
     reasons["stack"] += int((~stack).sum())
     for k in np.flatnonzero(~k_ok):
         reasons[k_why[k].split(":")[0] or "other"] += int((stack & (keys == k)).sum())
         reasons[("example", k_why[k].split(":")[0])] = k_why[k]  # type: ignore[index]
     idx = np.flatnonzero(ok)
-    return idx, t[idx].astype(int), r[idx]
+    return idx, t[idx].astype(int), r[idx], cfg[idx]
 
 
 def _combine_buckets(
@@ -284,8 +297,8 @@ def build_candidates(spec: Spec) -> Candidates:
         reasons: Counter = Counter()
         found = 0
         if isinstance(w, InferenceWorkload):
-            idx, t, r = _inference_rows(spec, w, all_offers, keys, key_list, reasons)
-            inf_parts.append((np.full(len(idx), wi), idx, t, r))
+            idx, t, r, cfg = _inference_rows(spec, w, all_offers, keys, key_list, reasons)
+            inf_parts.append((np.full(len(idx), wi), idx, t, r, cfg))
             found += len(idx)
         elif isinstance(w, TrainingWorkload):
             parts = _training_rows(spec, w, all_offers, keys, key_list, reasons, spot_blocked)
@@ -353,6 +366,7 @@ def build_candidates(spec: Spec) -> Candidates:
         inf_o=remap[inf_o_all],
         inf_chips=cat(inf_parts, 2, int),
         inf_rps=cat(inf_parts, 3, float),
+        inf_config=cat(inf_parts, 4, object),
         tr_w=cat(tr_parts, 0, int),
         tr_o=remap[tr_o_all],
         tr_chips=cat(tr_parts, 2, int),

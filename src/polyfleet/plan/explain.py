@@ -69,6 +69,31 @@ def reseller_markups(cand: Candidates, plan: Plan) -> list[dict[str, Any]]:
     return out
 
 
+def service_configurations(cand: Candidates, plan: Plan) -> list[dict[str, Any]]:
+    """Per inference allocation: the serving configuration the perf model chose on that offer."""
+    columns = zip(cand.inf_w, cand.inf_o, cand.inf_config, cand.inf_chips, cand.inf_rps, strict=True)
+    cfg = {
+        (cand.workloads[int(w)].name, cand.offers[int(o)].id): (str(c), int(t), float(r))
+        for w, o, c, t, r in columns
+    }
+    out = []
+    for workload in plan.workloads:
+        for alloc in workload["allocations"]:
+            found = cfg.get((workload["name"], alloc["offer"]))
+            if found is not None and alloc.get("replicas", 0) > 0:
+                label, chips, rps = found
+                out.append(
+                    {
+                        "workload": workload["name"],
+                        "offer": alloc["offer"],
+                        "configuration": label,
+                        "chips_per_replica": chips,
+                        "requests_per_s_per_replica": round(rps, 4),
+                    }
+                )
+    return out
+
+
 def explain(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, *, solve: Solver) -> dict:
     """Lock-in and survival premiums, budget slack and reseller markup for ``plan``."""
     policy = spec.policy
@@ -86,4 +111,5 @@ def explain(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, *, 
         ),
         "reseller_markup_usd": round(sum(m["markup_usd"] for m in markups), 2),
         "reseller_markups": markups,
+        "configurations": service_configurations(cand, plan),
     }

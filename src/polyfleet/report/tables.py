@@ -140,6 +140,16 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
         for m in ex.get("reseller_markups", []):
             e.add_row(f"  {m['workload']}: {m['offer']} vs {m['direct_offer']}", _usd(m["markup_usd"]))
         parts.append(e)
+        if ex.get("configurations"):
+            cfg = Table(title="Serving configuration per offer (perf model)", title_justify="left")
+            for col in ("service", "offer", "configuration", "chips/replica", "req/s/replica"):
+                cfg.add_column(col, justify="right" if col.endswith("replica") else "left")
+            for c in ex["configurations"]:
+                cfg.add_row(
+                    c["workload"], c["offer"], c["configuration"], str(c["chips_per_replica"]),
+                    f"{c['requests_per_s_per_replica']:,.3f}",
+                )  # fmt: skip
+            parts.append(cfg)
     return Group(*parts)
 
 

@@ -1,0 +1,182 @@
+"""The best serving configuration per (model, accelerator), and the Pareto front of them.
+
+``sized_inference_perf`` sizes a replica by the smallest tensor-parallel group that
+holds the weights; that is rarely the cheapest way to serve (a 70B FP8 model on one H100
+has room for a handful of requests, on four for hundreds).  This module searches::
+
+    tensor parallel  t  in 1, 2, 4, ... <= chips_per_node (one instance), MAX_TENSOR_PARALLEL
+    pipeline stages  p  in 1, or 2, 4, ... MAX_PIPELINE_STAGES whole nodes when the caller
+                        allows several instances (their interconnect: defaults.INTERNODE_GBPS)
+    expert parallel  e  in 1 (experts sliced by tensor parallelism) or t (whole experts
+                        per chip, with the load imbalance of ``polyfleet.perf.moe``), MoE only
+    precision           the card's weight dtype, or each of ``dtypes`` the chip runs natively
+    batch               the largest the SLOs allow (``inference_perf``), or every power of two
+                        up to it (``pareto_configs``, for the latency/throughput trade-off)
+
+and scores each configuration by output tokens/s per chip (per dollar on one offer: the
+price per chip is the same for every configuration).  ``best_config`` returns the
+feasible configuration with the most tokens/s per chip (fewest chips on a tie): it
+dominates every other one the planner could use on the same offer, since a replica of
+fewer chips with a higher rate per chip packs at least as well.  ``pareto_front``
+keeps the configurations no other beats on both tokens/s per chip and TPOT.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from polyfleet.catalog.models import Accelerator, ModelCard
+from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL
+from polyfleet.perf.inference import inference_perf
+from polyfleet.perf.moe import moe_split
+from polyfleet.perf.precision import DEFAULT_ACTIVATION, PrecisionError, compute_peak
+from polyfleet.perf.result import InferencePerf
+
+
+@dataclass(frozen=True)
+class Config:
+    """One serving configuration and the model's estimate of it."""
+
+    weight_dtype: str
+    perf: InferencePerf
+
+    @property
+    def label(self) -> str:
+        """``TP4 PP1 fp8 b=64`` (``EP4`` added when experts are split whole)."""
+        return self.perf.configuration
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON and tables."""
+        return {"configuration": self.label, "weight_dtype": self.weight_dtype, **self.perf.to_dict()}
+
+
+def _pow2_upto(n: int) -> list[int]:
+    out, t = [], 1
+    while t <= n:
+        out.append(t)
+        t *= 2
+    return out
+
+
+def _dtypes(card: ModelCard, acc: Accelerator, dtypes: list[str] | None) -> list[str]:
+    """The card's dtype, plus each asked-for dtype whose compute precision the chip has natively."""
+    out = [card.dtype]
+    for d in dtypes or []:
+        if d in out:
+            continue
+        try:
+            peak = compute_peak(acc, d)
+        except PrecisionError:
+            continue
+        if peak.dtype == DEFAULT_ACTIVATION.get(d, d):
+            out.append(d)
+    if dtypes and card.dtype not in dtypes:
+        out.remove(card.dtype)
+    return out
+
+
+def search_configs(
+    card: ModelCard,
+    acc: Accelerator,
+    *,
+    input_tokens: int,
+    output_tokens: int,
+    chips_per_node: int | None = None,
+    multi_node: bool = False,
+    dtypes: list[str] | None = None,
+    batches: bool = False,
+    **kwargs: Any,
+) -> list[Config]:
+    """Every configuration of the module docstring with its estimate (feasible or not).
+
+    ``chips_per_node`` bounds the tensor-parallel group (one instance); ``multi_node``
+    allows pipeline stages over several.  ``dtypes`` lists weight precisions the buyer
+    accepts (default: the card's).  ``batches`` also evaluates each configuration at
+    every power-of-two batch below its SLO-limited one.  Other keyword arguments go to
+    ``inference_perf`` (SLO targets, ``percentile``, ``batching``, efficiencies, ...).
+    """
+    limit = min(MAX_TENSOR_PARALLEL, chips_per_node or MAX_TENSOR_PARALLEL)
+    if kwargs.get("max_chips") is not None:
+        limit = min(limit, kwargs["max_chips"])
+    kwargs.pop("max_chips", None)
+    moe = moe_split(card) is not None
+    layouts: list[tuple[int, int]] = [(t, 1) for t in _pow2_upto(limit)]
+    if multi_node and chips_per_node:
+        node = _pow2_upto(min(chips_per_node, MAX_TENSOR_PARALLEL))[-1]
+        layouts += [(node, p) for p in _pow2_upto(MAX_PIPELINE_STAGES)[1:]]
+    out: list[Config] = []
+    for dtype in _dtypes(card, acc, dtypes):
+        c = card if dtype == card.dtype else card.model_copy(update={"dtype": dtype})
+        for t, p in layouts:
+            for ep in [1, t] if moe and t > 1 else [1]:
+                perf = inference_perf(
+                    c,
+                    acc,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    tensor_parallel=t,
+                    pipeline_stages=p,
+                    expert_parallel=ep,
+                    **kwargs,
+                )
+                out.append(Config(dtype, perf))
+                if batches and perf.feasible:
+                    cap = {k: v for k, v in kwargs.items() if k != "max_batch"}
+                    for b in _pow2_upto(perf.max_batch)[:-1]:
+                        if b < p:
+                            continue
+                        smaller = inference_perf(
+                            c,
+                            acc,
+                            input_tokens=input_tokens,
+                            output_tokens=output_tokens,
+                            tensor_parallel=t,
+                            pipeline_stages=p,
+                            expert_parallel=ep,
+                            max_batch=b,
+                            **cap,
+                        )
+                        if smaller.feasible:
+                            out.append(Config(dtype, smaller))
+    return out
+
+
+def _rank(c: Config) -> tuple[float, int, int]:
+    return (-c.perf.output_tokens_per_s_per_chip, c.perf.chips_per_replica, c.perf.pipeline_stages)
+
+
+def best_config(configs: list[Config]) -> Config | None:
+    """The feasible configuration with the most output tokens/s per chip (fewest chips on a tie)."""
+    ok = [c for c in configs if c.perf.feasible]
+    return min(ok, key=_rank) if ok else None
+
+
+def pareto_front(configs: list[Config]) -> list[Config]:
+    """Feasible configurations no other beats on tokens/s per chip and TPOT at once, by TPOT."""
+    ok = sorted((c for c in configs if c.perf.feasible), key=lambda c: (c.perf.tpot_ms, *_rank(c)))
+    front: list[Config] = []
+    best_rate = -1.0
+    for c in ok:
+        if c.perf.output_tokens_per_s_per_chip > best_rate * (1 + 1e-12):
+            front.append(c)
+            best_rate = c.perf.output_tokens_per_s_per_chip
+    return front
+
+
+def best_inference_perf(
+    card: ModelCard,
+    acc: Accelerator,
+    **kwargs: Any,
+) -> InferencePerf:
+    """``inference_perf`` of the best configuration (``best_config``), or the least-bad
+    infeasible result (the smallest group's, whose reason says what fails) when none is
+    feasible.  Arguments as ``search_configs``."""
+    configs = search_configs(card, acc, **kwargs)
+    best = best_config(configs)
+    if best is not None:
+        return best.perf
+    if not configs:
+        raise ValueError("no configuration to search")
+    slo = [c for c in configs if c.perf.reason.startswith("slo")]
+    return (slo or configs)[0].perf

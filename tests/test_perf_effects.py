@@ -1,0 +1,250 @@
+"""Issue 14's effects against hand-worked numbers: tail-latency SLOs under Poisson load,
+precision peaks, clock derates, per-step overhead, steady-state KV, prefix caching and
+the best configuration / Pareto front.
+
+Toy chip (conftest ``toy_acc``): 100 TFLOPS bf16, 200 fp8, 10 GB, 1 TB/s, no scale-up
+link (no all-reduce term).  Toy card: 4B bf16 dense, 8e9 weight bytes, KV 20,000 B/token.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+import pytest
+
+from conftest import toy_acc
+from polyfleet.catalog.models import ModelCard
+from polyfleet.perf import defaults, inference_perf
+from polyfleet.perf.configs import best_config, pareto_front, search_configs
+from polyfleet.perf.precision import PrecisionError, compute_peak
+from polyfleet.perf.serving import Replica, mm1_wait_quantile, planned_load, poisson_quantile
+
+TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5, "step_overhead_s": 0.0}
+
+
+def toy_card(**over: object) -> ModelCard:
+    fields: dict = {
+        "name": "toy",
+        "params_b": 4.0,
+        "layers": 10,
+        "kv_heads": 5,
+        "head_dim": 100,
+        "dtype": "bf16",
+    }
+    fields.update(over)
+    return ModelCard(**fields)
+
+
+# ---------------------------------------------------------------- queueing primitives
+
+
+def test_poisson_quantile_by_hand() -> None:
+    # mean 2: CDF 0.1353, 0.4060, 0.6767, 0.8571, 0.9473, 0.9834, 0.9955
+    assert poisson_quantile(2.0, 0.90) == 4
+    assert poisson_quantile(2.0, 0.99) == 6
+    assert poisson_quantile(0.0, 0.99) == 0
+    # above a mean of 30: mean + z*sqrt(mean) + (z^2 - 1)/6, rounded: 100 + 23.26 + 0.74 -> 124
+    assert poisson_quantile(100.0, 0.99) == 124
+
+
+def test_mm1_wait_quantile_by_hand() -> None:
+    # u 0.5, service 0.1 s: 0.1/0.5 * ln(0.5/0.01) = 0.2 * ln 50 = 0.7824 s
+    assert mm1_wait_quantile(0.5, 0.1, 0.99) == pytest.approx(0.2 * math.log(50))
+    # P(wait > 0) = u <= 1 - percentile: the percentile waits nothing
+    assert mm1_wait_quantile(0.005, 0.1, 0.99) == 0.0
+
+
+def _linear(b: float) -> float:
+    """T(b) = 10 ms + 1 ms per request."""
+    return 0.010 + 0.001 * b
+
+
+def test_planned_load_capacity_binds_at_the_occupancy_percentile() -> None:
+    # cap = 1e9 / 1e7 = 100 requests; the p99 of Poisson(N) occupancy must be <= 100:
+    # N + z*sqrt(N) + (z^2-1)/6 - 0.5 <= 100 -> sqrt(N) = (-z + sqrt(z^2 + 4*(100.5 - c)))/2
+    r = Replica(tpot_s=_linear, prefill_s=0.05, chunked=False, chunks=1, kv_room_bytes=1e9,
+                kv_bytes_per_request=1e7, stages=1, chips=1, output_tokens=100)  # fmt: skip
+    out = planned_load(r, percentile=0.99, tpot_ms=None, ttft_ms=None, tags={})
+    z = NormalDist().inv_cdf(0.99)
+    c = (z * z - 1) / 6
+    n = ((-z + math.sqrt(z * z + 4 * (100.5 - c))) / 2) ** 2  # 79.08 requests decoding
+    lam = n / (100 * _linear(n) + n * 0.05)  # Little's law with serial prefill: 6.148 req/s
+    assert out.feasible and out.limit == "capacity" and out.max_batch == 100
+    assert out.replica_requests_per_s == pytest.approx(lam, rel=1e-6)
+    assert out.output_tokens_per_s_per_chip == pytest.approx(lam * 100, rel=1e-6)
+
+
+def test_planned_load_tpot_percentile_binds() -> None:
+    # chunked (no prefill stalls): TPOT_p = T(B) <= 200 ms -> B <= 190; cap 1000 is far.
+    r = Replica(tpot_s=_linear, prefill_s=0.0, chunked=True, chunks=1, kv_room_bytes=1e10,
+                kv_bytes_per_request=1e7, stages=1, chips=2, output_tokens=100)  # fmt: skip
+    out = planned_load(r, percentile=0.99, tpot_ms=200, ttft_ms=None, tags={})
+    z = NormalDist().inv_cdf(0.99)
+    c = (z * z - 1) / 6
+    n = ((-z + math.sqrt(z * z + 4 * (190.5 - c))) / 2) ** 2  # 160.3
+    lam = n / (100 * _linear(n))  # 9.41 req/s
+    assert out.limit == "slo: tpot" and out.max_batch == 190
+    assert out.tpot_ms == pytest.approx(200.0)  # T(190) exactly
+    assert out.tpot_mean_ms == pytest.approx(_linear(n) * 1000, rel=1e-6)  # T at the mean occupancy
+    assert out.replica_requests_per_s == pytest.approx(lam, rel=1e-6)
+    assert out.output_tokens_per_s_per_chip == pytest.approx(lam * 100 / 2, rel=1e-6)
+
+
+def test_planned_load_ttft_percentile_is_prefill_plus_queue_plus_a_step() -> None:
+    r = Replica(tpot_s=_linear, prefill_s=0.05, chunked=False, chunks=1, kv_room_bytes=1e10,
+                kv_bytes_per_request=1e7, stages=1, chips=1, output_tokens=100)  # fmt: skip
+    out = planned_load(r, percentile=0.99, tpot_ms=None, ttft_ms=300, tags={})
+    assert out.limit == "slo: ttft"
+    lam, batch = out.replica_requests_per_s, out.max_batch
+    u = lam * 0.05
+    # TTFT_p = pre + S/(1-u)*ln(u/0.01) + T(B), S = pre
+    ttft = 0.05 + 0.05 / (1 - u) * math.log(u / 0.01) + _linear(batch)
+    assert out.ttft_ms == pytest.approx(ttft * 1000)
+    assert out.ttft_ms <= 300 * (1 + 1e-9)
+    # one request alone: 50 + 11 ms > 60 ms target -> infeasible with that figure
+    bad = planned_load(r, percentile=0.99, tpot_ms=None, ttft_ms=60, tags={})
+    assert not bad.feasible and bad.reason.startswith("slo: ttft") and "61.0 ms" in bad.reason
+
+
+def test_server_load_is_below_offline_at_the_same_targets() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, "tpot_ms": 30, "ttft_ms": 2000, **TOY}
+    offline = inference_perf(toy_card(), toy_acc(), **kw)
+    server = inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw)
+    assert offline.feasible and server.feasible and server.percentile == 0.99
+    ratio = server.output_tokens_per_s_per_chip / offline.output_tokens_per_s_per_chip
+    assert 0.3 < ratio < 1.0
+    assert server.tpot_ms <= 30 * (1 + 1e-9) and server.tpot_mean_ms <= server.tpot_ms
+
+
+# ---------------------------------------------------------------- KV steady state, prefix cache
+
+
+def test_kv_is_sized_for_the_mean_live_context_under_load() -> None:
+    # Each request holds (1000 + 200/2) * 20,000 = 22e6 B on average: 1e9 / 22e6 -> 45
+    # requests, not the 41 that reserving the full 1,200-token context for each allows.
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    served = inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw)
+    assert served.max_batch == 45 == math.floor(1e9 / 22e6) and served.limit == "capacity"
+    assert inference_perf(toy_card(), toy_acc(), **kw).max_batch == 41 == math.floor(1e9 / 24e6)
+
+
+def test_prefix_cache_hit_stores_the_prefix_once_and_skips_its_prefill() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, "prefix_cache_hit": 0.6, **TOY}
+    # KV room 1e9 - 0.6*1000*20,000 = 988e6; per request (400 + 200) * 20,000 = 12e6 -> 82
+    r = inference_perf(toy_card(), toy_acc(), **kw)
+    assert r.max_batch == math.floor(988e6 / 12e6) == 82
+    # prefill of the 400 uncached tokens: 2*4e9*400/5e13 = 64 ms (160 ms without the cache)
+    assert r.ttft_ms == pytest.approx(64.0)
+    # under load: per request (400 + 100) * 20,000 = 10e6 -> floor(988e6 / 10e6) = 98
+    assert inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw).max_batch == 98
+
+
+# ---------------------------------------------------------------- precision, derates, overhead
+
+
+def test_fp4_runs_at_the_fp4_peak_where_the_chip_has_one() -> None:
+    fp4 = toy_card(dtype="fp4")
+    # 400 TFLOPS fp4 * 0.5: prefill 2*4e9*1000/2e14 = 40 ms
+    r = inference_perf(fp4, toy_acc(fp4_tflops=400.0), input_tokens=1000, output_tokens=200, **TOY)
+    assert r.dtype == "fp4" and r.precision_note == "" and r.ttft_ms == pytest.approx(40.0)
+    # no FP4 peak: a stated conversion to fp8 (200 TFLOPS): 80 ms, and the note says so
+    conv = inference_perf(fp4, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
+    assert conv.dtype == "fp8" and conv.ttft_ms == pytest.approx(80.0)
+    assert "no FP4 peak" in conv.precision_note and "computed at fp8" in conv.precision_note
+
+
+def test_no_silent_fallback_from_bf16_to_fp8() -> None:
+    maia_like = toy_acc(bf16_tflops=None, fp8_tflops=500.0)
+    with pytest.raises(PrecisionError, match="no BF16 peak"):
+        compute_peak(maia_like, "bf16")
+    r = inference_perf(toy_card(), maia_like, input_tokens=1000, output_tokens=200, **TOY)
+    assert not r.feasible and r.reason.startswith("spec:") and "BF16" in r.reason
+    assert compute_peak(maia_like, "fp8").tflops == 500.0
+
+
+def test_default_compute_efficiency_scales_by_precision() -> None:
+    # defaults: 0.60 x 1.25 = 0.75 for bf16, 0.60 for fp8, 0.60 x 0.55 = 0.33 for fp4
+    kw = {"input_tokens": 1000, "output_tokens": 200, "step_overhead_s": 0.0}
+    acc = toy_acc(fp4_tflops=400.0)
+    bf16 = inference_perf(toy_card(), acc, **kw)
+    fp8 = inference_perf(toy_card(dtype="fp8"), acc, **kw)
+    fp4 = inference_perf(toy_card(dtype="fp4"), acc, **kw)
+    assert bf16.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (100e12 * 0.75) * 1000)  # 106.7 ms
+    assert fp8.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (200e12 * 0.60) * 1000)  # 66.7 ms
+    assert fp4.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (400e12 * 0.33) * 1000)  # 60.6 ms
+    assert defaults.PRECISION_COMPUTE_SCALE["fp4"] == 0.55
+
+
+def test_clock_derate_lowers_the_compute_peak_of_power_limited_parts() -> None:
+    pcie = toy_acc(id="nvidia-h100-pcie")
+    r = inference_perf(toy_card(), pcie, input_tokens=1000, output_tokens=200, **TOY)
+    # 100 TFLOPS x 0.79 sustained x 0.5: 2*4e9*1000 / 39.5e12 = 202.5 ms
+    assert r.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (100e12 * 0.79 * 0.5) * 1000)
+    assert defaults.clock_derate("nvidia-h100-sxm") == 1.0
+
+
+def test_per_step_overhead_is_added_to_every_step_and_binds_small_batches() -> None:
+    kw = {k: v for k, v in TOY.items() if k != "step_overhead_s"}
+    r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **kw)
+    # cuda default 0.6 ms on top of the 24.364 ms roofline step at b = 41; prefill 160 + 0.6
+    assert r.tpot_ms == pytest.approx(24.364 + 0.6) and r.ttft_ms == pytest.approx(160.6)
+    # a 0.1B card at batch 1: memory 0.2e9/0.5e12 = 0.4 ms + compute 0.004 ms < 0.6 ms
+    small = inference_perf(
+        toy_card(params_b=0.1), toy_acc(), input_tokens=10, output_tokens=10, batch=1, **kw
+    )
+    assert small.bound == "overhead" and small.limit == "batch" and small.max_batch == 1
+    assert small.tpot_ms == pytest.approx(
+        0.4 + 2 * 0.1e9 / 5e13 * 1000 + 0.6 + 0.2e-3 * 15 / 0.5e12 * 1e3, rel=1e-3
+    )
+
+
+# ---------------------------------------------------------------- configuration search
+
+
+def test_best_configuration_and_pareto_front_by_hand() -> None:
+    # No scale-up link, so no all-reduce cost: a larger group holds more requests and
+    # amortises the weight read (per chip: tokens/s of the group / t).
+    #   TP1: b 41,   step 24.364 ms, pre 160 ms -> 3.5862 req/s -> 717.2 tok/s/chip
+    #   TP2: b 416,  step 50.432 ms, pre 80 ms  -> 9.5927 req/s -> 959.3 tok/s/chip
+    #   TP4: b 1166, step 63.466 ms, pre 40 ms  -> 19.652 req/s -> 982.6 tok/s/chip
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    configs = search_configs(toy_card(), toy_acc(), chips_per_node=4, **kw)
+    by_tp = {c.perf.tensor_parallel: c.perf for c in configs}
+    assert sorted(by_tp) == [1, 2, 4]
+    assert by_tp[1].max_batch == 41 and by_tp[2].max_batch == 416 and by_tp[4].max_batch == 1166
+    assert by_tp[1].output_tokens_per_s_per_chip == pytest.approx(717.2, rel=1e-3)
+    assert by_tp[2].output_tokens_per_s_per_chip == pytest.approx(959.3, rel=1e-3)
+    assert by_tp[4].output_tokens_per_s_per_chip == pytest.approx(982.6, rel=1e-3)
+    best = best_config(configs)
+    assert best is not None and best.perf.tensor_parallel == 4 and best.label == "TP4 PP1 bf16 b=1166"
+    # every one trades TPOT for tokens/s per chip: all three are on the front, by TPOT
+    assert [c.perf.tensor_parallel for c in pareto_front(configs)] == [1, 2, 4]
+    # TPOT <= 30 ms: TP2 b 215 (927.3/chip), TP4 b 509 (965.8/chip): TP4 still wins
+    slo = best_config(search_configs(toy_card(), toy_acc(), chips_per_node=4, tpot_ms=30, **kw))
+    assert slo is not None and slo.perf.tensor_parallel == 4 and slo.perf.max_batch == 509
+    assert slo.perf.output_tokens_per_s_per_chip == pytest.approx(965.8, rel=1e-3)
+
+
+def test_precision_search_uses_only_precisions_the_chip_has() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    no_fp4 = search_configs(toy_card(), toy_acc(), chips_per_node=1, dtypes=["bf16", "fp8", "fp4"], **kw)
+    assert sorted({c.weight_dtype for c in no_fp4}) == ["bf16", "fp8"]
+    with_fp4 = search_configs(
+        toy_card(), toy_acc(fp4_tflops=400.0), chips_per_node=1, dtypes=["fp8", "fp4"], **kw
+    )
+    assert sorted({c.weight_dtype for c in with_fp4}) == ["fp4", "fp8"]  # bf16 not accepted
+    best = best_config(with_fp4)
+    assert best is not None and best.weight_dtype == "fp4"  # half the bytes, twice the peak
+
+
+def test_moe_expert_parallel_imbalance_by_hand() -> None:
+    from polyfleet.perf.moe import expert_imbalance, weight_bytes_read
+
+    moe = toy_card(active_params_b=1.6, experts=8, experts_per_token=2)  # S 0.8e9, e 0.4e9
+    # b = 1: q = 1 - 0.75 = 0.25; 4 chips of 2 experts: 1 + sqrt(2 ln 4)*sqrt(0.75/(2*0.25))
+    assert expert_imbalance(moe, 1, 4) == pytest.approx(1 + math.sqrt(2 * math.log(4)) * math.sqrt(1.5))
+    assert expert_imbalance(moe, 1, 1) == 1.0  # tensor-parallel experts: every chip a slice of each
+    # the expert bytes (2 experts at b = 1) are charged at 1/0.72 of the dense rate, times it
+    read = weight_bytes_read(moe, 1, expert_scale=0.72, imbalance=2.0)
+    assert read == pytest.approx((0.8e9 + 0.8e9 * 2.0 / 0.72) * 2)
