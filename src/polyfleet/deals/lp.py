@@ -108,6 +108,9 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
         return -1 - (2 * d + which)  # negative placeholder resolved later
 
     prices_k = pb.k_group
+    has_k = np.zeros(n_o, bool)
+    has_k[pb.k_o] = True
+    surv_w, surv_kr, surv_k, surv_ar, surv_a = _survival_pattern(pb)
     conv_prev: dict[int, int] = {}
     for first, n in pb.periods:
         mm = np.arange(first, first + n)
@@ -179,7 +182,7 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
                        np.full(len(offers_l), -np.inf),
                        np.array([pb.a_limit[pb.a_offer == o][0] for o in offers_l]))  # fmt: skip
         # capacity of catalog offers
-        real = np.flatnonzero(np.isfinite(pb.o_avail) & usable)
+        real = np.flatnonzero(np.isfinite(pb.o_avail) & usable & has_k)
         if len(real):
             p5 = np.full(n_o, -1)
             p5[real] = np.arange(len(real))
@@ -197,20 +200,13 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
                        np.concatenate([x[kn], a[kaa], un[capped]]),
                        np.concatenate([rate[kn], d_a[kaa], np.ones(len(capped))]),
                        (1 - pb.w_spot_cap[capped]) * peak[capped], np.full(len(capped), np.inf))  # fmt: skip
-        # survival of any one provider's loss
-        if pb.survive > 0:
-            counted = np.ones(len(pb.k_w), bool) if pb.spot_counts else ~pb.o_spot[pb.k_o]
-            for w in inf:
-                ks = np.flatnonzero((pb.k_w == w) & counted)
-                ak = np.flatnonzero(pb.a_w == w) if len(pb.a_w) else np.zeros(0, int)
-                provs = np.unique(np.concatenate([pb.o_provider[pb.k_o[ks]], pb.a_provider[ak]]))
-                for p in provs:
-                    sl = cols.add(pb.w_penalty[w] * n)
-                    kk = ks[pb.o_provider[pb.k_o[ks]] != p]
-                    aa = ak[pb.a_provider[ak] != p]
-                    rows.add(np.concatenate([x[kk], a[aa], sl]),
-                             np.concatenate([rate[kk], np.full(len(aa), peak[w]), [1.0]]),
-                             pb.survive * peak[w])  # fmt: skip
+        # survival of any one provider's loss: one row per (workload, provider it uses)
+        if pb.survive > 0 and len(surv_w):
+            sl = cols.add(pb.w_penalty[surv_w] * n)
+            rows.group(np.concatenate([surv_kr, surv_ar, np.arange(len(surv_w))]),
+                       np.concatenate([x[surv_k], a[surv_a], sl]),
+                       np.concatenate([rate[surv_k], peak[pb.a_w[surv_a]], np.ones(len(surv_w))]),
+                       pb.survive * peak[surv_w], np.full(len(surv_w), np.inf))  # fmt: skip
         # lock-in caps on spend at list prices (blocks at their price)
         value_k = np.where(
             pb.k_usd_month > 0,
@@ -352,6 +348,37 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
         shortfall=shortfall,
         idle=block_rows,
     )
+
+
+def _survival_pattern(pb: DealProblem) -> tuple[np.ndarray, ...]:
+    """Rows (workload, provider) of survival and the entries in them: every counted replica
+    candidate and api share of the workload away from that provider."""
+    counted = np.ones(len(pb.k_w), bool) if pb.spot_counts else ~pb.o_spot[pb.k_o]
+    kp = pb.o_provider[pb.k_o]
+    inf_a = pb.w_inf[pb.a_w] if len(pb.a_w) else np.zeros(0, bool)
+    pairs = sorted(
+        {(int(w), int(p)) for w, p in zip(pb.k_w[counted], kp[counted], strict=True)}
+        | {(int(w), int(p)) for w, p in zip(pb.a_w[inf_a], pb.a_provider[inf_a], strict=True)}
+    )
+    w_of = np.array([w for w, _ in pairs], int)
+    p_of = np.array([p for _, p in pairs], int)
+    r_of_w: dict[int, np.ndarray] = {int(w): np.flatnonzero(w_of == w) for w in np.unique(w_of)}
+    kr, kk, ar, aa = [], [], [], []
+    for k in np.flatnonzero(counted):
+        rs = r_of_w[int(pb.k_w[k])]
+        rs = rs[p_of[rs] != kp[k]]
+        kr.append(rs)
+        kk.append(np.full(len(rs), k))
+    for j in np.flatnonzero(inf_a):
+        rs = r_of_w[int(pb.a_w[j])]
+        rs = rs[p_of[rs] != pb.a_provider[j]]
+        ar.append(rs)
+        aa.append(np.full(len(rs), j))
+
+    def cat(parts: list[np.ndarray]) -> np.ndarray:
+        return np.concatenate(parts).astype(int) if parts else np.zeros(0, int)
+
+    return w_of, cat(kr), cat(kk), cat(ar), cat(aa)
 
 
 def _big(pb: DealProblem, kc, ac, k_cost, a_cost, peak, rate) -> float:

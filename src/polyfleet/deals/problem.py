@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from polyfleet.deals.scenarios import Axes
-from polyfleet.deals.spec import SpendCommitment, size_options
+from polyfleet.deals.spec import Reservation, SpendCommitment, size_options
 from polyfleet.errors import SpecError
 from polyfleet.plan.candidates import HOURS_PER_MONTH, build_candidates
 from polyfleet.plan.monthly import growth
@@ -133,17 +133,24 @@ def periods(months: int, quarters_after: int) -> list[tuple[int, int]]:
     return out
 
 
-def _kept(cand, usd_month: np.ndarray, must: np.ndarray) -> np.ndarray:
-    """Candidates kept per workload: the cheapest few, cheapest per provider and accelerator, deal offers."""
+def _kept(cand, usd_month: np.ndarray, must: np.ndarray, covered: np.ndarray) -> np.ndarray:
+    """Candidates kept per workload (the deal LP's columns).
+
+    The ``KEEP_CHEAPEST`` cheapest per requests/s, the cheapest at each provider and at each
+    accelerator, the cheapest at each accelerator among the offers each spend deal covers
+    (``covered``: a deal label per offer, "" for none), and every candidate on an offer a
+    reservation names (``must``).
+    """
     rate = usd_month / cand.inf_rps
     keep = must[cand.inf_o].copy()
     acc = np.array([o.accelerator for o in cand.offers], dtype=object)
+    deal_acc = np.array([f"{c}/{a}" if c else "" for c, a in zip(covered, acc, strict=True)], dtype=object)
     for w in np.unique(cand.inf_w):
         ks = np.flatnonzero(cand.inf_w == w)
         order = ks[np.argsort(rate[ks], kind="stable")]
         keep[order[:KEEP_CHEAPEST]] = True
-        for labels in (cand.offer_provider, acc):
-            seen: set = set()
+        for labels in (cand.offer_provider, acc, deal_acc):
+            seen: set = {""}
             for k in order:
                 label = labels[cand.inf_o[k]]
                 if label not in seen:
@@ -174,6 +181,7 @@ def build_problem(spec: Spec) -> DealProblem:
     offer_pos = {o.id: i for i, o in enumerate(cand.offers)}
     n_o = len(cand.offers)
     must = np.zeros(n_o, bool)
+    covered_by = np.full(n_o, "", dtype=object)
     names: set[str] = set()
     for i, d in enumerate(spec.model.deals):
         if d.name in names:
@@ -188,7 +196,7 @@ def build_problem(spec: Spec) -> DealProblem:
                 raise spec.error(f"unknown offer {oid!r}", "deals", i, *field)
             if oid not in offer_pos:
                 raise spec.error(f"no workload can use offer {oid!r}", "deals", i)
-            must[offer_pos[oid]] = True
+            must[offer_pos[oid]] |= isinstance(d, Reservation)
         if isinstance(d, SpendCommitment):
             for j, aid in enumerate(d.api_offers or []):
                 if aid not in catalog.api_offers:
@@ -200,11 +208,11 @@ def build_problem(spec: Spec) -> DealProblem:
             for j, oid in enumerate(d.offers or []):
                 if catalog.offers[oid].provider != d.provider:
                     raise spec.error(f"offer {oid!r} is not {d.provider}'s", "deals", i, "offers", j)
-            if d.provider in {o.provider for o in cand.offers}:
-                covered = (
-                    [o.id for o in cand.offers if o.provider == d.provider] if d.offers is None else d.offers
-                )
-                must[[offer_pos[o] for o in covered]] = True
+            covered = d.offers
+            if covered is None:
+                covered = [o.id for o in cand.offers if o.provider == d.provider]
+            for oid in covered:
+                covered_by[offer_pos[oid]] = d.name
             end = d.start_month + 12 * d.years
         else:
             end = d.start_month + d.months
@@ -222,7 +230,7 @@ def build_problem(spec: Spec) -> DealProblem:
     cand_usd_month = (
         cand.inf_chips * np.array([o.usd_per_chip_hour for o in cand.offers])[cand.inf_o] * HOURS_PER_MONTH
     )
-    kept = _kept(cand, cand_usd_month, must)
+    kept = _kept(cand, cand_usd_month, must, covered_by)
     k_w, k_o = cand.inf_w[kept], cand.inf_o[kept]
     k_chips, k_rps, k_usd = cand.inf_chips[kept].astype(float), cand.inf_rps[kept], cand_usd_month[kept]
     offers = list(cand.offers)
