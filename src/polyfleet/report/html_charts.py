@@ -228,7 +228,9 @@ def accelerator_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
             y=alt.Y("accelerator:N", sort="x", title=None),
             color=alt.Color("service:N", legend=alt.Legend(title="service")),
             fill=alt.condition(
-                "datum.in_plan", alt.Color("service:N", legend=None), alt.value("transparent")
+                "datum.in_plan",
+                alt.Color("service:N", legend=alt.Legend(title="service")),
+                alt.value("white"),
             ),
             tooltip=[
                 "service:N",
