@@ -64,7 +64,7 @@ def test_streaming_passes_chunks_through_unbuffered_with_usage(fresh, gateway):
     started = time.monotonic()
     arrivals, text, usage = [], "", None
     for chunk in gw.openai().chat.completions.create(
-        model="llama", messages=MESSAGES, max_tokens=6, stream=True
+        model="llama", messages=MESSAGES, max_tokens=6, stream=True, stream_options={"include_usage": True}
     ):
         arrivals.append(time.monotonic() - started)
         if chunk.choices:

@@ -19,10 +19,10 @@ from polyfleet.gateway import hash_key
 MESSAGES = [{"role": "user", "content": "say hello to the fleet"}]
 
 
-def two_models(a: Any, b: Any, **fields: Any) -> dict[str, Any]:
+def two_models(a: Any, b: Any, usd_in: float = 1000.0, **fields: Any) -> dict[str, Any]:
     return {
         "models": [
-            {"name": "llama", "backends": [backend(a, usd_per_mtok_in=1000.0, usd_per_mtok_out=1000.0)]},
+            {"name": "llama", "backends": [backend(a, usd_per_mtok_in=usd_in, usd_per_mtok_out=1000.0)]},
             {"name": "qwen", "backends": [backend(b)]},
         ],
         **fields,
@@ -40,7 +40,7 @@ def test_keys_budgets_and_model_permissions(fresh, gateway):
         },
         {"name": "ops", "key_sha256": hash_key("sk-ops")},
     ]
-    gw = gateway(two_models(a, b, keys=keys))
+    gw = gateway(two_models(a, b, usd_in=100.0, keys=keys))
 
     sdk = gw.openai
     with pytest.raises(openai.AuthenticationError) as info:
@@ -54,18 +54,23 @@ def test_keys_budgets_and_model_permissions(fresh, gateway):
     with pytest.raises(openai.PermissionDeniedError):
         sdk("sk-search").chat.completions.create(model="qwen", messages=MESSAGES, max_tokens=3)
     assert [m.id for m in sdk("sk-search").models.list()] == ["llama"]
-    # 5 in + 3 out tokens at $1000/Mtok = $0.008: the second request takes spend over $0.01
+    # each request costs 5 in x $100/Mtok + 3 out x $1000/Mtok = $0.0035 and reserves its maximum
+    # first: 33 input tokens at most ("user" 4 + "say hello to the fleet" 22 bytes + 4 + 3) x $100/Mtok
+    # + 3 x $1000/Mtok = $0.0063.  Second: $0.0035 spent + $0.0063 <= $0.01: sent.  Third:
+    # $0.007 + $0.0063 > $0.01: refused, though only $0.007 is spent.
     for _ in range(2):
         sdk("sk-search").chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
     with pytest.raises(openai.RateLimitError) as info:
         sdk("sk-search").chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
     assert info.value.body["type"] == "insufficient_quota"
+    assert info.value.response.headers["x-should-retry"] == "false"
+    assert "budget_usd_per_day $0.01" in info.value.body["message"]
     assert a.stats()["answered"] == 2
     sdk("sk-ops").chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)  # other keys go on
     assert gw.terminate() in (0, -15)
     rows = gw.ledger_rows("SELECT key, COUNT(*) FROM requests GROUP BY key ORDER BY key")
     assert rows == [("ops", 1), ("search", 2)]
-    again = gateway(two_models(a, b, keys=keys, ledger=f"sqlite:///{gw.ledger}"), name="restarted")
+    again = gateway(two_models(a, b, usd_in=100.0, keys=keys, ledger=f"sqlite:///{gw.ledger}"), name="restarted")
     with pytest.raises(openai.RateLimitError):  # the spend survives a restart: it is read from the ledger
         again.openai("sk-search").chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 from pathlib import Path
 
 import click
@@ -12,6 +13,23 @@ from polyfleet.cli._app import main
 from polyfleet.cli._common import _fail, _handles_errors
 from polyfleet.gateway import Gateway, load_routes
 from polyfleet.gateway.config import is_loopback
+from polyfleet.gateway.server import GatewayServer, guarded_protocol
+
+_FD_HEADROOM = 64  # descriptors kept for upstream connections, the ledger writer, logs
+
+
+def _connection_cap(wanted: int) -> int:
+    """Raise the open-files limit to its hard limit; the connection cap that fits under it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = 65536 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    # each client connection may hold an upstream connection too: two descriptors
+    return max(1, min(wanted, (soft - _FD_HEADROOM) // 2))
 
 
 @main.command("serve")
@@ -35,20 +53,30 @@ def serve_cmd(routes_path: Path, host: str | None, port: int | None, ledger: str
         )
     if ledger is not None and not ledger.startswith(("sqlite://", "postgresql://", "postgres://")):
         _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {ledger!r}")
+    cap = _connection_cap(routes.limits.max_connections)
+    if cap < routes.limits.max_connections:
+        click.echo(
+            f"polyfleet: limits.max_connections {routes.limits.max_connections} lowered to {cap}"
+            " to fit the open-files limit (ulimit -n)",
+            err=True,
+        )
+    limits = routes.limits.model_copy(update={"max_connections": cap})
+    app = Gateway(routes, ledger_url=ledger)
     config = uvicorn.Config(
-        Gateway(routes, ledger_url=ledger),
+        app,
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=guarded_protocol(limits),
         lifespan="on",
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=int(routes.timeouts.shutdown_s + 0.999),
+        timeout_keep_alive=max(1, round(routes.limits.keepalive_timeout_s)),
         backlog=4096,
     )
     click.echo(f"polyfleet: serving {len(routes.models)} model(s) on http://{host}:{port}", err=True)
-    server = uvicorn.Server(config)
+    server = GatewayServer(config, app)
     server.run()
     if not server.started:
         _fail("the gateway did not start (see the error above)", 1)

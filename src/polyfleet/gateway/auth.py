@@ -3,6 +3,12 @@
 Keys are looked up by the SHA-256 of the presented secret, so the routes file and memory
 hold hashes only.  Spend per key and UTC day is kept here, seeded from the ledger at
 start so a restart does not reset a budget.
+
+Budgets hold under concurrency: before a request is sent, its maximum cost (input tokens
+x input price + max_tokens x output price, at the dearest backend that may serve it) is
+reserved; a request whose reservation does not fit in what is left of the budget (spent
+plus reserved by requests in flight) is refused; when it ends, the reservation is
+released and the actual cost charged.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ class Keys:
         self.enabled = keys is not None
         self._by_hash = {k.key_sha256.lower(): k for k in keys or ()}
         self.spent: dict[tuple[str, str], float] = {}
+        self.reserved: dict[tuple[str, str], float] = {}
 
     def authenticate(self, authorization: bytes | None, x_api_key: bytes | None) -> Key:
         """The key behind ``Authorization: Bearer …`` or ``x-api-key``; 401 when none matches."""
@@ -60,7 +67,41 @@ class Keys:
                 status=429,
                 type="insufficient_quota",
                 code="budget_exceeded",
+                headers=((b"x-should-retry", b"false"),),
             )
+
+    def reserve(self, key: Key, day: str, usd: float) -> float:
+        """Hold ``usd`` of the key's budget for a request about to be sent; 429 when it does not fit.
+
+        Returns what was reserved (0 for a key without a budget), to give to ``settle``.
+        """
+        budget = key.budget_usd_per_day
+        if budget is None:
+            return 0.0
+        slot = (key.name, day)
+        spent, held = self.spent.get(slot, 0.0), self.reserved.get(slot, 0.0)
+        if spent + held + usd > budget + 1e-12:
+            raise GatewayError(
+                f"key {key.name!r}: budget_usd_per_day ${budget:g} for {day} (UTC) has ${spent:.6g} spent "
+                f"and ${held:.6g} held by requests in flight; this request may cost up to ${usd:.6g}",
+                status=429,
+                type="insufficient_quota",
+                code="budget_exceeded",
+                headers=((b"x-should-retry", b"false"),),
+            )
+        self.reserved[slot] = held + usd
+        return usd
+
+    def settle(self, key: Key, day: str, reserved: float, usd: float) -> None:
+        """Release a reservation and charge the request's actual cost."""
+        slot = (key.name, day)
+        if reserved:
+            left = self.reserved.get(slot, 0.0) - reserved
+            if left > 1e-12:
+                self.reserved[slot] = left
+            else:
+                self.reserved.pop(slot, None)
+        self.charge(key, day, usd)
 
     def charge(self, key: Key, day: str, usd: float) -> None:
         """Add a request's cost to the key's spend for ``day``."""

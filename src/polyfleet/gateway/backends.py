@@ -2,22 +2,36 @@
 
 A backend is available when its breaker allows, no ``Retry-After`` holds it and it is
 below its concurrency, requests/min and tokens/min limits.  An attempt that fails before
-the client got a byte (connection error, timeout before the first byte, 429, 5xx) moves
-to the next available backend, up to ``max_attempts``.  Client errors (other 4xx) are
-answers, passed through untouched.
+the client got a byte (connection error, timeout before the first byte, 429, 5xx, a
+401/403, a 2xx that is not the protocol) moves to the next available backend, up to
+``max_attempts``.  Client errors (other 4xx) are answers, passed through untouched.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+import orjson
 
 from polyfleet.gateway.config import Backend, ModelRoute, Routes
-from polyfleet.gateway.errors import GatewayError, UpstreamError, UpstreamStatus, UpstreamTimeout
-from polyfleet.gateway.limits import BreakerState, CircuitBreaker, TokenBucket
+from polyfleet.gateway.errors import (
+    GatewayError,
+    UpstreamAuth,
+    UpstreamError,
+    UpstreamMalformed,
+    UpstreamStatus,
+    UpstreamTimeout,
+)
+from polyfleet.gateway.limits import BreakerState, CircuitBreaker, RateMeter, TokenBucket
 from polyfleet.gateway.routing import Policy, make_policy
 from polyfleet.gateway.transport import Transport, UpstreamResponse
+
+log = logging.getLogger("polyfleet.gateway")
 
 
 class BackendState:
@@ -37,9 +51,47 @@ class BackendState:
         self.tpm = TokenBucket(config.max_tokens_per_minute, now) if config.max_tokens_per_minute else None
         self.headers = _auth_headers(config, environ)
         self.notify: Callable[[BackendState, str, float], None] | None = None  # set by SharedState
+        own, default = config.timeouts, routes.timeouts
+        self.inter_chunk_s = (own and own.inter_chunk_s) or default.inter_chunk_s
+        self.timeout = aiohttp.ClientTimeout(
+            total=(own and own.total_s) or default.total_s,
+            sock_connect=(own and own.connect_s) or default.connect_s,
+            sock_read=(own and own.first_byte_s) or default.first_byte_s,
+        )
+        self.probe_url = self.base_url + (config.probe_path or routes.probe.path)
+        self.meter = RateMeter()
+        self.auth_failures = 0
+
+    @property
+    def role(self) -> str | None:
+        return self.config.role
+
+    @property
+    def planned_rps(self) -> float | None:
+        return self.config.planned_requests_per_s
+
+    @property
+    def rate_rps(self) -> float:
+        return self.meter.rate(time.monotonic())
 
     def on_failure(self, exc: UpstreamError, now: float) -> None:
-        """Hold for a Retry-After; count towards the breaker (not a 429); tell other replicas."""
+        """Hold for a Retry-After; count towards the breaker (not a 429); tell other replicas.
+
+        A 401/403 opens the breaker at once: the backend will refuse every request until
+        someone fixes its key, and only the health probe may close it again.
+        """
+        if isinstance(exc, UpstreamAuth):
+            self.auth_failures += 1
+            log.warning(
+                "polyfleet: backend %s refused the gateway's credentials (%s): marked unhealthy",
+                self.name,
+                exc.upstream_status,
+            )
+            before = self.breaker.state
+            self.breaker.open_for(now, self.breaker.cooldown_s)
+            if self.notify is not None and before is not BreakerState.OPEN:
+                self.notify(self, "open", self.breaker.cooldown_s)
+            return
         if isinstance(exc, UpstreamStatus) and exc.retry_after is not None:
             self.hold_until = max(self.hold_until, now + exc.retry_after)
             if self.notify is not None:
@@ -87,6 +139,7 @@ class BackendState:
     def acquire(self, tokens: int) -> None:
         """Count a request against the limits as it is sent."""
         self.inflight += 1
+        self.meter.add(time.monotonic())
         self.breaker.on_send()
         if self.rpm is not None:
             self.rpm.take(1)
@@ -127,6 +180,10 @@ class Pool:
         self.policy: Policy = make_policy(route.policy, len(self.backends))
         self.apis = {b.api for b in route.backends}
 
+    def max_cost_usd(self, tokens_in: int, tokens_out: int) -> float:
+        """The most a request of these tokens may cost here: at the dearest backend."""
+        return max(b.config.cost_usd(tokens_in, tokens_out) for b in self.backends)
+
     def pick(self, apis: Container[str], tokens: int, tried: set[int]) -> BackendState | None:
         """The policy's choice among available backends speaking one of ``apis``, not yet tried."""
         now = time.monotonic()
@@ -152,14 +209,44 @@ class Opened:
     attempts: int
 
 
-def _retry_after(headers: Mapping[str, str], cap: float) -> float | None:
+def retry_after_s(headers: Mapping[str, str], cap: float, now_epoch: float | None = None) -> float | None:
+    """``Retry-After`` in seconds from now, capped: delta-seconds or an HTTP date (RFC 9110)."""
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return min(max(float(value), 0.0), cap)
+        seconds = float(value)
     except ValueError:
-        return None  # an HTTP date: rare from model servers; the breaker covers it
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT by definition
+            return None
+        seconds = when.timestamp() - (time.time() if now_epoch is None else now_epoch)
+    return min(max(seconds, 0.0), cap)
+
+
+def _is_json_object(body: bytes) -> bool:
+    try:
+        return isinstance(orjson.loads(body), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
+_SSE_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:", b"\n", b"\r")
+
+
+def _check_protocol(response: UpstreamResponse, stream: bool, first: bytes) -> None:
+    """A 2xx must be the protocol: a JSON object, or for a stream an event stream."""
+    if stream:
+        kind = response.headers.get("content-type", "")
+        if "text/event-stream" not in kind or not first.lstrip(b" ").startswith(_SSE_STARTS):
+            raise UpstreamMalformed(
+                f"upstream answered 2xx with {kind or 'no content type'}, not an event stream"
+            )
+    elif not _is_json_object(first):
+        raise UpstreamMalformed("upstream answered 2xx with a body that is not a JSON object")
 
 
 async def open_upstream(
@@ -190,20 +277,33 @@ async def open_upstream(
         backend.acquire(tokens)
         headers = {**backend.headers, **extra_headers} if extra_headers else backend.headers
         try:
-            response = await transport.post(backend.base_url + path, body, headers)
+            response = await transport.post(backend.base_url + path, body, headers, backend.timeout)
             if response.status == 429 or response.status >= 500:
-                wait = _retry_after(response.headers, routes.max_retry_after_s)
+                wait = retry_after_s(response.headers, routes.max_retry_after_s)
                 raise UpstreamStatus(response.status, await response.read(), wait)
+            if response.status in (401, 403):
+                await response.read()  # dropped: an upstream's error body may echo its key
+                raise UpstreamAuth(response.status)
             if stream and response.status < 300:
-                first = await response.first_chunk()
+                first = await response.first_chunk(backend.inter_chunk_s)
             else:
                 first = await response.read()
+            if response.status < 300:
+                try:
+                    _check_protocol(response, stream, first)
+                except UpstreamMalformed:
+                    response.close()
+                    raise
         except UpstreamError as exc:
             backend.release(tokens, None)
             backend.on_failure(exc, time.monotonic())
-            on_failover(
-                backend.name, str(exc.status) if isinstance(exc, UpstreamStatus) else type(exc).__name__
-            )
+            if isinstance(exc, UpstreamStatus):
+                reason = str(exc.status)
+            elif isinstance(exc, UpstreamAuth):
+                reason = f"auth-{exc.upstream_status}"
+            else:
+                reason = type(exc).__name__
+            on_failover(backend.name, reason)
             last = exc
             continue
         backend.breaker.on_success()
@@ -231,6 +331,8 @@ def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int]) -> Gatew
             code="rate_limit_exceeded",
             headers=headers,
         )
+    if isinstance(last, UpstreamAuth):
+        last = UpstreamError("a backend refused the gateway's credentials (see the gateway's log)")
     return GatewayError(
         f"every backend of model {pool.name!r} tried ({len(tried)}) failed; last: {last}",
         status=504 if isinstance(last, UpstreamTimeout) else 502,

@@ -16,8 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.yamlio import Lines, dotted, line_of, read_yaml
 
-Policy = Literal["weighted", "least-cost", "least-loaded"]
+Policy = Literal["weighted", "least-cost", "least-loaded", "plan"]
 Api = Literal["openai", "anthropic"]
+Role = Literal["committed", "overflow", "fallback"]
 
 
 class _Strict(BaseModel):
@@ -40,6 +41,15 @@ class Key(_Strict):
     models: list[str] | None = None
 
 
+class BackendTimeouts(_Strict):
+    """Per-backend upstream limits; a field left out takes the routes file's ``timeouts``."""
+
+    connect_s: float | None = Field(None, gt=0)
+    first_byte_s: float | None = Field(None, gt=0)
+    inter_chunk_s: float | None = Field(None, gt=0)
+    total_s: float | None = Field(None, gt=0)
+
+
 class Backend(_Strict):
     """One upstream serving a model: an OpenAI- or Anthropic-compatible base URL."""
 
@@ -55,6 +65,13 @@ class Backend(_Strict):
     max_requests_per_minute: float | None = Field(None, gt=0)
     max_tokens_per_minute: float | None = Field(None, gt=0)
     api_key_env: str | None = None
+    role: Role | None = Field(None, description="what the plan bought it for (policy: plan)")
+    planned_requests_per_s: float | None = Field(None, ge=0, description="committed: fill up to this rate")
+    planned_share: float | None = Field(
+        None, ge=0, le=1, description="the plan's share of the model's demand"
+    )
+    timeouts: BackendTimeouts | None = None
+    probe_path: str | None = Field(None, pattern=r"^/", description="health probe, after the base URL")
 
     def cost_usd(self, tokens_in: int, tokens_out: int) -> float:
         """Price of one request on this backend."""
@@ -72,6 +89,8 @@ class ModelRoute(_Strict):
     def _some_weight(self) -> ModelRoute:
         if self.policy == "weighted" and not any(b.weight > 0 for b in self.backends):
             raise ValueError("policy 'weighted' needs at least one backend with weight > 0")
+        if self.policy == "plan" and any(b.role is None for b in self.backends):
+            raise ValueError("policy 'plan' needs a role (committed, overflow or fallback) on every backend")
         return self
 
 
@@ -83,11 +102,32 @@ class Breaker(_Strict):
 
 
 class Timeouts(_Strict):
-    """Connect and first-byte limits per upstream attempt; bound on draining at shutdown."""
+    """Upstream limits per attempt (every backend's default); bound on draining at shutdown."""
 
     connect_s: float = Field(2.0, gt=0)
     first_byte_s: float = Field(60.0, gt=0)
+    inter_chunk_s: float = Field(60.0, gt=0)
+    total_s: float = Field(600.0, gt=0)
     shutdown_s: float = Field(20.0, gt=0)
+
+
+class ClientLimits(_Strict):
+    """What one client connection may hold: header size, read timeouts, idle keep-alive, connections."""
+
+    max_header_bytes: int = Field(16384, ge=1024)
+    header_timeout_s: float = Field(10.0, gt=0)
+    body_timeout_s: float = Field(30.0, gt=0)
+    keepalive_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(1024, gt=0)
+
+
+class Probe(_Strict):
+    """Active health check of a backend whose breaker is open: a request every ``interval_s``."""
+
+    interval_s: float = Field(1.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0)
+    method: Literal["GET", "POST", "HEAD"] = "GET"
+    path: str = Field("/models", pattern=r"^/")
 
 
 class Routes(_Strict):
@@ -107,6 +147,10 @@ class Routes(_Strict):
     max_retry_after_s: float = Field(60.0, gt=0)
     breaker: Breaker = Breaker()
     timeouts: Timeouts = Timeouts()
+    limits: ClientLimits = ClientLimits()
+    probe: Probe = Probe()
+    metrics_key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    budget_max_tokens: int = Field(4096, gt=0, description="output tokens reserved when max_tokens is absent")
 
     def model(self, name: str) -> ModelRoute | None:
         """The route for ``name``, or None."""
@@ -121,6 +165,9 @@ _MODELS: dict[str, type[BaseModel]] = {
     "models.backends": Backend,
     "breaker": Breaker,
     "timeouts": Timeouts,
+    "limits": ClientLimits,
+    "probe": Probe,
+    "models.backends.timeouts": BackendTimeouts,
 }
 
 

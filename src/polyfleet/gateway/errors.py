@@ -61,3 +61,15 @@ class UpstreamStatus(UpstreamError):
         self.status = status
         self.body = body
         self.retry_after = retry_after
+
+
+class UpstreamAuth(UpstreamError):
+    """The backend refused the gateway's credentials (401/403): its fault, never shown to the client."""
+
+    def __init__(self, status: int):
+        super().__init__(f"upstream refused the gateway's credentials ({status})")
+        self.upstream_status = status
+
+
+class UpstreamMalformed(UpstreamError):
+    """A 2xx whose body is not the protocol (HTML, truncated JSON, not an event stream)."""

@@ -100,3 +100,34 @@ class CircuitBreaker:
             self.state = BreakerState.OPEN
             self.opened_at = now
             self.probing = False
+
+
+class RateMeter:
+    """Requests per second over the last ``window_s``, from two fixed windows blended by overlap.
+
+    The usual sliding-window-counter approximation: O(1) per event, no timestamps kept.
+    """
+
+    def __init__(self, window_s: float = 1.0):
+        self.window_s = window_s
+        self.start = 0.0
+        self.current = 0
+        self.previous = 0
+
+    def _roll(self, now: float) -> None:
+        if now - self.start >= self.window_s:
+            windows = int((now - self.start) // self.window_s)
+            self.previous = self.current if windows == 1 else 0
+            self.current = 0
+            self.start += windows * self.window_s
+
+    def add(self, now: float) -> None:
+        """Count one event at ``now``."""
+        self._roll(now)
+        self.current += 1
+
+    def rate(self, now: float) -> float:
+        """Events per second over the window that ends at ``now``."""
+        self._roll(now)
+        overlap = 1.0 - (now - self.start) / self.window_s
+        return (self.previous * overlap + self.current) / self.window_s

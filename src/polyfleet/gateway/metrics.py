@@ -49,6 +49,37 @@ class Metrics:
             registry=r,
         )
 
+        self.auth_failures = Counter(
+            "polyfleet_upstream_auth_failures",
+            "401/403 answers from a backend: its key is wrong or revoked (alert on this)",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.stream_cuts = Counter(
+            "polyfleet_stream_cuts",
+            "Streams the upstream broke off, stalled or ran past total_s",
+            ["model", "backend"],
+            registry=r,
+        )
+        self.disconnects = Counter(
+            "polyfleet_client_disconnects",
+            "Requests whose client went away before the end",
+            ["model"],
+            registry=r,
+        )
+        self.rate = Gauge(
+            "polyfleet_backend_rate_rps",
+            "Requests/s sent to a backend over the last second",
+            ["model", "backend", "role"],
+            registry=r,
+        )
+        self.planned_rate = Gauge(
+            "polyfleet_backend_planned_rps",
+            "The plan's requests/s for a backend",
+            ["model", "backend", "role"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)

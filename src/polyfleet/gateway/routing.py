@@ -70,6 +70,49 @@ class LeastLoaded:
         return min(eligible, key=lambda c: c.load)
 
 
+class PlanCandidate(Candidate, Protocol):
+    """What the plan policy also looks at."""
+
+    @property
+    def role(self) -> str | None: ...
+
+    @property
+    def planned_rps(self) -> float | None: ...
+
+    @property
+    def rate_rps(self) -> float: ...
+
+
+def _fill(cand: PlanCandidate) -> float:
+    """How full a committed backend is: its rate over its planned rate (no plan: empty)."""
+    planned = cand.planned_rps
+    return cand.rate_rps / planned if planned else 0.0
+
+
+class FollowPlan:
+    """The plan's order: committed below its planned rate, then overflow, then fallback.
+
+    1. **committed** backends (capacity bought for the horizon, paid whether used or not)
+       whose rate over the last second is below their planned rate: the least filled first;
+    2. **overflow** backends (per-token capacity the plan buys beyond it): the cheapest;
+    3. committed backends above their planned rate (the capacity may still take more);
+    4. **fallback** backends (what survival relies on when a provider is lost): the cheapest.
+    """
+
+    def pick(self, eligible: Sequence[Candidate]) -> Candidate:
+        cands: Sequence[PlanCandidate] = eligible  # type: ignore[assignment]
+        committed = [c for c in cands if c.role == "committed"]
+        below = [c for c in committed if c.planned_rps is None or _fill(c) < 1.0]
+        if below:
+            return min(below, key=_fill)
+        overflow = [c for c in cands if c.role == "overflow"]
+        if overflow:
+            return min(overflow, key=lambda c: c.price)
+        if committed:
+            return min(committed, key=_fill)
+        return min(cands, key=lambda c: c.price)
+
+
 def make_policy(name: str, size: int) -> Policy:
     """The policy called ``name`` for a model with ``size`` backends."""
     if name == "weighted":
@@ -78,4 +121,6 @@ def make_policy(name: str, size: int) -> Policy:
         return LeastCost()
     if name == "least-loaded":
         return LeastLoaded()
+    if name == "plan":
+        return FollowPlan()
     raise ValueError(f"unknown routing policy {name!r}")

@@ -35,9 +35,12 @@ class Record(NamedTuple):
     cost_usd: float
     attempts: int
     streamed: bool
+    partial: bool = False  # the answer broke off (upstream cut, stall, timeout) or the client left
+    estimated: bool = False  # tokens counted by the gateway: the upstream reported no usage
 
 
 COLUMNS = Record._fields
+_FLAGS = ("streamed", "partial", "estimated")  # bools in a Record, 0/1 INTEGER columns
 _TYPES = {
     "ts": "DOUBLE PRECISION",
     "day": "TEXT",
@@ -53,6 +56,8 @@ _TYPES = {
     "cost_usd": "DOUBLE PRECISION",
     "attempts": "INTEGER",
     "streamed": "INTEGER",
+    "partial": "INTEGER",
+    "estimated": "INTEGER",
 }
 GROUPS = ("backend", "provider", "key", "model", "day")
 _DDL_LOCK = 0x706F6C79666C6565  # "polyflee": the advisory lock key around CREATE TABLE in PostgreSQL
@@ -115,6 +120,19 @@ class Ledger:
         columns = ", ".join(f"{c} {_TYPES[c]}" for c in COLUMNS)
         self._conn.execute(f"CREATE TABLE IF NOT EXISTS requests ({columns})")
         self._conn.execute("CREATE INDEX IF NOT EXISTS requests_day ON requests (day)")
+        # a ledger written by an older gateway: add the columns it lacks (0 in its old rows)
+        if self._mark == "?":
+            have = {row[1] for row in self._conn.execute("PRAGMA table_info(requests)")}
+        else:
+            have = {
+                row[0]
+                for row in self._conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = 'requests'"
+                )
+            }
+        for column in COLUMNS:
+            if column not in have:
+                self._conn.execute(f"ALTER TABLE requests ADD COLUMN {column} {_TYPES[column]} DEFAULT 0")
 
     def close(self) -> None:
         """Close the connection."""
@@ -126,9 +144,10 @@ class Ledger:
         """Insert ``records`` in one transaction."""
         marks = ", ".join([self._mark] * len(COLUMNS))
         sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({marks})"
-        # ``streamed`` is a bool in a Record but an INTEGER column: SQLite stores True as 1 by
+        # the flags are bools in a Record but INTEGER columns: SQLite stores True as 1 by
         # itself, PostgreSQL refuses a boolean for an integer, so send 0/1 to both.
-        rows = [(*record[:-1], int(record[-1])) for record in records]
+        flags = len(_FLAGS)
+        rows = [(*record[:-flags], *(int(f) for f in record[-flags:])) for record in records]
         if self._mark == "?":
             with self._conn:
                 self._conn.execute("BEGIN")

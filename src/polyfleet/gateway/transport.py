@@ -45,16 +45,24 @@ class UpstreamResponse:
         except _FAILURES as exc:
             raise UpstreamUnavailable(f"upstream broke off its stream: {type(exc).__name__}") from exc
 
-    async def first_chunk(self) -> bytes:
-        """Wait for a stream's first bytes (until then the attempt may still fail over)."""
+    async def first_chunk(self, inter_chunk_s: float | None = None) -> bytes:
+        """Wait for a stream's first bytes (until then the attempt may still fail over).
+
+        From then on, each later chunk must come within ``inter_chunk_s`` (the socket read
+        timeout of this response's connection, which was the first-byte timeout until now).
+        """
         self._stream = self.chunks()
         try:
-            return await anext(self._stream)
+            first = await anext(self._stream)
         except StopAsyncIteration:
             return b""
         except BaseException:
             self.close()
             raise
+        connection = self._response.connection
+        if inter_chunk_s is not None and connection is not None and connection.protocol is not None:
+            connection.protocol.read_timeout = inter_chunk_s
+        return first
 
     def rest(self) -> AsyncIterator[bytes]:
         """The chunks after ``first_chunk``."""
@@ -89,13 +97,38 @@ class Transport:
             await self._session.close()
             self._session = None
 
-    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> UpstreamResponse:
-        """Send ``body``; return once the status line and headers are in."""
+    async def post(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        timeout: aiohttp.ClientTimeout | None = None,
+    ) -> UpstreamResponse:
+        """Send ``body``; return once the status line and headers are in.
+
+        ``timeout`` (a backend's own) replaces the session's: ``total`` bounds the whole
+        exchange, body included; ``sock_read`` the wait for the first byte.
+        """
         assert self._session is not None, "Transport.start() was not awaited"
         try:
-            response = await self._session.post(url, data=body, headers=headers)
+            if timeout is None:
+                response = await self._session.post(url, data=body, headers=headers)
+            else:
+                response = await self._session.post(url, data=body, headers=headers, timeout=timeout)
         except TimeoutError as exc:
             raise UpstreamTimeout("no answer from upstream in time") from exc
         except _FAILURES as exc:
             raise UpstreamUnavailable(f"cannot reach upstream: {type(exc).__name__}") from exc
         return UpstreamResponse(response)
+
+    async def probe(self, method: str, url: str, headers: Mapping[str, str], timeout_s: float) -> int | None:
+        """One health-check request: its status, or None when there was no answer."""
+        assert self._session is not None, "Transport.start() was not awaited"
+        try:
+            async with self._session.request(
+                method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout_s)
+            ) as response:
+                await response.read()
+                return response.status
+        except (TimeoutError, *_FAILURES):
+            return None

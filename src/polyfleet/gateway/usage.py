@@ -33,31 +33,71 @@ def usage_from_body(body: bytes) -> Usage | None:
         return None
 
 
+def _usage_only(event: bytes) -> bool:
+    """Whether an SSE event is OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
+    for line in event.split(b"\n"):
+        if line.startswith(b"data:") and b'"usage"' in line:
+            try:
+                data = orjson.loads(line[5:])
+            except orjson.JSONDecodeError:
+                return False
+            return (
+                isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
+            )
+    return False
+
+
 class StreamUsage:
     """Watches SSE bytes go by and keeps the usage they report, without holding the stream.
 
     OpenAI sends usage in the last ``data:`` event (with ``stream_options.include_usage``);
     Anthropic sends input tokens in ``message_start`` and output tokens in ``message_delta``.
     Only the unfinished last line is kept between chunks.
+
+    With ``hide_usage_chunk`` (an OpenAI client that did not ask for usage, while the
+    gateway did, to bill it), ``feed`` holds back the unfinished last event and drops the
+    usage-only event (``choices: []``), so the client's stream is what the OpenAI API
+    would have sent it; otherwise ``feed`` returns the chunk untouched.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, hide_usage_chunk: bool = False) -> None:
         self._tail = b""
         self.tokens_in = 0
         self.tokens_out = 0
         self.seen = False
+        self._hide = hide_usage_chunk
+        self._held = b""
 
-    def feed(self, chunk: bytes) -> None:
-        """Scan one chunk."""
+    def feed(self, chunk: bytes) -> bytes:
+        """Scan one chunk; the bytes to pass on to the client."""
         data = self._tail + chunk if self._tail else chunk
         if b"usage" not in data:
             self._tail = data[data.rfind(b"\n") + 1 :]
-            return
+            return self._pass(chunk) if self._hide else chunk
         lines = data.split(b"\n")
         self._tail = lines.pop()
         for line in lines:
             if line.startswith(b"data:") and b'"usage"' in line:
                 self._event(line[5:])
+        return self._pass(chunk) if self._hide else chunk
+
+    def _pass(self, chunk: bytes) -> bytes:
+        """Complete events of ``chunk`` (after what was held back), without the usage-only one."""
+        data = self._held + chunk
+        cut = data.rfind(b"\n\n")
+        if cut < 0:
+            self._held = data
+            return b""
+        self._held = data[cut + 2 :]
+        events = data[: cut + 2]
+        if b'"usage"' not in events:
+            return events
+        return b"".join(e + b"\n\n" for e in events.split(b"\n\n") if e and not _usage_only(e))
+
+    def rest(self) -> bytes:
+        """What ``feed`` held back, at the end of the stream."""
+        held, self._held = self._held, b""
+        return held
 
     def _event(self, payload: bytes) -> None:
         try:

@@ -1,0 +1,191 @@
+"""uvicorn, with limits on what one client may hold, and a ledger flush on a second Ctrl-C.
+
+uvicorn's httptools protocol accepts request heads of any size, never times out a
+connection that has not finished its headers or body (it only times out a keep-alive
+connection idle *after* a response), and by default takes any number of connections.  So
+``GuardedHttpTools`` adds, per the routes file's ``limits``:
+
+- ``max_header_bytes``: a request line plus headers past it gets ``431`` and the
+  connection is closed;
+- ``header_timeout_s``: from the connection's opening (or the first byte of a later
+  request on it) the head must be complete within it, else ``408`` and close;
+- ``body_timeout_s``: from the end of the head the body must be complete within it, else
+  ``408`` and close (the request's handler sees the client gone);
+- ``keepalive_timeout_s``: uvicorn's own idle timeout after a response;
+- ``max_connections``: a connection beyond it gets ``503`` with a JSON error and is closed,
+  once its request head is in (or at ``header_timeout_s``).
+
+``GatewayServer`` runs the app's lifespan shutdown even when a second Ctrl-C makes
+uvicorn skip it, so the ledger is flushed either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import orjson
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from polyfleet.gateway.config import ClientLimits
+
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
+
+
+def _error_response(status: int, message: str, code: str) -> bytes:
+    body = orjson.dumps(
+        {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
+    )
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+class GuardedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol with head size, head/body timeouts and a connection cap."""
+
+    limits = ClientLimits()
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._in_head = False
+        self._head_bytes = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._over_capacity = False
+        self._refused = False  # an error went out and the connection is closing: ignore the rest
+
+    # --- connection ------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._over_capacity = len(self.connections) > self.limits.max_connections
+        self._start_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        super().connection_lost(exc)
+
+    def _refuse(self, status: int, message: str, code: str) -> None:
+        self._cancel_timer()
+        self._in_head = False
+        if self.cycle is not None and not self.cycle.response_complete:
+            return self._drop()  # the app answers this request (it sees the client gone)
+        self._refused = True
+        if not self.transport.is_closing():
+            self.transport.write(_error_response(status, message, code))
+            self.transport.close()
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _start_head(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        self._timer = None
+        if self._over_capacity:
+            self._refuse(
+                503,
+                f"the gateway holds its maximum of {self.limits.max_connections} connections",
+                "too_many_connections",
+            )
+        else:
+            self._refuse(
+                408,
+                f"request line and headers not complete within {self.limits.header_timeout_s:g} s",
+                "header_timeout",
+            )
+
+    def _body_timed_out(self) -> None:
+        self._timer = None
+        if self.cycle is not None and not self.cycle.response_started:
+            # the request's handler is waiting for the body: answer 408 and hang up; it sees a disconnect
+            self._refused = True
+            self.transport.write(
+                _error_response(
+                    408, f"request body not complete within {self.limits.body_timeout_s:g} s", "body_timeout"
+                )
+            )
+        self._drop()
+
+    def _drop(self) -> None:
+        self._refused = True
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    # --- parsing ---------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if not self._in_head and (self.cycle is None or self.cycle.response_complete) and self._timer is None:
+            self._start_head()  # the first bytes of a later request on a kept-alive connection
+        if self._in_head:
+            self._head_bytes += len(data)
+        super().data_received(data)
+        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
+            self._too_large()
+
+    def _too_large(self) -> None:
+        self._refuse(
+            431,
+            f"request line and headers over {self.limits.max_header_bytes} bytes",
+            "request_header_fields_too_large",
+        )
+
+    def on_headers_complete(self) -> None:
+        head = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+        if head > self.limits.max_header_bytes:
+            self._too_large()
+            return
+        if self._over_capacity:
+            self._refuse(
+                503,
+                f"the gateway holds its maximum of {self.limits.max_connections} connections",
+                "too_many_connections",
+            )
+            return
+        self._in_head = False
+        self._cancel_timer()
+        self._timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._refused:
+            return
+        self._cancel_timer()
+        super().on_message_complete()
+
+
+def guarded_protocol(limits: ClientLimits) -> type[GuardedHttpTools]:
+    """``GuardedHttpTools`` with ``limits``, for ``uvicorn.Config(http=…)``."""
+    return type("GuardedHttpTools", (GuardedHttpTools,), {"limits": limits})
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's server; after a forced exit (second Ctrl-C) the app is still shut down (ledger flushed)."""
+
+    def __init__(self, config: uvicorn.Config, app: Any):
+        super().__init__(config)
+        self.app = app
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        await super().shutdown(sockets)
+        if self.force_exit:  # uvicorn skipped the lifespan shutdown: flush the ledger ourselves
+            await self.app.shutdown()
