@@ -49,10 +49,10 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     spec = build_spec(spec_data())
     plan_dict = plan(spec).to_dict()
     monthly = plan(build_spec(spec_data(horizon_months=2, periods="monthly"))).to_dict()
-    figures = collect(plan_dict, spec, risk_scenarios=200, frontier=False, monthly_plan=monthly)
+    figures = collect(plan_dict, spec, risk_scenarios=200, frontier=True, monthly_plan=monthly)
     page = tmp_path / "report.html"
     page.write_text(render(figures, "browser test"), encoding="utf-8")
-    expected = {"spend", "survival", "risk", "monthly", "accelerators"}
+    expected = {"spend", "survival", "frontier", "risk", "monthly", "accelerators"}
     assert set(re.findall(r'<div class="chart" id="chart-(\w+)"', page.read_text())) == expected
 
     shot = tmp_path / "shot.png"

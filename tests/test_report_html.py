@@ -10,8 +10,9 @@ replica is 1 chip serving 1 request/s, 100 input + 100 output tokens per request
   is 2 replicas on a1 ($1,460) + 2 on c1 ($2,190) = $3,650, both survival rows at 50%;
 - office buys 10 Mtok in at $1 + 5 Mtok out at $2 from api-x at pa: $20; total $3,670;
 - best single provider: pa alone (survival dropped), 4 x $730 + $20 = $2,940, so the plan
-  costs $730 a month more; pb and pc sell no api tokens; best single vendor: va (a1 and
-  c1) = the plan itself, $3,670, savings $0; vb (pb only) cannot survive losing pb;
+  costs $730 a month more; pc alone is 4 x $1,095 + api-y's 10 x $2 + 5 x $4 = $4,420; pb
+  sells no api tokens; best single vendor: va (a1 and c1) = the plan itself, $3,670,
+  savings $0; vb (b1 only) cannot survive losing pb;
 - $/Mtok: chat serves 4 x 200 x 2,628,000 = 2,102.4 Mtok a month, half on each offer:
   a1 $1,460 / 1,051.2 = $1.3889, c1 $2,190 / 1,051.2 = $2.0833; office $20 / 15 = $1.3333.
 """
@@ -59,7 +60,8 @@ def spec_data(**extra: Any) -> dict[str, Any]:
             offer("c1", "pc", "acc-a", 1.5),
         ],
         "api_offers": [
-            {"id": "api-x", "provider": "pa", "model": "m", "usd_per_mtok_in": 1, "usd_per_mtok_out": 2}
+            {"id": "api-x", "provider": "pa", "model": "m", "usd_per_mtok_in": 1, "usd_per_mtok_out": 2},
+            {"id": "api-y", "provider": "pc", "model": "m", "usd_per_mtok_in": 2, "usd_per_mtok_out": 4},
         ],
         "models": [CARD],
         "policy": {"survive_provider_loss": 0.5},
@@ -153,7 +155,8 @@ def test_headline_savings_and_binding(built: tuple[dict, dict, str]) -> None:
     assert head["single_vendor"]["best"] == "va"
     assert head["single_vendor"]["savings_usd_per_month"] == pytest.approx(0.0)
     tried = figures["baselines"]["provider"]["tried"]
-    assert not tried["pb"]["feasible"] and not tried["pc"]["feasible"]  # no api offer there
+    assert not tried["pb"]["feasible"]  # sells no api tokens
+    assert tried["pc"]["total_usd"] == pytest.approx(4 * 1095 + 10 * 2 + 5 * 4)
     assert not figures["baselines"]["vendor"]["tried"]["vb"]["feasible"]  # pb alone cannot survive pb
     parsed = _Page()
     parsed.feed(page)
