@@ -113,6 +113,9 @@ def main() -> None:
         "total_seconds": round(t3 - t0, 2),
         "iterations": res.iterations,
         "first_stages_evaluated": len(ev.cache),
+        "recommended": {
+            t.name: float(res.first[2 * d + 1]) for d, t in enumerate(pb.deals) if res.first[2 * d] > 0.5
+        },
         "objective_usd": round(res.objective, 2),
         "bound_usd": round(res.bound, 2),
         "gap": round(res.gap, 6),

@@ -137,7 +137,7 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
         # api shares
         amult = (pb.w_path[pb.a_w][:, mm] * dm[None]).sum(axis=1) if len(pb.a_w) else np.zeros(0)
         if len(pb.a_w):
-            base_path = np.where(pb.w_inf[pb.a_w], pb.w_path[pb.a_w, 0], 1.0)
+            base_path = pb.w_base[pb.a_w]
             a_cost = pb.a_usd_month * amult / np.maximum(base_path, 1e-12) * pm[pb.api_group]
         else:
             a_cost = np.zeros(0)
@@ -176,7 +176,7 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
             offers_l = np.unique(pb.a_offer[lim])
             p4 = {o: i for i, o in enumerate(offers_l)}
             gm = (pb.w_path[pb.a_w[lim]][:, mm] * dm[None]).max(axis=1) / np.maximum(
-                np.where(pb.w_inf[pb.a_w[lim]], pb.w_path[pb.a_w[lim], 0], 1.0), 1e-12
+                pb.w_base[pb.a_w[lim]], 1e-12
             )
             rows.group(np.array([p4[o] for o in pb.a_offer[lim]]), a[lim], pb.a_tpm[lim] * gm,
                        np.full(len(offers_l), -np.inf),

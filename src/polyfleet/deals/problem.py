@@ -72,6 +72,7 @@ class DealProblem:
     workload_names: list[str]
     w_inf: np.ndarray  # bool per workload
     w_path: np.ndarray  # (W, M) base peak requests/s (inference) or demand multiplier (api)
+    w_base: np.ndarray  # (W,) what the candidates' api prices were computed at (peak rps, or 1)
     w_spot_cap: np.ndarray
     w_penalty: np.ndarray  # USD per requests/s-month (inference) or per month of all demand (api)
     # extended offers: catalog offers kept, then per reservation its block and conversion block
@@ -359,20 +360,26 @@ def build_problem(spec: Spec) -> DealProblem:
             rates += list(a_usd[ap] / base)
         else:
             rates += list(a_usd[ap])
-        penalty[w] = emergency * 2.0 * max(rates or [1.0])
+        penalty[w] = emergency * max(rates or [1.0])
     policy = spec.policy
     # policy.max_share is a share of spend, unless the spec model also has max_spend_share
     # (then max_share is a share of each service's peak capacity and max_spend_share of spend)
     spend_caps = getattr(policy, "max_spend_share", None)
     caps = spend_caps if spend_caps is not None else policy.max_share
     capacity_caps = policy.max_share if spend_caps is not None else None
-    axes = Axes(months, providers, groups, uncertain, pmfs, fixed)
+    deal_providers = sorted(
+        {d.provider for d in spec.model.deals if isinstance(d, SpendCommitment)}
+        | {catalog.offers[d.offer].provider for d in spec.model.deals if isinstance(d, Reservation)}
+        | {catalog.offers[u].provider for u in uncertain}
+    )
+    axes = Axes(months, providers, groups, uncertain, pmfs, fixed, deal_providers)
     return DealProblem(
         months=months,
         periods=periods(months, unc.quarters_after_month),
         workload_names=[w.name for w in cand.workloads],
         w_inf=w_inf,
         w_path=path,
+        w_base=np.where(w_inf, cand.peak_rps, 1.0),
         w_spot_cap=cand.spot_cap,
         w_penalty=penalty,
         o_id=o_id,

@@ -89,6 +89,7 @@ class Axes:
     uncertain: list[str]  # offer ids whose arrival month is uncertain
     arrival_pmf: list[dict[int, float]]  # per uncertain offer
     fixed_arrival: list[int]  # per uncertain offer: the month used when not sampled
+    shock_families: list[str] = field(default_factory=list)  # providers whose shocks get a family
 
 
 def base_declines(prices: PriceModel, groups: list[str]) -> np.ndarray:
@@ -151,7 +152,8 @@ def _families(
 
     Demand: terciles of the final month's log-normal multiplier; each uncertain offer:
     arriving by the median month of its distribution or after; a capacity shock at a
-    provider, where such shocks are neither rare nor near-certain (5% to 60% of scenarios).
+    provider a deal or an uncertain offer names, where such shocks are neither rare nor
+    near-certain (5% to 60% of scenarios).
     """
     years = (demand.shape[1] - 1) / 12.0
     mu, vol = sampled.demand.drift_per_year, sampled.demand.volatility_per_year
@@ -172,7 +174,8 @@ def _families(
             fam[f"{offer} arrives by month {middle}"] = arrival[:, u] <= middle
             fam[f"{offer} arrives after month {middle}"] = arrival[:, u] > middle
     for p, provider in enumerate(axes.providers):
-        fam[f"capacity shock at {provider}"] = shock[:, p]
+        if provider in axes.shock_families:
+            fam[f"capacity shock at {provider}"] = shock[:, p]
     return fam
 
 

@@ -13,6 +13,8 @@ from rich.text import Text
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 0:
+        return "-" + _usd(-value)  # -$482.00, not $-482.00
     if abs(value) >= 1e6:
         return f"${value / 1e6:,.2f}M"
     if abs(value) >= 1e3:
@@ -59,12 +61,14 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
     head = Text.assemble(
         ("plan ", "bold"),
         (plan["status"], "green"),
-        f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g} month(s)",
+        f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g}"
+        f" month{'' if plan['horizon_months'] == 1 else 's'}",
         f"  solved in {plan['solve_seconds']:.2f} s",
         _gap_note(plan),
     )
     parts.append(head)
     t = Table(title="Workloads: where each runs and what it costs", title_justify="left")
+    t.drop_order = ("offer", "kind", "chips", "replicas")  # type: ignore[attr-defined]  # narrow terminals
     for col, justify in (
         ("workload", "left"),
         ("kind", "left"),
@@ -163,9 +167,16 @@ _HEADERS = {
 }
 
 
-def records_table(title: str, rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> Table:
-    """A generic table of dict rows with the given columns (empty cells as '-')."""
+def records_table(
+    title: str, rows: Sequence[dict[str, Any]], columns: Iterable[str], drop_order: Sequence[str] = ()
+) -> Table:
+    """A generic table of dict rows with the given columns (empty cells as '-').
+
+    ``drop_order``: headers a narrow terminal hides first (cli/_terminal.py).
+    """
     t = Table(title=title, title_justify="left")
+    if drop_order:
+        t.drop_order = tuple(_HEADERS.get(c, c) for c in drop_order)  # type: ignore[attr-defined]
     cols = list(columns)
     for i, col in enumerate(cols):
         t.add_column(_HEADERS.get(col, col), no_wrap=i == 0)
