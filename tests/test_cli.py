@@ -442,3 +442,96 @@ def test_plan_json_on_real_stdout_is_pure_json(tmp_path):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data["status"] == "optimal"
+
+
+# --- terminal output (issue 16) -------------------------------------------------------------
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line]
+
+
+def test_tables_fit_80_columns_when_not_a_tty(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    result = run_cli("plan", EXAMPLES / "frontier-lab.yaml", "--time-limit", "20")
+    assert result.exit_code == 0, result.stderr
+    assert max(len(line) for line in _lines(result.stdout)) <= 80
+    assert "hidden to fit 80 columns: offer" in result.stdout
+    assert "\x1b" not in result.stdout + result.stderr  # piped: no escape codes anywhere
+
+
+def test_wide_shows_every_column_and_columns_sets_the_width(monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    wide = run_cli("catalog", "offers", "--provider", "aws", "--wide")
+    assert wide.exit_code == 0
+    header = next(line for line in wide.stdout.splitlines() if " id " in line)
+    for column in ("region", "chips/inst", "avail", "as_of"):
+        assert column in header
+    assert "hidden" not in wide.stdout
+    monkeypatch.setenv("COLUMNS", "120")
+    mid = run_cli("catalog", "offers", "--provider", "aws")
+    assert max(len(line) for line in _lines(mid.stdout)) <= 120
+    assert max(len(line) for line in _lines(wide.stdout)) > 120
+
+
+def test_number_columns_are_right_aligned(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    result = run_cli("catalog", "offers", "--provider", "aws")
+    rows = [line for line in result.stdout.splitlines() if line.startswith("│ aws-p5-48xlarge-us-east-1-on")]
+    cells = [c for c in rows[0].split("│")[1:-1]]
+    price = cells[6]  # $/chip-h: padded on the left, ends one space before the border
+    assert price.endswith(" ") and price.strip() and price.startswith("  ")
+    assert price.rstrip().endswith(price.strip())
+
+
+def test_money_and_months_read_as_words():
+    from polyfleet.report.tables import _usd, plan_tables
+
+    assert _usd(-482) == "-$482.00"
+    assert _usd(-1_234_567) == "-$1.23M"
+    assert _usd(1_234_567) == "$1.23M"
+    from polyfleet.cli._terminal import render_table
+
+    plan = {"status": "optimal", "total_usd": 10.0, "horizon_months": 1.0, "solve_seconds": 0.1,
+            "workloads": [], "shares": {}, "policy": {}}  # fmt: skip
+    assert "over 1 month " in render_table(plan_tables(plan))
+    assert "over 2 months " in render_table(plan_tables({**plan, "horizon_months": 2.0}))
+
+
+def test_progress_only_on_a_terminal():
+    import io
+    import time
+
+    from polyfleet.cli._terminal import working
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    piped = io.StringIO()
+    with working("planning", stream=piped):
+        time.sleep(0.05)
+    assert piped.getvalue() == ""
+    tty = Tty()
+    with working("planning spec.yaml", stream=tty):
+        time.sleep(0.3)
+    assert "planning spec.yaml" in tty.getvalue()
+    late = Tty()
+    with working("planning", delay_s=5.0, stream=late):  # a run shorter than the delay shows nothing
+        time.sleep(0.05)
+    assert late.getvalue() == ""
+
+
+def test_latin1_terminal_gets_ascii_tables_and_no_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "COLUMNS": "100"}
+    exe = str(Path(sys.executable).with_name("polyfleet"))
+    cmd = [exe, "plan", str(EXAMPLES / "startup.yaml"), "--explain"]
+    result = subprocess.run(cmd, capture_output=True, env=env, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr.decode("latin-1")
+    text = result.stdout.decode("latin-1")
+    assert "support-bot" in text and "+-" in text and "┃" not in text
+    assert b"Traceback" not in result.stderr

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sys
 from collections.abc import Callable
@@ -12,12 +11,25 @@ from typing import Any, BinaryIO
 
 import click
 import yaml
-from rich.console import Console
 
+from polyfleet.cli._terminal import render_table, set_wide, working
 from polyfleet.errors import SpecError
 from polyfleet.io import OutputError, atomic, check_output
 
 FORMATS = click.Choice(["table", "json", "yaml"])
+
+__all__ = ["FORMATS", "OutputPath", "set_wide", "wide_option", "working"]
+
+
+def wide_option() -> click.Option:
+    """``--wide``: tables at their natural width, every column (added to every command with --format)."""
+    return click.Option(
+        ["--wide"],
+        is_flag=True,
+        expose_value=False,
+        callback=lambda ctx, param, value: set_wide(value),
+        help="show tables at full width, every column (default: fit the terminal, 80 when piped)",
+    )
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -108,9 +120,7 @@ def _render(data: Any, fmt: str, table: Callable[[], Any]) -> str:
         return json.dumps(data, indent=2) + "\n"
     if fmt == "yaml":
         return yaml.safe_dump(data, sort_keys=False)
-    buffer = io.StringIO()
-    Console(file=buffer, width=200, force_terminal=False, color_system=None).print(table())
-    return buffer.getvalue()
+    return render_table(table(), sys.stderr if _stdout_claimed else sys.stdout)
 
 
 def _emit(text: str, out: Path | None) -> None:

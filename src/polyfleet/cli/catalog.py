@@ -12,7 +12,16 @@ from rich.table import Table
 from polyfleet.catalog.io import csv_section, load_bundled
 from polyfleet.catalog.skypilot import import_skypilot, offers_csv
 from polyfleet.cli._app import main
-from polyfleet.cli._common import OutputPath, _emit, _fail, _handles_errors, _render, _write_atomic, _wrote
+from polyfleet.cli._common import (
+    OutputPath,
+    _emit,
+    _fail,
+    _handles_errors,
+    _render,
+    _write_atomic,
+    _wrote,
+    working,
+)
 from polyfleet.report.tables import records_table
 
 _CATALOG_COLUMNS = {
@@ -102,7 +111,8 @@ def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
     """Import offers from a SkyPilot catalog folder (catalogs/v8 or the repository root)."""
     if out is not None and csv_section(out) != "offers":
         _fail(f"--out must be named offers.csv or <name>-offers.csv, got {out.name}")
-    result = import_skypilot(directory, load_bundled().accelerators)
+    with working(f"importing {directory}"):
+        result = import_skypilot(directory, load_bundled().accelerators)
     counts = [
         {"provider": provider, "term": term, "offers": n} for (provider, term), n in result.counts().items()
     ]

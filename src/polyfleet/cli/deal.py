@@ -11,7 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, _emit, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render
 from polyfleet.errors import InfeasibleError, SpecError
 from polyfleet.spec import load_spec
 
@@ -107,7 +107,7 @@ def deal_tables(report: dict[str, Any]) -> Group:
 )
 @click.option("--no-evpi", is_flag=True, help="skip the wait-and-see solves (one SAA per scenario)")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+@click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
 @click.option("--address", help="Ray cluster address (--engine ray; default: start a local instance)")
 @_handles_errors

@@ -15,6 +15,7 @@ from polyfleet.cli._common import (
     _render,
     _write_atomic_with,
     _wrote,
+    working,
 )
 from polyfleet.errors import SpecError
 from polyfleet.plan import SolveOptions
@@ -88,7 +89,8 @@ def frontier_cmd(
     from polyfleet.risk.frontier import frontier
 
     options = SolveOptions(time_limit_s=time_limit)
-    result = frontier(spec, caps, survivals, assumptions, scenarios=scenarios, seed=seed, options=options)
+    with working(f"planning {len(caps) * len(survivals) + 1} points of the frontier"):
+        result = frontier(spec, caps, survivals, assumptions, scenarios=scenarios, seed=seed, options=options)
     _emit(_render(result, fmt, lambda: frontier_table(result)), out)
     if chart is not None:
         fig = frontier_chart(result, f"Price of diversification: {spec_path.name}")

@@ -8,7 +8,16 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render, _write_atomic, _wrote
+from polyfleet.cli._common import (
+    FORMATS,
+    OutputPath,
+    _emit,
+    _handles_errors,
+    _render,
+    _write_atomic,
+    _wrote,
+    working,
+)
 from polyfleet.gateway.routes import routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
@@ -56,7 +65,8 @@ def plan_cmd(
     if (routes_out is None) != (backends_map is None):
         raise click.BadParameter("--routes and --backends go together", param_hint="--routes")
     spec = load_spec(spec_path)
-    result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
+    with working(f"planning {spec_path.name} (time limit {time_limit:g} s)", delay_s=2.0):
+        result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
     data = result.to_dict()
     routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables

@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import _handles_errors, _write_atomic
+from polyfleet.cli._common import OutputPath, _handles_errors, _write_atomic
 from polyfleet.errors import SpecError
 from polyfleet.spec import Spec, build_spec, load_spec
 from polyfleet.yamlio import dotted, line_of, read_yaml
@@ -61,7 +61,7 @@ def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
 @main.command("report")
 @click.argument("source", metavar="SPEC_OR_PLAN", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="the HTML file to write"
+    "--out", type=OutputPath(), required=True, help="the HTML file to write"
 )
 @click.option(
     "--spec",

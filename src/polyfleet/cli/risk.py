@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render, working
 from polyfleet.errors import SpecError
 from polyfleet.report.risk import risk_tables
 from polyfleet.risk import Mapper, PlanDataError, RiskAssumptions, analyse, fleet_from_plan, local_mapper
@@ -96,7 +96,8 @@ def risk_cmd(
     assumptions = load_risk_assumptions(spec_path)
     mapper, started = _ray(address) if engine == "ray" else (local_mapper, False)
     try:
-        report = analyse(fleet, assumptions, scenarios, seed, mapper)
+        with working(f"simulating {scenarios:,} scenarios"):
+            report = analyse(fleet, assumptions, scenarios, seed, mapper)
     finally:
         if started:
             import ray

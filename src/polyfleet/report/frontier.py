@@ -24,6 +24,8 @@ from polyfleet.report.tables import _pct
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 0:
+        return "-" + _usd(-value)  # -$482, not $-482
     return f"${value / 1e6:,.3f}M" if abs(value) >= 1e6 else f"${value / 1e3:,.1f}k"
 
 

@@ -14,6 +14,8 @@ from polyfleet.report.tables import _pct
 def _usd(value: float | None) -> str:
     if value is None:
         return "-"
+    if value < 0:
+        return "-" + _usd(-value)  # -$482, not $-482
     return f"${value / 1e6:,.3f}M" if abs(value) >= 1e6 else f"${value:,.0f}"
 
 
@@ -21,7 +23,7 @@ def risk_tables(report: dict[str, Any]) -> RenderableType:
     """The risk report as a person reads it: cost, unserved demand by kind, providers worst first."""
     head = Text(
         f"{report['scenarios']:,} scenarios, seed {report['seed']}, "
-        f"horizon {report['horizon_months']:g} months: "
+        f"horizon {report['horizon_months']:g} month{'' if report['horizon_months'] == 1 else 's'}: "
         f"plan {_usd(report['plan_usd'])}, expected {_usd(report['expected_usd'])} "
         f"(± {_usd(report['expected_usd_stderr'])}), P95 {_usd(report['p95_usd'])}, "
         f"P99 {_usd(report['p99_usd'])}, expected emergency {_usd(report['expected_emergency_usd'])}"
