@@ -120,7 +120,7 @@ def _brute_force_doc(sampled: bool, cvar_weight: float = 0.0) -> dict[str, Any]:
     ]
     return doc(
         12, offers, deals, unc, [chat(10.0, growth_per_month=0.05), tokens],
-        policy={"survive_provider_loss": 0.3}, api_offers=api_offers,
+        policy={"survive_provider_loss": 0.3, "max_share": {"provider": 0.7}}, api_offers=api_offers,
     )  # fmt: skip
 
 

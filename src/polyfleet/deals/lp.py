@@ -111,6 +111,14 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
     has_k = np.zeros(n_o, bool)
     has_k[pb.k_o] = True
     surv_w, surv_kr, surv_k, surv_ar, surv_a = _survival_pattern(pb)
+    cap_patterns = [
+        (cap, _share_pattern(pb, k_code, a_code))
+        for cap, k_code, a_code in (
+            (pb.capacity_provider_cap, pb.o_provider[pb.k_o], pb.a_provider),
+            (pb.capacity_vendor_cap, pb.o_vendor[pb.k_o], pb.a_vendor),
+        )
+        if cap is not None and cap < 1
+    ]
     conv_prev: dict[int, int] = {}
     for first, n in pb.periods:
         mm = np.arange(first, first + n)
@@ -226,22 +234,11 @@ def scenario_lp(pb: DealProblem, sc: Scenarios, s: int) -> Lp:
                 rows.add(np.concatenate([x, a]),
                          np.concatenate([value_k * ((k_code == c) - cap), a_cost * ((a_code == c) - cap)]),
                          -np.inf, 0.0)  # fmt: skip
-        # lock-in caps on each service's peak capacity
-        families_w = (
-            (pb.capacity_provider_cap, pb.o_provider[pb.k_o], pb.a_provider),
-            (pb.capacity_vendor_cap, pb.o_vendor[pb.k_o], pb.a_vendor),
-        )
-        for cap, k_code, a_code in families_w:
-            if cap is None or cap >= 1:
-                continue
-            for w in inf:
-                ks = np.flatnonzero(pb.k_w == w)
-                ak = np.flatnonzero(pb.a_w == w) if len(pb.a_w) else np.zeros(0, int)
-                for c in np.unique(np.concatenate([k_code[ks], a_code[ak]])):
-                    kk, aa = ks[k_code[ks] == c], ak[a_code[ak] == c]
-                    rows.add(np.concatenate([x[kk], a[aa]]),
-                             np.concatenate([rate[kk], np.full(len(aa), peak[w])]),
-                             -np.inf, cap * peak[w])  # fmt: skip
+        # lock-in caps on each service's peak capacity: one row per (workload, provider or vendor)
+        for cap, (cw, ckr, ck, car, ca) in cap_patterns:
+            cols_ = np.concatenate([x[ck], a[ca]])
+            vals_ = np.concatenate([rate[ck], peak[pb.a_w[ca]]])
+            rows.group(np.concatenate([ckr, car]), cols_, vals_, np.full(len(cw), -np.inf), cap * peak[cw])
         # deals in this period
         for d, t in enumerate(deals):
             if not (t.start_month <= first < t.end_month):
@@ -379,6 +376,22 @@ def _survival_pattern(pb: DealProblem) -> tuple[np.ndarray, ...]:
         return np.concatenate(parts).astype(int) if parts else np.zeros(0, int)
 
     return w_of, cat(kr), cat(kk), cat(ar), cat(aa)
+
+
+def _share_pattern(pb: DealProblem, k_code: np.ndarray, a_code: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Rows (inference workload, group) of a capacity-share cap and the entries in them."""
+    inf_k = pb.w_inf[pb.k_w]
+    inf_a = pb.w_inf[pb.a_w] if len(pb.a_w) else np.zeros(0, bool)
+    pairs = sorted(
+        {(int(w), int(c)) for w, c in zip(pb.k_w[inf_k], k_code[inf_k], strict=True)}
+        | {(int(w), int(c)) for w, c in zip(pb.a_w[inf_a], a_code[inf_a], strict=True)}
+    )
+    index = {pair: r for r, pair in enumerate(pairs)}
+    k = np.flatnonzero(inf_k)
+    j = np.flatnonzero(inf_a)
+    kr = np.array([index[(int(pb.k_w[i]), int(k_code[i]))] for i in k], int)
+    ar = np.array([index[(int(pb.a_w[i]), int(a_code[i]))] for i in j], int)
+    return np.array([w for w, _ in pairs], int), kr, k, ar, j
 
 
 def _big(pb: DealProblem, kc, ac, k_cost, a_cost, peak, rate) -> float:
