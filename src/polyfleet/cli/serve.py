@@ -43,6 +43,11 @@ def serve_cmd(routes_path: Path, host: str | None, port: int | None, ledger: str
 
     SIGTERM stops accepting, lets requests in flight finish (timeouts.shutdown_s) and
     flushes the ledger.  Exit 2 on a bad routes file or a missing api_key_env variable.
+
+    Environment: every variable a backend's api_key_env names (its upstream key, e.g.
+    ANTHROPIC_API_KEY, GROQ_API_KEY for the frontier-lab routes) must be set; nothing
+    else is read from the environment (the ledger and state URLs come from ROUTES or
+    --ledger).  The variables it reads are listed on stderr at start.
     """
     routes = load_routes(routes_path, environ=os.environ)
     host = host or routes.listen.host
@@ -75,6 +80,8 @@ def serve_cmd(routes_path: Path, host: str | None, port: int | None, ledger: str
         timeout_keep_alive=max(1, round(routes.limits.keepalive_timeout_s)),
         backlog=4096,
     )
+    keys = sorted({b.api_key_env for m in routes.models for b in m.backends if b.api_key_env})
+    click.echo(f"polyfleet: upstream keys from {', '.join(keys) or 'no environment variable'}", err=True)
     click.echo(f"polyfleet: serving {len(routes.models)} model(s) on http://{host}:{port}", err=True)
     server = GatewayServer(config, app)
     server.run()
