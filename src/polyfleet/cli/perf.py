@@ -22,8 +22,10 @@ from polyfleet.cli._common import (
     _wrote,
 )
 from polyfleet.errors import SpecError, did_you_mean
-from polyfleet.perf import sized_inference_perf
+from polyfleet.perf import inference_perf
 from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
+from polyfleet.perf.configs import best_inference_perf
+from polyfleet.perf.defaults import SLO_PERCENTILE
 from polyfleet.report.tables import records_table
 
 _COMPARE_COLUMNS = [
@@ -44,6 +46,9 @@ _COMPARE_HEADERS = {
     "output_tokens_per_s_per_chip": "tok/s/chip",
 }
 _CHART_SUFFIXES = (".png", ".svg")
+_DTYPES = ["bf16", "fp16", "fp8", "int8", "fp4", "int4"]
+_SEARCH_CHIPS = 8
+"""Chips of one instance the configuration search uses when --chips-per-node is not given."""
 
 
 def _compare_table_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +131,6 @@ def _perf_compare(
                 title,
                 [_compare_table_row(r) for r in rows],
                 [_COMPARE_HEADERS.get(c, c) for c in _COMPARE_COLUMNS],
-                drop_order=("reason", "vendor", "provider", "batch", "usd_per_chip_hour", "chips"),
             ),
         ),
         None,
@@ -174,6 +178,24 @@ def _perf_compare(
     default=None,
     help="write a .png or .svg bar chart of $/Mtok (comparison only)",
 )
+@click.option("--dtype", type=click.Choice(_DTYPES), default=None, help="weight precision (default: card's)")
+@click.option("--kv-dtype", type=click.Choice(_DTYPES), default=None, help="KV-cache precision")
+@click.option("--tp", type=click.IntRange(min=1), default=None, help="fix the tensor-parallel degree")
+@click.option("--pp", type=click.IntRange(min=1), default=None, help="fix the pipeline stages (with --tp)")
+@click.option("--batch", type=click.IntRange(min=1), default=None, help="fix the batch: no SLO search")
+@click.option(
+    "--chips-per-node",
+    type=click.IntRange(min=1),
+    default=None,
+    help=f"chips of one instance: the configuration search's bound (default {_SEARCH_CHIPS})",
+)
+@click.option(
+    "--percentile",
+    type=click.FloatRange(min=0, max=100, min_open=True, max_open=True),
+    default=None,
+    help="meet --tpot-ms/--ttft-ms at this percentile under Poisson arrivals (default 99 with a target)",
+)
+@click.option("--prefix-cache-hit", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 @_handles_errors
@@ -189,12 +211,23 @@ def perf_cmd(
     batching: str,
     term: str,
     chart: Path | None,
+    dtype: str | None,
+    kv_dtype: str | None,
+    tp: int | None,
+    pp: int | None,
+    batch: int | None,
+    chips_per_node: int | None,
+    percentile: float | None,
+    prefix_cache_hit: float,
     fmt: str,
 ) -> None:
     """Roofline estimate of one model on one accelerator, or on every accelerator with $/Mtok.
 
-    Without --accelerator (or with 'all') the table lists, cheapest first, tokens/s per
-    chip and $ per million output tokens on each bundled accelerator's cheapest offer.
+    With --accelerator: the best configuration (tensor/pipeline parallelism, batch) within
+    --chips-per-node chips, SLO targets met at --percentile under Poisson arrivals; --tp,
+    --pp and --batch fix the configuration instead (--batch: a fixed-batch estimate, no
+    SLO search).  Without --accelerator (or with 'all') the table lists, cheapest first,
+    tokens/s per chip and $ per million output tokens on each bundled accelerator.
     Exit 1 when no accelerator (or the one asked for) meets the SLO.
     """
     if ctx.invoked_subcommand is not None:
@@ -205,6 +238,9 @@ def perf_cmd(
     if model_name not in cat.models:
         raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}", file="--model")
     if accelerator_id is None or accelerator_id == "all":
+        fixed = [f for f, v in (("--tp", tp), ("--pp", pp), ("--batch", batch), ("--dtype", dtype)) if v]
+        if fixed:
+            raise SpecError(f"{fixed[0]} needs --accelerator (a configuration of one chip)", file=fixed[0])
         _perf_compare(
             model_name,
             input_tokens=input_tokens,
@@ -225,17 +261,33 @@ def perf_cmd(
             f"unknown accelerator {accelerator_id!r}{did_you_mean(accelerator_id, cat.accelerators)}",
             file="--accelerator",
         )
-    perf = sized_inference_perf(
-        cat.models[model_name],
-        cat.accelerators[accelerator_id],
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        tpot_ms=tpot_ms,
-        ttft_ms=ttft_ms,
-        max_chips=max_chips,
-        batching=batching,
-    )
-    data = {"model": model_name, "accelerator": accelerator_id, **perf.to_dict()}
+    if pp is not None and tp is None:
+        raise SpecError("--pp needs --tp (a fixed layout)", file="--pp")
+    card = cat.models[model_name]
+    update = {k: v for k, v in (("dtype", dtype), ("kv_dtype", kv_dtype)) if v}
+    card = card.model_copy(update=update) if update else card
+    targets = tpot_ms is not None or ttft_ms is not None
+    pct = percentile / 100 if percentile is not None else (SLO_PERCENTILE if targets else None)
+    kwargs: dict[str, Any] = dict(
+        input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms,
+        batching=batching, percentile=pct, prefix_cache_hit=prefix_cache_hit,
+    )  # fmt: skip
+    acc = cat.accelerators[accelerator_id]
+    if tp is not None or batch is not None:
+        perf = inference_perf(
+            card, acc, tensor_parallel=tp, pipeline_stages=pp, batch=batch, max_chips=max_chips,
+            chips_per_node=chips_per_node, min_batch=batch or 1, **kwargs,
+        )  # fmt: skip
+    else:
+        perf = best_inference_perf(
+            card, acc, chips_per_node=chips_per_node or _SEARCH_CHIPS, max_chips=max_chips, **kwargs
+        )
+    data = {
+        "model": model_name,
+        "accelerator": accelerator_id,
+        "configuration": perf.configuration,
+        **perf.to_dict(),
+    }
     _emit(
         _render(
             data,
@@ -296,3 +348,152 @@ def calibrate_cmd(measurements: Path, out: Path, fmt: str) -> None:
         None,
     )
     _wrote(out)
+
+
+_CONFIG_COLUMNS = [
+    "configuration",
+    "chips_per_replica",
+    "tpot_ms",
+    "ttft_ms",
+    "output_tokens_per_s_per_chip",
+    "usd_per_mtok_out",
+    "limit",
+    "bound",
+]
+
+
+@perf_cmd.command("configs")
+@click.option("--model", "model_name", required=True, help="bundled model card name")
+@click.option("--accelerator", "accelerator_id", required=True, help="bundled accelerator id")
+@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), default=None)
+@click.option("--chips-per-node", type=click.IntRange(min=1), default=_SEARCH_CHIPS, show_default=True)
+@click.option("--dtype", "dtypes", type=click.Choice(_DTYPES), multiple=True, help="precisions to try")
+@click.option(
+    "--percentile",
+    type=click.FloatRange(min=0, max=100, min_open=True, max_open=True),
+    default=None,
+    help="meet the targets at this percentile under Poisson arrivals (default 99 with a target)",
+)
+@click.option("--batching", type=click.Choice(["serial", "chunked"]), default="serial", show_default=True)
+@click.option("--term", type=click.Choice(["on-demand", "spot"]), default="on-demand", show_default=True)
+@click.option(
+    "--chart",
+    type=OutputPath(),
+    default=None,
+    help="write a .png or .svg chart of the Pareto front",
+)
+@click.option("--all", "show_all", is_flag=True, help="list every evaluated configuration")
+@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
+@_handles_errors
+def configs_cmd(
+    model_name: str,
+    accelerator_id: str,
+    input_tokens: int,
+    output_tokens: int,
+    tpot_ms: float | None,
+    ttft_ms: float | None,
+    chips_per_node: int,
+    dtypes: tuple[str, ...],
+    percentile: float | None,
+    batching: str,
+    term: str,
+    chart: Path | None,
+    show_all: bool,
+    fmt: str,
+) -> None:
+    """Serving configurations on the throughput-per-dollar vs latency Pareto front.
+
+    Searches tensor/pipeline/expert parallelism within --chips-per-node chips, the
+    precisions given (default: the card's) and batches up to the SLO-limited one, and
+    lists the configurations no other beats on both tokens/s per chip and TPOT.  $/Mtok
+    out prices the cheapest --term offer of the accelerator whose instance holds the
+    replica.  Exit 1 when no configuration meets the SLO.
+    """
+    from polyfleet.perf.configs import pareto_front, search_configs
+
+    if chart is not None and chart.suffix.lower() not in _CHART_SUFFIXES:
+        raise SpecError(f"chart file must end in .png or .svg, got {chart.name!r}", file="--chart")
+    cat = load_bundled()
+    if model_name not in cat.models:
+        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}", file="--model")
+    if accelerator_id not in cat.accelerators:
+        raise SpecError(
+            f"unknown accelerator {accelerator_id!r}{did_you_mean(accelerator_id, cat.accelerators)}",
+            file="--accelerator",
+        )
+    targets = tpot_ms is not None or ttft_ms is not None
+    pct = percentile / 100 if percentile is not None else (SLO_PERCENTILE if targets else None)
+    configs = search_configs(
+        cat.models[model_name], cat.accelerators[accelerator_id], input_tokens=input_tokens,
+        output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms, percentile=pct,
+        chips_per_node=chips_per_node, dtypes=list(dtypes) or None, batching=batching, batches=True,
+    )  # fmt: skip
+    offers = sorted(
+        (o for o in cat.offers.values() if o.accelerator == accelerator_id and o.term == term),
+        key=lambda o: (o.usd_per_chip_hour, o.id),
+    )
+
+    def row(c: Any) -> dict[str, Any]:
+        out = c.to_dict()
+        offer = next((o for o in offers if o.chips_per_instance >= c.perf.chips_per_replica), None)
+        rate = c.perf.output_tokens_per_s_per_chip
+        out["offer"] = offer.id if offer else None
+        priced = offer is not None and rate > 0
+        out["usd_per_mtok_out"] = offer.usd_per_chip_hour / (rate * 3600) * 1e6 if priced else None
+        out["tokens_per_usd"] = rate * 3600 / offer.usd_per_chip_hour if priced else None
+        return out
+
+    front = [row(c) for c in pareto_front(configs)]
+    every = [row(c) for c in configs if c.perf.feasible]
+    slo = ", ".join(
+        p
+        for p in (
+            f"{input_tokens} in / {output_tokens} out",
+            f"tpot <= {tpot_ms:g} ms" if tpot_ms is not None else "",
+            f"ttft <= {ttft_ms:g} ms" if ttft_ms is not None else "",
+            f"p{pct * 100:g}" if pct is not None else "full batch",
+        )
+        if p
+    )
+    title = f"{model_name} on {accelerator_id}: Pareto configurations ({slo})"
+    shown = every if show_all else front
+    data = {"model": model_name, "accelerator": accelerator_id, "percentile": pct, "pareto": front}
+    if show_all:
+        data["configurations"] = every
+
+    def cells(r: dict[str, Any]) -> dict[str, Any]:
+        out = {k: r.get(k) for k in _CONFIG_COLUMNS}
+        for k, f in (("tpot_ms", ".1f"), ("ttft_ms", ".0f"), ("output_tokens_per_s_per_chip", ",.1f")):
+            out[k] = format(r[k], f)
+        out["usd_per_mtok_out"] = None if r["usd_per_mtok_out"] is None else f"{r['usd_per_mtok_out']:.3f}"
+        return out
+
+    headers = {
+        "chips_per_replica": "chips",
+        "output_tokens_per_s_per_chip": "tok/s/chip",
+        "usd_per_mtok_out": "$/Mtok",
+    }
+    _emit(
+        _render(
+            data,
+            fmt,
+            lambda: records_table(
+                title,
+                [{headers.get(k, k): v for k, v in cells(r).items()} for r in shown],
+                [headers.get(c, c) for c in _CONFIG_COLUMNS],
+            ),
+        ),
+        None,
+    )
+    if chart is not None:
+        from polyfleet.report.configs_chart import configs_chart
+
+        _write_chart_atomic(chart, configs_chart(every, front, title))
+        _wrote(chart)
+    if not front:
+        reasons = {c.perf.reason.split(":")[0] for c in configs}
+        click.echo(f"polyfleet: no configuration meets the SLO ({', '.join(sorted(reasons))})", err=True)
+        sys.exit(1)

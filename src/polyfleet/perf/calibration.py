@@ -310,6 +310,16 @@ def predict_perf(
     if card.dtype != m.dtype:
         card = card.model_copy(update={"dtype": m.dtype})
     tp = m.tensor_parallel
+    if m.kind in ("decode", "prefill"):  # one step at a fixed batch (bench/gpu_measure.py)
+        perf = inference_perf(
+            card, acc, input_tokens=m.input_tokens, output_tokens=1, tensor_parallel=tp,
+            batch=m.batch or 1, **(eff.kwargs() if eff is not None else {}), **extra,
+        )  # fmt: skip
+        if not perf.feasible:
+            return None, perf
+        if m.kind == "decode":  # context input + 1/2: the step reads the KV of the whole context
+            return (m.batch or 1) / (perf.tpot_ms / 1000), perf
+        return m.input_tokens / (perf.ttft_ms / 1000), perf
     args: dict[str, Any] = dict(
         input_tokens=m.input_tokens, output_tokens=m.output_tokens, tpot_ms=m.tpot_ms, max_chips=tp,
         max_batch=m.batch, **(eff.kwargs() if eff is not None else {}), **extra,

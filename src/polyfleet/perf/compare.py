@@ -16,24 +16,25 @@ from collections.abc import Mapping
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard, Offer
-from polyfleet.perf.inference import sized_inference_perf
+from polyfleet.perf.configs import best_inference_perf
+from polyfleet.perf.defaults import SLO_PERCENTILE
 
 SECONDS_PER_HOUR = 3600
 
+UNPRICED_CHIPS_PER_NODE = 8
+"""Instance size searched for an accelerator with no offer of the term asked."""
 
-def _cheapest_offer(offers: Mapping[str, Offer], accelerator: str, term: str, chips: int) -> Offer | None:
-    """The lowest $/chip-h offer of ``accelerator`` and ``term`` whose instance holds a replica.
+
+def _offers_of(offers: Mapping[str, Offer], accelerator: str, term: str) -> dict[int, Offer]:
+    """Chips per instance -> the lowest $/chip-h offer of ``accelerator`` and ``term`` of that size.
 
     Ties go to the smaller offer id so the choice does not depend on catalog order.
     """
-    fitting = [
-        o
-        for o in offers.values()
-        if o.accelerator == accelerator and o.term == term and o.chips_per_instance >= chips
-    ]
-    if not fitting:
-        return None
-    return min(fitting, key=lambda o: (o.usd_per_chip_hour, o.id))
+    out: dict[int, Offer] = {}
+    for o in sorted(offers.values(), key=lambda o: (o.usd_per_chip_hour, o.id)):
+        if o.accelerator == accelerator and o.term == term:
+            out.setdefault(o.chips_per_instance, o)
+    return out
 
 
 def _sort_key(row: dict[str, Any]) -> tuple:
@@ -56,6 +57,7 @@ def compare_accelerators(
     max_chips: int | None = None,
     term: str = "on-demand",
     batching: str = "serial",
+    percentile: float = SLO_PERCENTILE,
 ) -> list[dict[str, Any]]:
     """One row per accelerator: can it serve ``card`` at the SLO, how fast, and at what $/Mtok.
 
@@ -63,12 +65,14 @@ def compare_accelerators(
     max_batch, tpot_ms, output_tokens_per_s_per_chip, offer, provider,
     usd_per_chip_hour, usd_per_mtok_out``.
 
-    * ``feasible``/``reason`` come from :func:`sized_inference_perf` ("" when feasible).
-      A feasible accelerator with no rentable offer keeps ``feasible=True`` and gets a
-      reason starting "offer:".
-    * ``offer`` is the cheapest offer (lowest ``usd_per_chip_hour``) of that accelerator
-      with the given ``term`` whose ``chips_per_instance >= chips_per_replica``, so one
-      instance holds a whole tensor-parallel replica.
+    * The replica is the best configuration (``polyfleet.perf.configs``: TP, batch, ...)
+      within one instance of each offered size; with SLO targets they hold at
+      ``percentile`` under Poisson arrivals (``polyfleet.perf.serving``).
+    * ``feasible``/``reason`` come from that search ("" when feasible).  A feasible
+      accelerator with no rentable offer (searched within ``UNPRICED_CHIPS_PER_NODE``
+      chips) keeps ``feasible=True`` and gets a reason starting "offer:".
+    * ``offer`` is, among the cheapest offer of each instance size of that accelerator
+      and ``term``, the one with the lowest ``usd_per_mtok_out``.
     * ``usd_per_mtok_out`` is dollars per million output tokens (see the module
       docstring: input tokens' prefill cost is inside the replica rate); None when
       infeasible or without an offer.
@@ -77,28 +81,32 @@ def compare_accelerators(
     rows without an offer (fastest first), then infeasible rows (by id).
     """
     rows = []
+    targets = tpot_ms is not None or ttft_ms is not None
+    kwargs: dict[str, Any] = dict(
+        input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms,
+        max_chips=max_chips, batching=batching, percentile=percentile if targets else None,
+    )  # fmt: skip
     for acc_id, acc in accelerators.items():
-        perf = sized_inference_perf(
-            card,
-            acc,
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            tpot_ms=tpot_ms,
-            ttft_ms=ttft_ms,
-            max_chips=max_chips,
-            batching=batching,
-        )
-        offer = None
+        sizes = _offers_of(offers, acc_id, term)
+        # the best configuration on each instance size; the cheapest $/Mtok among them
+        tried = [(best_inference_perf(card, acc, chips_per_node=n, **kwargs), o) for n, o in sizes.items()]
+        priced = [
+            (o.usd_per_chip_hour / p.output_tokens_per_s_per_chip, p, o)
+            for p, o in tried
+            if p.feasible and p.output_tokens_per_s_per_chip > 0
+        ]
+        offer: Offer | None = None
+        if priced:
+            _, perf, offer = min(priced, key=lambda t: (t[0], t[2].id))
+        else:
+            perf = best_inference_perf(card, acc, chips_per_node=UNPRICED_CHIPS_PER_NODE, **kwargs)
         reason = perf.reason
-        if perf.feasible:
-            offer = _cheapest_offer(offers, acc_id, term, perf.chips_per_replica)
-            if offer is None:
-                any_term = any(o.accelerator == acc_id and o.term == term for o in offers.values())
-                reason = (
-                    f"offer: {term} instances hold < {perf.chips_per_replica} chips"
-                    if any_term
-                    else f"offer: no {term} offer in the catalog"
-                )
+        if perf.feasible and offer is None:
+            reason = (
+                f"offer: {term} instances hold < {perf.chips_per_replica} chips"
+                if sizes
+                else f"offer: no {term} offer in the catalog"
+            )
         usd_mtok = None
         if offer is not None and perf.output_tokens_per_s_per_chip > 0:
             usd_mtok = offer.usd_per_chip_hour / (perf.output_tokens_per_s_per_chip * SECONDS_PER_HOUR) * 1e6
@@ -112,6 +120,9 @@ def compare_accelerators(
                 "chips_per_replica": perf.chips_per_replica,
                 "max_batch": perf.max_batch,
                 "tpot_ms": perf.tpot_ms,
+                "ttft_ms": perf.ttft_ms,
+                "configuration": perf.configuration,
+                "limit": perf.limit,
                 "output_tokens_per_s_per_chip": perf.output_tokens_per_s_per_chip,
                 "offer": offer.id if offer else None,
                 "provider": offer.provider if offer else None,

@@ -6,11 +6,20 @@ format).  ``batch`` is the batch the point was measured at when the source state
 (static-batch runs such as Intel's Gaudi tables); the model then predicts at that batch
 instead of the largest that fits.
 Names are matched to the catalog leniently (case, ``org/`` prefixes, ``-Instruct``).
+
+A ``.jsonl`` file (what ``bench/gpu_measure.py`` writes) holds one JSON object per line
+with the same keys, plus ``kind``: "throughput" (the default: a serving run, as in the
+CSV), "decode" (one decode step of ``batch`` requests at ``input_tokens`` of context:
+``output_tokens_per_s_whole_tp_group = batch / step seconds``) or "prefill" (one prompt
+of ``input_tokens``: ``output_tokens_per_s_whole_tp_group = input_tokens / seconds``,
+prompt tokens per second).  Lines whose ``kind`` is anything else (the harness's own
+bookkeeping) are skipped.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -54,6 +63,7 @@ class Measurement:
     tpot_ms: float | None = None
     batch: int | None = None
     source: str = ""
+    kind: str = "throughput"
     line: int | None = field(default=None, compare=False)
 
 
@@ -110,6 +120,8 @@ def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measur
         raise SpecError(f"cannot read measurements: not UTF-8 text (byte {exc.start})", file=file) from exc
     except OSError as exc:
         raise SpecError(f"cannot read measurements: {exc.strerror}", file=file) from exc
+    if Path(path).suffix.lower() == ".jsonl":
+        return _read_jsonl(text, catalog, file)
     reader = csv.DictReader(text.splitlines())
     header = [h.strip() for h in (reader.fieldnames or [])]
     if not header:
@@ -134,7 +146,39 @@ def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measur
     return out
 
 
-def _measurement(rec: dict[str | Any, Any], catalog: Catalog, file: str, line: int) -> Measurement:
+KINDS = ("throughput", "decode", "prefill")
+"""Measurement kinds a JSONL line may have (see the module docstring)."""
+
+
+def _read_jsonl(text: str, catalog: Catalog, file: str) -> list[Measurement]:
+    """Measurements from JSONL text: one object per line, the CSV's keys plus ``kind``."""
+    out: list[Measurement] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            rec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"not a JSON object: {exc.msg}", file=file, line=number) from exc
+        if not isinstance(rec, dict):
+            raise SpecError("expected a JSON object per line", file=file, line=number)
+        kind = str(rec.get("kind", "throughput"))
+        if kind not in KINDS:
+            continue
+        missing = [c for c in REQUIRED_COLUMNS if c not in rec]
+        if missing:
+            need = ", ".join(REQUIRED_COLUMNS)
+            raise SpecError(f"missing key; need {need}", file=file, line=number, path=missing[0])
+        cells = {k: "" if v is None else str(v) for k, v in rec.items()}
+        out.append(_measurement(cells, catalog, file, number, kind=kind))
+    if not out:
+        raise SpecError("no measurements: no line of kind throughput, decode or prefill", file=file, line=1)
+    return out
+
+
+def _measurement(
+    rec: dict[str | Any, Any], catalog: Catalog, file: str, line: int, kind: str = "throughput"
+) -> Measurement:
     def cell(col: str) -> str:
         value = rec.get(col)
         return "" if value is None else str(value).strip()
@@ -200,5 +244,6 @@ def _measurement(rec: dict[str | Any, Any], catalog: Catalog, file: str, line: i
         tpot_ms=positive("tpot_ms", tpot) if tpot else None,
         batch=batch,
         source=cell("source"),
+        kind=kind,
         line=line,
     )
