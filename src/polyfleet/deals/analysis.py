@@ -177,10 +177,13 @@ def _alternatives(pb, oos: Outcome, firsts, singles, alpha: float, named: bool) 
     p = oos.probability
     for f, (name, first) in enumerate(zip(names, firsts, strict=True)):
         diff = oos.cost[f] - oos.cost[0]
+        deals = label(pb, first)
+        if f >= 3 and deals == "no deal":
+            deals = "not signed: no size of it pays"
         rows.append(
             {
                 "alternative": name,
-                "deals": label(pb, first),
+                "deals": deals,
                 **_stats(oos.cost[f], p, alpha),
                 "minus_recommended_usd": round(float(p @ diff), 2),
                 "se_usd": round(_se(diff, p, named), 2),
@@ -246,6 +249,6 @@ def _sweep(pb: DealProblem, sc: Scenarios, sweep: tuple[str, list[float]], kw: d
     flips = [
         f"{param} {a['value']:g} -> {b['value']:g}: {a['deals']} -> {b['deals']}"
         for a, b in itertools.pairwise(points)
-        if a["signed"] != b["signed"]
+        if a["deals"] != b["deals"]
     ]
     return {"parameter": param, "points": points, "flips": flips}
