@@ -242,6 +242,25 @@ def test_dominated_points_by_hand() -> None:
     assert [p["dominated"] for p in mark_dominated(points)] == [False, False, True, True, False]
 
 
+def test_frontier_points_by_hand() -> None:
+    """Cap 50% (a share of each service's peak): office splits api-x / api-y 50/50, $10 + $20
+    = $30 instead of $20, so $3,680, largest share of spend pc's (2,190 + 20) / 3,680; the
+    plan ($3,670, pc's 2,190 / 3,670) is cheaper with a smaller share: cap 50% is dominated."""
+    from polyfleet.report.html_runs import frontier_figures
+
+    spec = build_spec(spec_data())
+    plan_dict = plan(spec).to_dict()
+    front = frontier_figures(spec, plan_dict, [0.5, 1.0], scenarios=20)
+    by_label = {p["label"]: p for p in front["points"]}
+    assert by_label["cap 50%"]["total_usd"] == pytest.approx(3680.0)
+    assert by_label["cap 50%"]["max_provider_share"] == pytest.approx(2210 / 3680, abs=1e-6)
+    assert by_label["cap 50%"]["dominated"]
+    assert by_label["this plan"]["chosen"] and not by_label["this plan"]["dominated"]
+    assert by_label["this plan"]["max_provider_share"] == pytest.approx(2190 / 3670, abs=1e-6)
+    assert by_label["cap 100%"]["total_usd"] == pytest.approx(3670.0)
+    assert front["infeasible_caps"] == []
+
+
 def test_monthly_capacity_by_provider(tmp_path: Path) -> None:
     """--monthly on a 2-month spec: chips per provider each month are the monthly plan's purchases."""
     spec = build_spec(spec_data(horizon_months=2, periods="monthly"))

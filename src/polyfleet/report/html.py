@@ -25,7 +25,7 @@ from polyfleet.report import html_runs as runs
 from polyfleet.spec import Spec
 
 #: the provider caps the frontier section plans at (plus the spec's own)
-FRONTIER_CAPS = (0.3, 0.5, 0.7, 1.0)
+FRONTIER_CAPS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 1.0)
 
 
 @functools.cache
@@ -293,10 +293,14 @@ def render(figures: dict[str, Any], title: str) -> str:
             '<div class="chart" id="chart-survival"></div></section>'
         )
     if figures.get("frontier"):
-        specs["frontier"] = charts.frontier_chart(figures["frontier"])
+        front = figures["frontier"]
+        specs["frontier"] = charts.frontier_chart(front["points"])
+        infeasible = ", ".join(f"{c:.0%}" for c in front["infeasible_caps"])
         sections.append(
-            '<section id="frontier"><h2>Cost vs lock-in</h2><p class="note">A plan at each provider cap; '
-            "grey points are dominated (another plan is no dearer with no larger provider share).</p>"
+            '<section id="frontier"><h2>Cost vs lock-in</h2><p class="note">A plan at each provider cap, '
+            f"keeping {front['survival']:.0%} after losing a provider; grey points are dominated (another "
+            "plan is no dearer with no larger provider share)."
+            f"{f' No plan at caps {infeasible}.' if infeasible else ''}</p>"
             '<div class="chart" id="chart-frontier"></div></section>'
         )
     if figures.get("risk"):

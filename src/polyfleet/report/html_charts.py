@@ -159,8 +159,12 @@ def frontier_chart(points: list[dict[str, Any]]) -> dict[str, Any]:
         )
         .transform_calculate(kind="datum.chosen ? 'this plan' : (datum.dominated ? 'dominated' : 'frontier')")
     )
+    same: dict[tuple[float, float], list[str]] = {}  # one label per spot: "cap 50% = cap 70%"
+    for p in points:
+        same.setdefault((p["max_provider_share"], p["total_usd"]), []).append(p["label"])
+    spots = [{"max_provider_share": x, "total_usd": y, "label": " = ".join(n)} for (x, y), n in same.items()]
     labels = (
-        alt.Chart(alt.Data(values=points))
+        alt.Chart(alt.Data(values=spots))
         .mark_text(align="left", dx=8, dy=-8, fontSize=10)
         .encode(x=x, y=y, text="label:N")
     )

@@ -177,11 +177,12 @@ def frontier_figures(
     scenarios: int = 200,
     seed: int = 0,
     options: SolveOptions | None = None,
-) -> list[dict[str, Any]]:
+) -> dict[str, Any]:
     """Plans at each provider cap (the spec's survival kept): cost against the largest provider share.
 
-    The chosen plan is one more point.  A point is dominated when another has a largest
-    provider share and a cost no higher, one of them lower; the frontier line joins the others.
+    Returns ``points`` (the feasible plans and, marked ``chosen``, this plan; each marked
+    ``dominated`` when another has a largest provider share and a cost no higher, one of
+    them lower: the frontier line joins the others), ``infeasible_caps`` and ``survival``.
     """
     from polyfleet.risk.frontier import frontier
 
@@ -209,7 +210,11 @@ def frontier_figures(
             "chosen": True,
         }
     )
-    return mark_dominated(points)
+    return {
+        "points": mark_dominated(points),
+        "infeasible_caps": [p["provider_cap"] for p in result["points"] if not p["feasible"]],
+        "survival": survival,
+    }
 
 
 def mark_dominated(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
