@@ -223,3 +223,45 @@ def test_plan_ignores_deals_and_uncertainty() -> None:
     assert result["status"] in ("optimal", "feasible")
     with pytest.raises(SpecError, match="exactly one"):
         build_spec(d | {"uncertainty": {"scenarios": None}})
+
+
+def _cost_of(d: dict[str, Any], firsts: list[np.ndarray]) -> np.ndarray:
+    spec = build_spec(d)
+    pb = build_problem(spec)
+    sc = in_sample(pb, spec.model.uncertainty, spec.model.risk)
+    return evaluate_scenarios(pb, sc, firsts).cost[:, 0]
+
+
+def test_reservation_resale_and_exit_hand_computed() -> None:
+    # 1 rps on o1 at $1/chip-hour: $730 a month, $8,760 a year without a deal
+    block = {"kind": "reservation", "name": "b", "offer": "o1", "instances": 2,
+             "usd_per_instance_month": 500.0, "months": 12}  # fmt: skip
+    signed = np.array([1.0, 2.0])
+    # 2 x 500 x 12 = 12,000 paid; the idle instance is resold (share 0.5 of 2) at half price: -3,000
+    resale = block | {"resale_share": 0.5, "resale_recovery": 0.5}
+    cost = _cost_of(doc(12, [offer("o1", "p1", 1.0)], [resale], ONE), [signed, np.zeros(2)])
+    assert round(cost[0], 2) == 9000.00 and round(cost[1], 2) == 8760.00
+    # exit after month 6 at half the price of what is cancelled: the idle instance goes,
+    # refunding (1 - 0.5) x 500 x 6 = 1,500; the used one stays (on-demand would cost 4,380)
+    exit_ = block | {"exit": {"after_month": 6, "penalty_share": 0.5}}
+    cost = _cost_of(doc(12, [offer("o1", "p1", 1.0)], [exit_], ONE), [signed])
+    assert round(cost[0], 2) == 10500.00
+    # neither: the idle instance is paid whole
+    assert round(_cost_of(doc(12, [offer("o1", "p1", 1.0)], [block], ONE), [signed])[0], 2) == 12000.00
+
+
+def test_conversion_to_a_newer_chip_hand_computed() -> None:
+    # 3 rps; o1 (acc-a) and o2 (acc-b) at $2/chip-hour ($1,460 a replica-month); a block of 2
+    # o1 instances at $500 converts from month 6 into 1.5 x 2 = 3 o2 instances
+    acc_b = ACC | {"id": "acc-b"}
+    both = {"acc-a": {"chips_per_replica": 1, "requests_per_s": 1.0},
+            "acc-b": {"chips_per_replica": 1, "requests_per_s": 1.0}}  # fmt: skip
+    offers = [offer("o1", "p1", 2.0), offer("o2", "p1", 2.0) | {"accelerator": "acc-b"}]
+    block = {"kind": "reservation", "name": "b", "offer": "o1", "instances": 2,
+             "usd_per_instance_month": 500.0, "months": 12}  # fmt: skip
+    signed = np.array([1.0, 2.0])
+    for convert, expected in ((None, 12000 + 12 * 1460), ({"to_offer": "o2", "ratio": 1.5, "from_month": 6},
+                                                          12000 + 6 * 1460)):  # fmt: skip
+        deal = block | ({"convert": convert} if convert else {})
+        d = doc(12, offers, [deal], ONE, [chat(3.0) | {"throughput": both}]) | {"accelerators": [ACC, acc_b]}
+        assert round(_cost_of(d, [signed])[0], 2) == expected
