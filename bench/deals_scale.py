@@ -2,7 +2,7 @@
 
 A synthetic spec (no catalog): 10 providers x 5 accelerators x 4 regions = 200 offers,
 20 inference workloads with measured throughput on every accelerator (so the performance
-model is not what is timed), three deals (a spend commitment on a size grid, a capacity
+model is not what is timed), three deals (a spend commitment sized freely in a range, a capacity
 block on a grid, a block with an exit), 50 sampled scenarios with demand volatility, price
 declines, an uncertain arrival, outages and capacity shocks.  Months past 24 are quarters
 (36 periods).  Prints the build and solve seconds, iterations, and the gap to the bound.
@@ -56,11 +56,11 @@ def spec_doc(scenarios: int, gap: float, workloads: int = 20) -> dict:
         })  # fmt: skip
     deals = [
         {"kind": "spend", "name": "p1-5y", "provider": "p1", "discount": 0.25,
-         "usd_per_year": [2.0e6, 4.0e6, 8.0e6], "years": 5, "ramp": [0.5, 0.75, 1, 1, 1]},
+         "usd_per_year": {"min": 1.0e6, "max": 8.0e6}, "years": 5, "ramp": [0.5, 0.75, 1, 1, 1]},
         {"kind": "reservation", "name": "p2-block", "offer": "p2-acc1-r0", "instances": [8, 16, 32],
-         "usd_per_instance_month": 12000.0, "months": 12, "resale_share": 0.5, "resale_recovery": 0.5},
+         "usd_per_instance_month": 9000.0, "months": 12, "resale_share": 0.5, "resale_recovery": 0.5},
         {"kind": "reservation", "name": "p3-3y", "offer": "p3-acc2-r1", "instances": [8, 16],
-         "usd_per_instance_month": 11000.0, "months": 36, "exit": {"after_month": 12, "penalty_share": 0.4}},
+         "usd_per_instance_month": 8500.0, "months": 36, "exit": {"after_month": 12, "penalty_share": 0.4}},
     ]  # fmt: skip
     return {
         "horizon_months": 60, "periods": "monthly", "catalog": "none", "accelerators": accs,
