@@ -202,6 +202,12 @@ def test_every_chart_figure_equals_the_plan(built: tuple[dict, dict, str]) -> No
             assert spend[(group, value)]["share"] == share
             assert spend[(group, value)]["usd"] == pytest.approx(share * plan_dict["total_usd"], abs=0.01)
     assert spend[("provider", "pa")]["usd"] == pytest.approx(1460.0 + 20.0)
+    for group in ("provider", "vendor"):
+        for value, share in plan_dict["capacity_shares"][group].items():
+            assert spend[(group, value)]["peak_share"] == share
+    assert spend[("provider", "pa")]["peak_share"] == 1.0  # all of office's tokens
+    assert spend[("provider", "pa")]["peak_service"] == "office"
+    assert spend[("provider", "pc")]["peak_share"] == 0.5  # 2 of chat's 4 requests/s
     survival = {(r["service"], r["lost_provider"]): r["served_fraction"] for r in data["survival"]["rows"]}
     assert survival[("chat", "pa")] == pytest.approx(0.5)
     assert survival[("chat", "pc")] == pytest.approx(0.5)
@@ -243,9 +249,9 @@ def test_dominated_points_by_hand() -> None:
 
 
 def test_frontier_points_by_hand() -> None:
-    """Cap 50% (a share of each service's peak): office splits api-x / api-y 50/50, $10 + $20
-    = $30 instead of $20, so $3,680, largest share of spend pc's (2,190 + 20) / 3,680; the
-    plan ($3,670, pc's 2,190 / 3,670) is cheaper with a smaller share: cap 50% is dominated."""
+    """Cap 50% of any service's peak per provider: chat stays 2 + 2 replicas, office splits
+    api-x / api-y 50/50, $10 + $20 = $30 instead of $20: $3,680 at a largest share of 50%.
+    The plan (no cap) buys all of office at pa: $3,670 at 100%.  Neither dominates."""
     from polyfleet.report.html_runs import frontier_figures
 
     spec = build_spec(spec_data())
@@ -253,11 +259,10 @@ def test_frontier_points_by_hand() -> None:
     front = frontier_figures(spec, plan_dict, [0.5, 1.0], scenarios=20)
     by_label = {p["label"]: p for p in front["points"]}
     assert by_label["cap 50%"]["total_usd"] == pytest.approx(3680.0)
-    assert by_label["cap 50%"]["max_provider_share"] == pytest.approx(2210 / 3680, abs=1e-6)
-    assert by_label["cap 50%"]["dominated"]
-    assert by_label["this plan"]["chosen"] and not by_label["this plan"]["dominated"]
-    assert by_label["this plan"]["max_provider_share"] == pytest.approx(2190 / 3670, abs=1e-6)
+    assert by_label["cap 50%"]["max_provider_share"] == pytest.approx(0.5)
+    assert by_label["this plan"]["chosen"] and by_label["this plan"]["max_provider_share"] == 1.0
     assert by_label["cap 100%"]["total_usd"] == pytest.approx(3670.0)
+    assert not any(p["dominated"] for p in front["points"])
     assert front["infeasible_caps"] == []
 
 
@@ -319,3 +324,33 @@ def test_cli_infeasible_spec_exits_1_naming_the_workload(tmp_path: Path) -> None
     assert result.exit_code == 1, result.output
     assert "budget" in result.output
     assert not out.exists()
+
+
+def test_cli_monthly_flag(tmp_path: Path) -> None:
+    """--monthly re-plans a 2-month single-period spec month by month: 2 + 2 chips each month."""
+    out = tmp_path / "r.html"
+    runner = CliRunner()
+    result = runner.invoke(
+        main, ["report", str(_write_spec(tmp_path, horizon_months=2)), "--out", str(out), "--monthly"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = embedded(out.read_text(), "polyfleet-report-data")["monthly"]
+    assert {(r["month"], r["provider"]): r["chips"] for r in rows} == {
+        (0, "pa"): 2,
+        (0, "pc"): 2,
+        (1, "pa"): 2,
+        (1, "pc"): 2,
+    }
+    result = runner.invoke(main, ["report", str(_write_spec(tmp_path)), "--out", str(out), "--monthly"])
+    assert result.exit_code == 2 and "--monthly needs" in result.output
+
+
+def test_cli_plan_with_odd_values_is_one_line(tmp_path: Path) -> None:
+    data = plan(build_spec(spec_data())).to_dict()
+    data["shares"]["provider"]["pa"] = "lots"
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2, result.output
+    assert "not a plan written by" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "r.html").exists()

@@ -60,9 +60,7 @@ def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
 
 @main.command("report")
 @click.argument("source", metavar="SPEC_OR_PLAN", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out", type=OutputPath(), required=True, help="the HTML file to write"
-)
+@click.option("--out", type=OutputPath(), required=True, help="the HTML file to write")
 @click.option(
     "--spec",
     "spec_path",
@@ -124,15 +122,24 @@ def report_cmd(
             click.echo("polyfleet: --monthly: the month-by-month plan is infeasible", err=True)
             sys.exit(1)
         monthly_plan = result.to_dict()
-    figures = collect(
-        plan_dict,
-        spec,
-        risk_scenarios=scenarios if risk else None,
-        frontier=frontier,
-        monthly_plan=monthly_plan,
-        seed=seed,
-        options=options,
-        progress=lambda message: click.echo(message, err=True),
-    )
-    _write_atomic(out, render(figures, f"polyfleet report: {source.name}"))
+    try:
+        figures = collect(
+            plan_dict,
+            spec,
+            risk_scenarios=scenarios if risk else None,
+            frontier=frontier,
+            monthly_plan=monthly_plan,
+            seed=seed,
+            options=options,
+            progress=lambda message: click.echo(message, err=True),
+        )
+        page = render(figures, f"polyfleet report: {source.name}")
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        if spec is not None and not _is_plan(data):
+            raise  # a spec we planned ourselves: a bug, not bad input
+        raise SpecError(
+            f"not a plan written by `polyfleet plan --format json` ({type(exc).__name__}: {exc})",
+            file=str(source),
+        ) from None
+    _write_atomic(out, page)
     click.echo(f"wrote {out}", err=True)

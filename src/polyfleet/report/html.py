@@ -79,6 +79,7 @@ def collect(
         progress(f"risk: {risk_scenarios:,} scenarios")
         assumptions = spec.model.risk if spec is not None else RiskAssumptions()
         figures["risk"] = runs.risk_figures(plan_dict, assumptions, risk_scenarios, seed)
+        figures["risk"]["stressed"] = "month 0" if plan_dict.get("periods") == "monthly" else "the plan"
     figures["frontier"] = None
     if frontier and spec is not None:
         progress("frontier: a plan per provider cap")
@@ -190,7 +191,8 @@ def _risk_html(risk: dict[str, Any]) -> str:
     stats = (
         f'<p id="risk-stats">{risk["scenarios"]:,} scenarios (seed {risk["seed"]}): '
         f"p50 <b>{_e(money(risk['p50_usd'], 0))}</b>, p95 <b>{_e(money(risk['p95_usd'], 0))}</b>, "
-        f"CVaR95 <b>{_e(money(risk['cvar95_usd'], 0))}</b> (plan {_e(money(risk['plan_usd'], 0))}).</p>"
+        f"CVaR95 <b>{_e(money(risk['cvar95_usd'], 0))}</b> ({_e(risk.get('stressed', 'the plan'))} "
+        f"costs {_e(money(risk['plan_usd'], 0))} as bought).</p>"
     )
     worst = "".join(
         f"<li>scenario {w['scenario']}: {_e(money(w['cost_usd'], 0))} &mdash; {_e(w['name'])}</li>"
@@ -294,7 +296,7 @@ def render(figures: dict[str, Any], title: str) -> str:
         )
     if figures.get("frontier"):
         front = figures["frontier"]
-        specs["frontier"] = charts.frontier_chart(front["points"])
+        specs["frontier"] = charts.frontier_chart(front["points"], front.get("measure", "capacity"))
         infeasible = ", ".join(f"{c:.0%}" for c in front["infeasible_caps"])
         sections.append(
             '<section id="frontier"><h2>Cost vs lock-in</h2><p class="note">A plan at each provider cap, '

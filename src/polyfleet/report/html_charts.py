@@ -124,10 +124,15 @@ def survival_chart(rows: list[dict[str, Any]], floor: float) -> dict[str, Any]:
     )
 
 
-def frontier_chart(points: list[dict[str, Any]]) -> dict[str, Any]:
+def frontier_chart(points: list[dict[str, Any]], measure: str = "capacity") -> dict[str, Any]:
     """Cost against the largest provider share; the non-dominated points joined, this plan marked."""
     line_rows = sorted((p for p in points if not p["dominated"]), key=lambda p: p["max_provider_share"])
-    x = alt.X("max_provider_share:Q", title="largest provider share of spend", axis=alt.Axis(format="%"))
+    title = (
+        "largest share of one service's peak at one provider"
+        if measure == "capacity"
+        else "largest provider share of spend"
+    )
+    x = alt.X("max_provider_share:Q", title=title, axis=alt.Axis(format="%"))
     y = alt.Y(
         "total_usd:Q", title="plan cost, USD", axis=alt.Axis(format="$,.3s"), scale=alt.Scale(zero=False)
     )

@@ -67,11 +67,13 @@ def capacity_caps(policy: dict[str, Any]) -> dict[str, float | None]:
 def capacity_shares(plan_dict: dict[str, Any], group: str) -> dict[str, tuple[float, str]]:
     """Per provider (or vendor): the largest share of one service's peak it serves, and that service.
 
-    A service's share at v is the sum of the ``share`` of its allocations at v (replicas'
-    requests/s over the peak, or the per-token share); training jobs are not counted
-    (docs/planning-model.md, lock-in caps).
+    The plan's ``capacity_shares`` when it has them; else (plans from before issue 13) a
+    service's share at v is the sum of the ``share`` of its allocations at v (replicas'
+    requests/s over the peak, or the per-token share), training jobs not counted
+    (docs/planning-model.md, lock-in caps).  The service is the one with the largest share.
     """
     out: dict[str, tuple[float, str]] = {}
+    given = single_period(plan_dict).get("capacity_shares", {}).get(group)  # the plan's own figure
     for w in single_period(plan_dict).get("workloads", []):
         if w["kind"] == "training":
             continue
@@ -83,6 +85,8 @@ def capacity_shares(plan_dict: dict[str, Any], group: str) -> dict[str, tuple[fl
         for value, share in by_value.items():
             if share > out.get(value, (-1.0, ""))[0]:
                 out[value] = (round(share, 6), w["name"])
+    if given is not None:
+        return {value: (float(share), out.get(value, (0.0, ""))[1]) for value, share in given.items()}
     return out
 
 

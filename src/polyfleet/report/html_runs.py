@@ -201,11 +201,14 @@ def frontier_figures(
         for p in result["points"]
         if p["feasible"]
     ]
+    # the frontier's own measure: capacity shares since issue 13, spend shares before
+    measure = "capacity" if "capacity_shares" in plan_dict else "spend"
+    lockin = plan_dict["capacity_shares" if measure == "capacity" else "shares"]["provider"]
     points.append(
         {
             "label": "this plan",
             "provider_cap": spec.model.policy.max_share.provider,
-            "max_provider_share": max(plan_dict["shares"]["provider"].values(), default=0.0),
+            "max_provider_share": max(lockin.values(), default=0.0),
             "total_usd": plan_dict["total_usd"],
             "chosen": True,
         }
@@ -214,6 +217,7 @@ def frontier_figures(
         "points": mark_dominated(points),
         "infeasible_caps": [p["provider_cap"] for p in result["points"] if not p["feasible"]],
         "survival": survival,
+        "measure": measure,
     }
 
 
