@@ -1,7 +1,17 @@
-"""Read YAML files with a line number for every field path, for one-line error messages."""
+"""Read YAML (and JSON) files with a line number for every field path, for one-line errors.
+
+Limits, so that no input can hang or crash a command (README, "The spec"): a file over
+``MAX_BYTES`` (64 MiB), nesting deeper than ``MAX_DEPTH`` (64 levels; indentation past
+column 512) and a document that expands, through aliases, to more than ``MAX_NODES``
+(1,000,000) values (an alias bomb, "billion laughs") are refused with one line, in well
+under a second; so are UTF-16 and binary files.  A JSON file that
+stops early says "truncated JSON at line N", not "malformed YAML".
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,25 +21,124 @@ from polyfleet.errors import SpecError
 
 Lines = dict[tuple[Any, ...], int]
 
+MAX_BYTES = 64 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000
 
-def _node_lines(node: yaml.Node, path: tuple[Any, ...], out: Lines, file: str) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key, value in node.value:
-            if key.value in seen:
-                raise SpecError(
-                    f"key {key.value!r} appears twice in one mapping",
-                    file=file,
-                    line=key.start_mark.line + 1,
-                    path=dotted((*path, key.value)),
-                )
-            seen.add(key.value)
-            _node_lines(value, (*path, key.value), out, file)
-            out[(*path, key.value)] = key.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _node_lines(item, (*path, index), out, file)
+
+def _expanded_size(root: yaml.Node, file: str) -> int:
+    """Values the document holds once every alias is expanded, counted per distinct node.
+
+    Aliases make the node tree a DAG: sizes are memoised by node, so a bomb of nine
+    aliases of nine aliases ... is measured in a few dozen steps, never expanded.
+    """
+    size: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        if isinstance(node, yaml.MappingNode):
+            children = [v for kv in node.value for v in kv]
+        elif isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        else:
+            size[id(node)] = 1
+            continue
+        if done:
+            size[id(node)] = min(1 + sum(size[id(c)] for c in children), MAX_NODES + 1)
+        else:
+            if len(stack) > MAX_NODES:
+                break
+            stack.append((node, True))
+            stack.extend((c, False) for c in children if id(c) not in size)
+    return size.get(id(root), MAX_NODES + 1)
+
+
+def _node_lines(root: yaml.Node, out: Lines, file: str) -> None:
+    """Line of every field path; duplicate keys, too deep and too many nodes are errors.
+
+    Iterative (no recursion limit to hit) and counting each node every time an alias
+    reaches it, so an alias bomb is refused after ``MAX_NODES`` visits, not expanded.
+    """
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    visited = 0
+    while stack:
+        node, path = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            raise SpecError(
+                f"the document expands to more than {MAX_NODES:,} values (aliases repeating aliases?)",
+                file=file,
+                line=node.start_mark.line + 1,
+            )
+        if len(path) > MAX_DEPTH:
+            raise SpecError(
+                f"nested more than {MAX_DEPTH} levels deep", file=file, line=node.start_mark.line + 1
+            )
+        out.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key, value in node.value:
+                try:
+                    new = key.value not in seen
+                except TypeError:  # a mapping or list used as a key
+                    raise SpecError(
+                        "a key must be a plain name, not a list or mapping",
+                        file=file,
+                        line=key.start_mark.line + 1,
+                        path=dotted(path),
+                    ) from None
+                if not new:
+                    raise SpecError(
+                        f"key {key.value!r} appears twice in one mapping",
+                        file=file,
+                        line=key.start_mark.line + 1,
+                        path=dotted((*path, key.value)),
+                    )
+                seen.add(key.value)
+                out[(*path, key.value)] = key.start_mark.line + 1
+                stack.append((value, (*path, key.value)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+_INDENT = re.compile(r"^[ \t]*", re.MULTILINE)
+
+
+def _check_depth(text: str, file: str) -> None:
+    """Refuse nesting past ``MAX_DEPTH`` before the parser, which recurses per level, sees it.
+
+    Flow nesting counts brackets (quotes ignored: a string with dozens of unmatched
+    brackets is refused too); block nesting is bounded by indentation, at most 8 columns
+    per level.
+    """
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > MAX_DEPTH:
+            line = text.count("\n", 0, match.start()) + 1
+            raise SpecError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
+    if max((len(m.group()) for m in _INDENT.finditer(text)), default=0) > 8 * MAX_DEPTH:
+        raise SpecError(f"nested more than {MAX_DEPTH} levels deep (indented past column 512)", file=file)
+
+
+def _json_error(text: str, file: str) -> SpecError | None:
+    """For text that is meant as JSON: what is wrong with it, in JSON's terms."""
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        end = len(text.rstrip())
+        if exc.pos >= end or exc.msg.startswith("Unterminated string"):  # the text stops mid-value
+            last = text[:end].count("\n") + 1
+            return SpecError(f"truncated JSON at line {last}", file=file, line=last)
+        return SpecError(f"malformed JSON: {exc.msg}", file=file, line=exc.lineno)
+    except RecursionError:
+        return None
+    return None
 
 
 def dotted(path: tuple[Any, ...]) -> str:
@@ -52,19 +161,49 @@ def read_yaml(path: Path, what: str = "spec") -> tuple[Any, Lines]:
     """Parse ``path``; bad bytes, bad YAML and duplicate keys become one-line ``SpecError``s."""
     file = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise SpecError(f"cannot read {what}: larger than {MAX_BYTES // 2**20} MiB", file=file)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from exc
+    head = raw[:64]
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (
+        len(head) >= 8 and (set(head[1::2]) == {0} or set(head[0::2]) == {0})
+    ):
+        raise SpecError(f"cannot read {what}: UTF-16 text; save it as UTF-8", file=file)
+    try:
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise SpecError(f"cannot read {what}: not UTF-8 text (byte {exc.start})", file=file) from exc
-    except OSError as exc:
-        raise SpecError(f"cannot read {what}: {exc.strerror}", file=file) from exc
+    if "\x00" in text:
+        raise SpecError(f"cannot read {what}: binary data (a NUL byte), not text", file=file)
+    _check_depth(text, file)
     try:
         loader = yaml.SafeLoader(text)  # parse once: the node tree gives lines, then data
         try:
             node = loader.get_single_node()
+            lines: Lines = {}
+            if node is not None:  # limits first: constructing or walking a bomb is the hang
+                if _expanded_size(node, file) > MAX_NODES:
+                    raise SpecError(
+                        f"the document expands to more than {MAX_NODES:,} values through aliases"
+                        " (an alias bomb?)",
+                        file=file,
+                    )
+                _node_lines(node, lines, file)
             data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
-    except yaml.YAMLError as exc:
+    except SpecError:
+        raise
+    except RecursionError:  # the parser recurses per level: far deeper than MAX_DEPTH
+        raise SpecError(f"nested more than {MAX_DEPTH} levels deep", file=file) from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        if not isinstance(exc, yaml.YAMLError):  # a value the constructor cannot build (a bad date)
+            raise SpecError(f"malformed YAML: {str(exc).splitlines()[0]}", file=file) from None
+        as_json = _json_error(text, file)
+        if as_json is not None:
+            raise as_json from None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         mark = getattr(exc, "problem_mark", None)
         context = getattr(exc, "context_mark", None)
@@ -73,7 +212,4 @@ def read_yaml(path: Path, what: str = "spec") -> tuple[Any, Lines]:
             mark = context  # the stream ended: point at what was left open
         line = mark.line + 1 if mark is not None else None
         raise SpecError(f"malformed YAML: {problem}", file=file, line=line) from exc
-    lines: Lines = {}
-    if node is not None:
-        _node_lines(node, (), lines, file)
     return data, lines
