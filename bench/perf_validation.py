@@ -59,6 +59,14 @@ MODEL_NAMES: dict[str, str] = {
     "Llama-2-70B": "llama-2-70b",
 }
 
+FIT_ACCELERATORS: dict[str, str] = {
+    "nvidia-h100-sxm": "defaults.STEP_OVERHEAD_S_PER_STEP['cuda'] chosen on these rows",
+    "nvidia-h200": "defaults.STEP_OVERHEAD_S_PER_STEP['cuda'] chosen on these rows",
+    "nvidia-b200": "defaults.PRECISION_COMPUTE_SCALE['fp4'] fitted on these rows",
+}
+"""Accelerators whose rows chose a default constant (role "fit"); every other row is held
+out: no default was tuned on it (GB200, Gaudi 2/3, MI300X)."""
+
 MEDIAN_TARGET = 0.20
 """--check: median absolute error must be below this."""
 
@@ -73,6 +81,7 @@ class Row:
     model: str
     dtype: str
     accelerator: str
+    scenario: str
     tp: int
     input_tokens: int
     output_tokens: int
@@ -126,7 +135,7 @@ def load_rows(path: Path) -> list[Row]:
             inp, out = int(rec["input_tokens"]), int(rec["output_tokens"])
             measured = float(rec["output_tokens_per_s_whole_tp_group"])
             base = dict(
-                model=rec["model"], dtype=dtype, accelerator=acc_id, tp=tp,
+                model=rec["model"], dtype=dtype, accelerator=acc_id, tp=tp, scenario=scenario_of(rec),
                 input_tokens=inp, output_tokens=out, measured=measured,
             )  # fmt: skip
             card = catalog.models.get(name)
@@ -140,6 +149,23 @@ def load_rows(path: Path) -> list[Row]:
             predicted, perf, note = predict(card, acc, tp, inp, out, batch)
             rows.append(Row(**base, predicted=predicted, perf=perf, note=note))
     return rows
+
+
+def scenario_of(rec: dict[str, str]) -> str:
+    """Short scenario label of a row: the engine and how it batched (all are offline runs)."""
+    text = (rec.get("scenario") or "").lower()
+    if "trtllm" in text:
+        return "offline, TensorRT-LLM max throughput"
+    if "static batch" in text:
+        return "offline, static batch (Intel Gaudi tables)"
+    if "vllm" in text:
+        return "offline, vLLM benchmark_throughput"
+    return "offline" if not text else text[:40]
+
+
+def role_of(row: Row) -> str:
+    """"fit" when the row's accelerator chose a default constant, else "held-out"."""
+    return "fit" if row.accelerator in FIT_ACCELERATORS else "held-out"
 
 
 def _pct(x: float) -> str:
@@ -200,6 +226,20 @@ def summarise(rows: list[Row]) -> tuple[float, float, int]:
             f"| {_pct(statistics.median(errs))} | {max(abs(e) for e in errs) * 100:.1f}% |"
         )
 
+    catalog = load_bundled()
+
+    def family(r: Row) -> str:
+        acc = catalog.accelerators[r.accelerator]
+        return f"{acc.vendor}/{acc.stack}"
+
+    for role in ("fit", "held-out"):
+        group(f"role {role}", [r for r in scored if role_of(r) == role])
+    for scenario in dict.fromkeys(r.scenario for r in scored):
+        group(f"scenario {scenario}", [r for r in scored if r.scenario == scenario])
+    for fam in sorted({family(r) for r in scored}):
+        group(f"chip family {fam}", [r for r in scored if family(r) == fam])
+    for dtype in sorted({r.dtype for r in scored}):
+        group(f"precision {dtype}", [r for r in scored if r.dtype == dtype])
     for acc in dict.fromkeys(r.accelerator for r in scored):
         group(f"accelerator {acc}", [r for r in scored if r.accelerator == acc])
     for model in dict.fromkeys(r.model for r in scored):
@@ -211,7 +251,6 @@ def summarise(rows: list[Row]) -> tuple[float, float, int]:
     for bound in sorted({r.perf.bound for r in scored if r.perf}):
         group(f"bound {bound}", [r for r in scored if r.perf and r.perf.bound == bound])
     print()
-    catalog = load_bundled()
     families = sorted(
         {
             f"{catalog.accelerators[r.accelerator].vendor}/{catalog.accelerators[r.accelerator].stack}"

@@ -39,7 +39,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +119,8 @@ class AcceleratorFit:
 
     ``fitted`` is False when it had fewer than ``MIN_POINTS`` points; ``efficiency`` is
     then the default it kept and ``error_after_pct == error_before_pct``.
+    ``residuals_pct``: each point it came from (``model dtype TPn in/out``, with the batch
+    and kind where given) -> signed error after the fit, percent.
     """
 
     efficiency: Efficiency
@@ -126,6 +128,7 @@ class AcceleratorFit:
     error_before_pct: float
     error_after_pct: float
     fitted: bool
+    residuals_pct: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,7 @@ class Calibration:
                     "n_points": f.n_points,
                     "median_abs_error_pct_before": f.error_before_pct,
                     "median_abs_error_pct_after": f.error_after_pct,
+                    "residuals_pct": dict(f.residuals_pct),
                 }
                 for acc, f in self.accelerators.items()
             },
@@ -236,7 +240,7 @@ class Calibration:
         out: dict[str, AcceleratorFit] = {}
         acc_keys = {
             "compute_efficiency", "memory_efficiency", "fitted", "n_points",
-            "median_abs_error_pct_before", "median_abs_error_pct_after",
+            "median_abs_error_pct_before", "median_abs_error_pct_after", "residuals_pct",
         }  # fmt: skip
         for acc, entry in accs.items():
             path = ("accelerators", acc)
@@ -257,6 +261,7 @@ class Calibration:
                 error_before_pct=_opt_pct(entry, "median_abs_error_pct_before", path, number),
                 error_after_pct=_opt_pct(entry, "median_abs_error_pct_after", path, number),
                 fitted=fitted,
+                residuals_pct=_residuals(entry.get("residuals_pct", {}), fail, (*path, "residuals_pct")),
             )
         for key in ("source", "fitted_at"):
             if not isinstance(data.get(key, ""), str):
@@ -270,6 +275,21 @@ class Calibration:
             error_after_pct=_opt_pct(data, "median_abs_error_pct_after", (), number),
             n_skipped=integer(data, "n_skipped", (), 0),
         )
+
+
+def _residuals(value: Any, fail: Callable[..., SpecError], path: tuple[Any, ...]) -> dict[str, float]:
+    if not isinstance(value, dict) or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) for v in value.values()
+    ):
+        raise fail("expected a mapping of point -> signed error in percent", path)
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _point_label(m: Measurement) -> str:
+    """``llama-3.1-8b fp8 TP1 128/128`` (+ `` b256`` and `` decode``/`` prefill`` where given)."""
+    label = f"{m.model} {m.dtype} TP{m.tensor_parallel} {m.input_tokens}/{m.output_tokens}"
+    label += f" b{m.batch}" if m.batch else ""
+    return label + ("" if m.kind == "throughput" else f" {m.kind}")
 
 
 def _positive_eff(value: float, fail: Callable[..., SpecError], path: tuple[Any, ...]) -> float:
@@ -428,8 +448,13 @@ def fit(
         before = [_abs_err_pct(predict_perf(c, a, m, base)[0], m.output_tokens_per_s) for c, a, m in points]
         fitted = len(points) >= MIN_POINTS
         eff = _fit_one(points, start) if fitted else start
+        preds = [predict_perf(c, a, m, eff if fitted else base)[0] for c, a, m in points]
+        signed = {
+            _point_label(m): round(((p or 0.0) / m.output_tokens_per_s - 1) * 100, 2)
+            for p, (_, _, m) in zip(preds, points, strict=True)
+        }
         after = (
-            [_abs_err_pct(predict_perf(c, a, m, eff)[0], m.output_tokens_per_s) for c, a, m in points]
+            [_abs_err_pct(p, m.output_tokens_per_s) for p, (_, _, m) in zip(preds, points, strict=True)]
             if fitted
             else before
         )
@@ -441,6 +466,7 @@ def fit(
             error_before_pct=_median_pct(before),
             error_after_pct=_median_pct(after),
             fitted=fitted,
+            residuals_pct=signed,
         )
     return Calibration(
         accelerators=fits,

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
-from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL
+from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL, MIN_BATCH
 from polyfleet.perf.inference import inference_perf
 from polyfleet.perf.moe import moe_split
 from polyfleet.perf.precision import DEFAULT_ACTIVATION, PrecisionError, compute_peak
@@ -180,3 +180,17 @@ def best_inference_perf(
         raise ValueError("no configuration to search")
     slo = [c for c in configs if c.perf.reason.startswith("slo")]
     return (slo or configs)[0].perf
+
+
+def sized_inference_perf(card: ModelCard, acc: Accelerator, **kwargs: Any) -> InferencePerf:
+    """``inference_perf`` with the replica sized for ``MIN_BATCH`` requests, else for one.
+
+    The smallest-fit rule (what the planner used before ``best_inference_perf``): the
+    smallest tensor-parallel degree (and pipeline stages, with ``chips_per_node``) that
+    leaves room for a working batch when the chips allow it.  Keyword arguments go
+    through to ``inference_perf``.
+    """
+    perf = inference_perf(card, acc, min_batch=MIN_BATCH, **kwargs)
+    if not perf.feasible and perf.reason.startswith("memory"):
+        return inference_perf(card, acc, min_batch=1, **kwargs)
+    return perf

@@ -145,14 +145,11 @@ precision's peak in silence.  ``peak`` is derated on power/clock-limited parts
 ``me * MOE_EXPERT_MEMORY_SCALE`` (grouped GEMMs), times the load imbalance of expert
 parallelism when ``expert_parallel > 1`` (``polyfleet.perf.moe``).
 
-Forced configuration.  ``tensor_parallel`` (and ``pipeline_stages``) fix ``t`` (and
-``p``) instead of sizing them; ``batch`` fixes ``b`` (a fixed-configuration estimate: no
-SLO search, infeasible only when memory cannot hold it).
-
-Prefix caching.  ``prefix_cache_hit = h`` of every prompt is a cached shared prefix: its
-prefill FLOPs are skipped (``pre`` uses ``(1-h)*input``) and its KV is stored once per
-replica (``h*input*kv``), not once per request (each request holds ``(1-h)*input`` +
-its output).
+Forced configuration: ``tensor_parallel``/``pipeline_stages`` fix ``t``/``p``; ``batch``
+fixes ``b`` (no SLO search; infeasible only when memory cannot hold it).  Prefix caching:
+``prefix_cache_hit = h`` of every prompt is a cached shared prefix, so ``pre`` uses
+``(1-h)*input``, its KV is stored once per replica (``h*input*kv``) and each request
+holds ``(1-h)*input`` + its output.
 """
 
 from __future__ import annotations
@@ -517,16 +514,3 @@ def inference_perf(
         ttft_mean_ms=ttft(b) * 1000,
         **tags,
     )
-
-
-def sized_inference_perf(card: ModelCard, acc: Accelerator, **kwargs: Any) -> InferencePerf:
-    """``inference_perf`` with the replica sized for ``MIN_BATCH`` requests, else for one.
-
-    This is what the planner and ``polyfleet perf`` use: it picks a tensor-parallel
-    degree (and pipeline stages, with ``chips_per_node``) that leaves room for a working
-    batch when the chips allow it.  Keyword arguments go through to ``inference_perf``.
-    """
-    perf = inference_perf(card, acc, min_batch=defaults.MIN_BATCH, **kwargs)
-    if not perf.feasible and perf.reason.startswith("memory"):
-        return inference_perf(card, acc, min_batch=1, **kwargs)
-    return perf
