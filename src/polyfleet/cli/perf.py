@@ -408,9 +408,10 @@ def configs_cmd(
 
     Searches tensor/pipeline/expert parallelism within --chips-per-node chips, the
     precisions given (default: the card's) and batches up to the SLO-limited one, and
-    lists the configurations no other beats on both tokens/s per chip and TPOT.  $/Mtok
-    out prices the cheapest --term offer of the accelerator whose instance holds the
-    replica.  Exit 1 when no configuration meets the SLO.
+    lists the configurations no other beats on both tokens per dollar and TPOT.  The
+    price is the cheapest --term offer of the accelerator whose instance holds the
+    replica (tokens/s per chip when the chip has no such offer).  Exit 1 when no
+    configuration meets the SLO.
     """
     from polyfleet.perf.configs import pareto_front, search_configs
 
@@ -446,7 +447,11 @@ def configs_cmd(
         out["tokens_per_usd"] = rate * 3600 / offer.usd_per_chip_hour if priced else None
         return out
 
-    front = [row(c) for c in pareto_front(configs)]
+    def per_usd(c: Any) -> float:
+        offer = next((o for o in offers if o.chips_per_instance >= c.perf.chips_per_replica), None)
+        return c.perf.output_tokens_per_s_per_chip / offer.usd_per_chip_hour if offer else 0.0
+
+    front = [row(c) for c in pareto_front(configs, per_usd if offers else None)]
     every = [row(c) for c in configs if c.perf.feasible]
     slo = ", ".join(
         p

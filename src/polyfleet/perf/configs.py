@@ -23,6 +23,7 @@ keeps the configurations no other beats on both tokens/s per chip and TPOT.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,15 +153,22 @@ def best_config(configs: list[Config]) -> Config | None:
     return min(ok, key=_rank) if ok else None
 
 
-def pareto_front(configs: list[Config]) -> list[Config]:
-    """Feasible configurations no other beats on tokens/s per chip and TPOT at once, by TPOT."""
-    ok = sorted((c for c in configs if c.perf.feasible), key=lambda c: (c.perf.tpot_ms, *_rank(c)))
+def pareto_front(configs: list[Config], rate: Callable[[Config], float] | None = None) -> list[Config]:
+    """Feasible configurations no other beats on ``rate`` and TPOT at once, by TPOT.
+
+    ``rate`` defaults to output tokens/s per chip; the CLI passes tokens per dollar when
+    the chip's offers price each configuration's instance (configurations rated 0 drop).
+    """
+    score = rate or (lambda c: c.perf.output_tokens_per_s_per_chip)
+    ok = sorted(
+        (c for c in configs if c.perf.feasible and score(c) > 0), key=lambda c: (c.perf.tpot_ms, -score(c))
+    )
     front: list[Config] = []
-    best_rate = -1.0
+    best_rate = 0.0
     for c in ok:
-        if c.perf.output_tokens_per_s_per_chip > best_rate * (1 + 1e-12):
+        if score(c) > best_rate * (1 + 1e-12):
             front.append(c)
-            best_rate = c.perf.output_tokens_per_s_per_chip
+            best_rate = score(c)
     return front
 
 
