@@ -354,3 +354,50 @@ def test_cli_plan_with_odd_values_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "not a plan written by" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r.html").exists()
+
+
+def test_binding_constraints_in_words() -> None:
+    """A hand-made plan: pa at the 60% spend cap, pb at the 50% capacity cap of chat, chat
+    half on spot under a 50% spot limit, the $1,000 budget spent; pc has slack everywhere."""
+    from polyfleet.report.html_data import binding_constraints
+
+    def alloc(provider: str, share: float, term: str) -> dict[str, Any]:
+        return {
+            "offer": f"{provider}-{term}",
+            "provider": provider,
+            "vendor": "va",
+            "share": share,
+            "term": term,
+        }
+
+    plan_dict = {
+        "status": "optimal",
+        "total_usd": 1000.0,
+        "horizon_months": 1.0,
+        "shares": {"provider": {"pa": 0.6, "pb": 0.3, "pc": 0.1}, "vendor": {"va": 1.0}},
+        "capacity_shares": {"provider": {"pa": 0.25, "pb": 0.5, "pc": 0.25}, "vendor": {"va": 1.0}},
+        "policy": {
+            "max_share": {"provider": 0.5, "vendor": None},
+            "max_spend_share": {"provider": 0.6, "vendor": None},
+            "survive_provider_loss": 0.0,
+            "budget_usd": 1000.0,
+            "max_spot_share": 0.5,
+        },
+        "workloads": [
+            {
+                "name": "chat",
+                "kind": "inference",
+                "allocations": [
+                    alloc("pa", 0.25, "spot"),
+                    alloc("pb", 0.5, "on-demand"),
+                    alloc("pc", 0.25, "spot"),
+                ],
+            }
+        ],
+    }
+    assert binding_constraints(plan_dict) == [
+        "provider spend cap: pa takes 60.0% of spend, the most the 60.0% cap allows",
+        "provider cap: pb serves 50.0% of chat's peak, the most the 50.0% cap allows",
+        "budget: the plan spends the whole $1,000",
+        "spot: chat has 50.0% of its peak on spot, the 50.0% limit",
+    ]

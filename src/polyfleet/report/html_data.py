@@ -251,7 +251,7 @@ def binding_constraints(plan_dict: dict[str, Any]) -> list[str]:
                 )
     budget = policy.get("budget_usd")
     if budget and float(plan_dict["total_usd"]) >= float(budget) * (1 - BIND_TOL):
-        out.append(f"budget: the plan spends the whole {_usd(float(budget))}")
+        out.append(f"budget: the plan spends the whole ${float(budget):,.0f}")
     spot_cap = policy.get("max_spot_share")
     if spot_cap is not None and spot_cap < 1:
         for w in base.get("workloads", []):
@@ -326,16 +326,6 @@ def headline(plan_dict: dict[str, Any], base: dict[str, dict[str, Any]] | None) 
 
 
 # --- words ------------------------------------------------------------------------------------
-
-
-def _usd(value: float) -> str:
-    sign = "-" if value < 0 else ""
-    value = abs(value)
-    if value >= 1e6:
-        return f"{sign}${value / 1e6:,.2f}M"
-    if value >= 1e3:
-        return f"{sign}${value / 1e3:,.1f}k"
-    return f"{sign}${value:,.2f}"
 
 
 def _pct(value: float, digits: int = 1) -> str:
