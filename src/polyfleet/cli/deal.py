@@ -145,6 +145,9 @@ def deal_cmd(
     except InfeasibleError as exc:
         click.echo(f"polyfleet: {exc}", err=True)
         raise SystemExit(1) from None
+    except RuntimeError as exc:  # a scenario LP HiGHS could not solve: say so, no traceback
+        click.echo(f"polyfleet: deal: {exc}", err=True)
+        raise SystemExit(1) from None
     finally:
         if started:
             import ray

@@ -123,8 +123,10 @@ class NamedScenario(_Strict):
     price_decline_per_year: float | None = Field(
         None, ge=0, lt=1, description="overrides the price model's declines in this scenario"
     )
-    arrival_month: dict[str, int] = Field({}, description="offer id -> first usable month")
-    capacity_loss: dict[str, float] = Field(
+    arrival_month: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        {}, description="offer id -> first usable month"
+    )
+    capacity_loss: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
         {}, description="provider -> share of its capacity lost for the whole horizon"
     )
 
