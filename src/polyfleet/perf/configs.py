@@ -121,6 +121,8 @@ def search_configs(
                     expert_parallel=ep,
                     **kwargs,
                 )
+                if ep > 1 and out and _same(out[-1].perf, perf):
+                    continue  # every expert touched on every chip: expert parallelism changes nothing
                 out.append(Config(dtype, perf))
                 if batches and perf.feasible:
                     cap = {k: v for k, v in kwargs.items() if k != "max_batch"}
@@ -141,6 +143,13 @@ def search_configs(
                         if smaller.feasible:
                             out.append(Config(dtype, smaller))
     return out
+
+
+def _same(a: InferencePerf, b: InferencePerf) -> bool:
+    """Same estimate (the configuration labels aside)."""
+    return (a.feasible, a.max_batch, a.output_tokens_per_s_per_chip, a.tpot_ms) == (
+        b.feasible, b.max_batch, b.output_tokens_per_s_per_chip, b.tpot_ms,
+    )  # fmt: skip
 
 
 def _rank(c: Config) -> tuple[float, int, int]:

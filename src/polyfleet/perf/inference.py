@@ -319,6 +319,9 @@ def inference_perf(
                 f"memory: weights + KV need {(weights + shared_kv + p * ctx_full * kv) / 1e9:.1f} GB, "
                 f"at most {t * p * usable / 1e9:.1f} GB usable on TP{t} x PP{p}",
                 bound="memory",
+                chips_per_replica=t * p,
+                tensor_parallel=t,
+                pipeline_stages=p,
                 **tags,
             )
     else:
