@@ -1,5 +1,6 @@
-"""``polyfleet report`` in a real headless Chromium: the page loads with no console output
-and every chart renders (the screenshot is not blank where each chart stands).
+"""``polyfleet report`` in a real headless Chromium: the page loads with no console output,
+every chart renders (the screenshot is not blank where each chart stands), and a click on
+a column header sorts the allocations table.
 
 One Chromium run takes the screenshot and dumps the DOM after the page settled
 (``--virtual-time-budget``).  The page itself records any error or ``console.error`` on
@@ -51,7 +52,15 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     monthly = plan(build_spec(spec_data(horizon_months=2, periods="monthly"))).to_dict()
     figures = collect(plan_dict, spec, risk_scenarios=200, frontier=True, monthly_plan=monthly)
     page = tmp_path / "report.html"
-    page.write_text(render(figures, "browser test"), encoding="utf-8")
+    # the test's copy clicks the $/month header once and records the order the rows end in
+    click = (
+        "<script>document.querySelector('th[data-key=usd_per_month]').click();"
+        "document.body.setAttribute('data-sorted',Array.prototype.map.call("
+        "document.querySelectorAll('#allocations tbody td[data-key=usd_per_month]'),"
+        "function(td){return td.getAttribute('data-value');}).join(' '));</script>"
+    )
+    head, _, tail = render(figures, "browser test").rpartition("</body>")  # the bundle has "</body>" too
+    page.write_text(head + click + "</body>" + tail, encoding="utf-8")
     expected = {"spend", "survival", "frontier", "risk", "monthly", "accelerators"}
     assert set(re.findall(r'<div class="chart" id="chart-(\w+)"', page.read_text())) == expected
 
@@ -88,6 +97,11 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     assert body is not None
     assert "data-errors" not in body.group(1), body.group(1)
     assert f'data-charts-done="{len(expected)}"' in body.group(1), body.group(1)
+    sorted_usd = re.search(r'data-sorted="([^"]*)"', body.group(1))
+    assert sorted_usd is not None
+    values = [float(v) for v in sorted_usd.group(1).split()]
+    assert values == sorted(a["usd"] for w in plan_dict["workloads"] for a in w["allocations"])
+    assert values != [a["usd"] for w in plan_dict["workloads"] for a in w["allocations"]]  # it moved
 
     image = Image.open(shot).convert("RGB")
     assert image.size == (WIDTH, HEIGHT)
