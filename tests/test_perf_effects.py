@@ -248,3 +248,27 @@ def test_moe_expert_parallel_imbalance_by_hand() -> None:
     # the expert bytes (2 experts at b = 1) are charged at 1/0.72 of the dense rate, times it
     read = weight_bytes_read(moe, 1, expert_scale=0.72, imbalance=2.0)
     assert read == pytest.approx((0.8e9 + 0.8e9 * 2.0 / 0.72) * 2)
+
+
+def test_a_calibration_changes_only_the_accelerators_it_was_fitted_on() -> None:
+    from polyfleet.perf.calibration import AcceleratorFit, Calibration, Efficiency
+
+    cal = Calibration(
+        accelerators={
+            "toy": AcceleratorFit(Efficiency(0.3, 0.4), 2, 10.0, 5.0, True, {"p1": 1.0, "p2": -2.0}),
+            "one-point": AcceleratorFit(Efficiency(0.6, 0.8), 1, 10.0, 10.0, False),
+        },
+        source="",
+        fitted_at="",
+        n_points=3,
+        error_before_pct=10.0,
+        error_after_pct=5.0,
+    )
+    assert cal.kwargs("toy") == {"compute_efficiency": 0.3, "memory_efficiency": 0.4}
+    assert cal.kwargs("one-point") == {} and cal.kwargs("never-measured") == {}
+    # an unfitted chip keeps the model's own defaults, the per-precision scale included
+    kw = {"input_tokens": 1000, "output_tokens": 200, "step_overhead_s": 0.0}
+    plain = inference_perf(toy_card(), toy_acc(id="other"), **kw)
+    assert inference_perf(toy_card(), toy_acc(id="other"), **kw, **cal.kwargs("other")) == plain
+    assert plain.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (100e12 * 0.75) * 1000)
+    assert cal.to_dict()["accelerators"]["toy"]["residuals_pct"] == {"p1": 1.0, "p2": -2.0}
