@@ -265,3 +265,17 @@ def test_conversion_to_a_newer_chip_hand_computed() -> None:
         deal = block | ({"convert": convert} if convert else {})
         d = doc(12, offers, [deal], ONE, [chat(3.0) | {"throughput": both}]) | {"accelerators": [ACC, acc_b]}
         assert round(_cost_of(d, [signed])[0], 2) == expected
+
+
+def test_spend_exit_cancels_later_years_for_a_penalty() -> None:
+    # commit $100 a year for 2 years at 20% off; year 1 lists $70, year 2 almost nothing.
+    # Without an exit: 100 + 100 = 200.  Exiting after month 12 at half the cancelled $100: 150.
+    price = 70 / (12 * 730)
+    workload = chat(1.0, requests_per_s_by_month=[1.0] * 12 + [1e-6] * 12)
+    spend = {"kind": "spend", "name": "c", "provider": "p1", "discount": 0.2, "usd_per_year": 100, "years": 2}
+    costs = []
+    for deal in (spend, spend | {"exit": {"after_month": 12, "penalty_share": 0.5}}):
+        d = doc(24, [offer("o1", "p1", price)], [deal], ONE, [workload])
+        costs.append(_cost_of(d, [np.array([1.0, 100.0])]))
+    assert round(costs[0][0], 2) == 200.00
+    assert round(costs[1][0], 2) == 150.00
