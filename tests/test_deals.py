@@ -151,7 +151,7 @@ def test_recommended_first_stage_equals_brute_force(sampled: bool, weight: float
 
 def test_vss_not_negative_out_of_sample() -> None:
     spec = build_spec(_brute_force_doc(True))
-    report = analyse(spec, local_mapper, out_of_sample_count=64, evpi=True)
+    report = analyse(spec, local_mapper, out_of_sample_count=40, evpi=True)
     vss = report["vss"]
     assert vss["usd"] >= -3 * vss["se_usd"] - 1e-6
     assert report["evpi"]["usd"] >= -1e-6  # perfect information never hurts
@@ -175,8 +175,9 @@ def test_cli_deal_json_sweep_and_out(tmp_path) -> None:
     # a deeper discount never makes the best plan dearer
     objs = [p["objective_usd"] for p in report["sweep"]["points"]]
     assert objs[0] >= objs[1] - 1e-6 >= objs[2] - 2e-6
-    table = run_cli("deal", path, "--no-evpi")
+    table = run_cli("deal", path, "--no-evpi", "--sweep", "growth=-0.4:0.8:0.6")
     assert table.exit_code == 0 and "Recommended:" in table.stdout and "VSS" in table.stdout
+    assert "Break-even sweep: growth" in table.stdout and "flips:" in table.stdout
 
 
 def test_bad_deal_input_is_one_line_with_file_and_line(tmp_path) -> None:
