@@ -280,3 +280,15 @@ def test_spend_exit_cancels_later_years_for_a_penalty() -> None:
         costs.append(_cost_of(d, [np.array([1.0, 100.0])]))
     assert round(costs[0][0], 2) == 200.00
     assert round(costs[1][0], 2) == 150.00
+
+
+def test_five_year_example_builds() -> None:
+    from pathlib import Path
+
+    from polyfleet.spec import load_spec
+
+    spec = load_spec(Path(__file__).parent.parent / "examples" / "five-year-deal.yaml")
+    pb = build_problem(spec)
+    assert [t.name for t in pb.deals] == ["gcp-5y", "azure-stopgap", "nebius-3y"]
+    assert pb.axes.uncertain == ["own-maia-westus3"] and len(pb.periods) == 24 + 12
+    assert pb.deals[0].ramp.tolist() == [0.5, 0.75, 1, 1, 1] and pb.deals[2].exit_month == 12
