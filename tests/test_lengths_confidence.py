@@ -81,8 +81,9 @@ def spec_data(workloads: list[dict[str, Any]], **sections: Any) -> dict[str, Any
 
 
 def bucket_perf(bucket: dict[str, Any], **kwargs: Any):
-    # what the planner asks the perf model for: the best configuration within one 8-chip
-    # instance, SLO targets at the workload's percentile (0.99) under Poisson load
+    # what the planner asks the perf model for: the configuration within one 8-chip
+    # instance that serves the bucket's peak on the fewest chips, SLO targets at the
+    # workload's percentile (0.99) under Poisson load
     targets = "tpot_ms" in kwargs or "ttft_ms" in kwargs
     return best_inference_perf(
         ModelCard(**CARD),
@@ -91,6 +92,7 @@ def bucket_perf(bucket: dict[str, Any], **kwargs: Any):
         output_tokens=bucket["output_tokens"],
         chips_per_node=8,
         percentile=0.99 if targets else None,
+        demand_rps=10 * bucket.get("weight", 1.0),  # the service's 10 req/s, the bucket's share
         **kwargs,
     )
 

@@ -272,3 +272,22 @@ def test_a_calibration_changes_only_the_accelerators_it_was_fitted_on() -> None:
     assert inference_perf(toy_card(), toy_acc(id="other"), **kw, **cal.kwargs("other")) == plain
     assert plain.ttft_ms == pytest.approx(2 * 4e9 * 1000 / (100e12 * 0.75) * 1000)
     assert cal.to_dict()["accelerators"]["toy"]["residuals_pct"] == {"p1": 1.0, "p2": -2.0}
+
+
+def test_best_configuration_for_a_demand_uses_the_fewest_chips() -> None:
+    # TP1 3.5862, TP2 9.5927, TP4 19.652 requests/s per replica (the hand numbers above)
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    configs = search_configs(toy_card(), toy_acc(), chips_per_node=4, **kw)
+
+    def pick(demand: float) -> int:
+        best = best_config(configs, demand)
+        assert best is not None
+        return best.perf.tensor_parallel
+
+    # 3 req/s: TP1 1 replica = 1 chip; TP2 1 x 2 = 2; TP4 1 x 4 = 4
+    assert pick(3.0) == 1
+    # 100 req/s: TP1 28 x 1 = 28 chips; TP2 11 x 2 = 22; TP4 6 x 4 = 24
+    assert pick(100.0) == 2
+    # 1000 req/s: TP1 279; TP2 105 x 2 = 210; TP4 51 x 4 = 204
+    assert pick(1000.0) == 4
+    assert pick(0.0) == 4  # no demand: the most tokens/s per chip

@@ -15,14 +15,17 @@ has room for a handful of requests, on four for hundreds).  This module searches
 
 and scores each configuration by output tokens/s per chip (per dollar on one offer: the
 price per chip is the same for every configuration).  ``best_config`` returns the
-feasible configuration with the most tokens/s per chip (fewest chips on a tie): it
-dominates every other one the planner could use on the same offer, since a replica of
-fewer chips with a higher rate per chip packs at least as well.  ``pareto_front``
+feasible configuration with the most tokens/s per chip (fewest chips on a tie), which
+dominates every other one on an offer once demand spans many replicas; with the
+service's demand it returns the configuration that serves that demand on the fewest
+chips (a 1 request/s service is cheaper on one 2-chip replica than on a faster 8-chip
+one).  This one column per offer is what the planner gets.  ``pareto_front``
 keeps the configurations no other beats on both tokens/s per chip and TPOT.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -156,10 +159,24 @@ def _rank(c: Config) -> tuple[float, int, int]:
     return (-c.perf.output_tokens_per_s_per_chip, c.perf.chips_per_replica, c.perf.pipeline_stages)
 
 
-def best_config(configs: list[Config]) -> Config | None:
-    """The feasible configuration with the most output tokens/s per chip (fewest chips on a tie)."""
-    ok = [c for c in configs if c.perf.feasible]
-    return min(ok, key=_rank) if ok else None
+def best_config(configs: list[Config], demand_rps: float | None = None) -> Config | None:
+    """The feasible configuration with the most output tokens/s per chip (fewest chips on a tie).
+
+    With ``demand_rps`` (requests/s to serve), the one that serves it on the fewest chips,
+    ``ceil(demand / replica requests/s) * chips per replica``, then by tokens/s per chip:
+    a small service is cheaper on small replicas even where large ones are faster per chip.
+    """
+    ok = [c for c in configs if c.perf.feasible and c.perf.replica_requests_per_s > 0]
+    if not ok:
+        return None
+    if demand_rps is None or demand_rps <= 0:
+        return min(ok, key=_rank)
+
+    def chips_needed(c: Config) -> int:
+        replicas = math.ceil(demand_rps / c.perf.replica_requests_per_s - 1e-9)
+        return max(1, replicas) * c.perf.chips_per_replica
+
+    return min(ok, key=lambda c: (chips_needed(c), *_rank(c)))
 
 
 def pareto_front(configs: list[Config], rate: Callable[[Config], float] | None = None) -> list[Config]:
@@ -184,13 +201,15 @@ def pareto_front(configs: list[Config], rate: Callable[[Config], float] | None =
 def best_inference_perf(
     card: ModelCard,
     acc: Accelerator,
+    *,
+    demand_rps: float | None = None,
     **kwargs: Any,
 ) -> InferencePerf:
-    """``inference_perf`` of the best configuration (``best_config``), or the least-bad
-    infeasible result (the smallest group's, whose reason says what fails) when none is
-    feasible.  Arguments as ``search_configs``."""
+    """``inference_perf`` of the best configuration (``best_config``, for ``demand_rps``
+    when given), or the least-bad infeasible result (an SLO miss before a memory one)
+    when none is feasible.  Other arguments as ``search_configs``."""
     configs = search_configs(card, acc, **kwargs)
-    best = best_config(configs)
+    best = best_config(configs, demand_rps)
     if best is not None:
         return best.perf
     if not configs:

@@ -97,9 +97,9 @@ def _inference_rows(
 
     targets = w.slo.tpot_ms is not None or w.slo.ttft_ms is not None
 
-    def bucket_perf(acc_id: str, cpi: int, n_in: int, n_out: int) -> InferencePerf:
-        # the best configuration (TP/PP/EP, precision, batch) of the perf model's search;
-        # SLO targets hold at the workload's percentile under Poisson arrivals
+    def bucket_perf(acc_id: str, cpi: int, n_in: int, n_out: int, weight: float) -> InferencePerf:
+        # the configuration (TP/PP/EP, precision, batch) that serves the bucket's peak on
+        # the fewest chips; SLO targets hold at the workload's percentile (Poisson arrivals)
         return best_inference_perf(
             card,
             accs[acc_id],
@@ -113,6 +113,7 @@ def _inference_rows(
             percentile=w.slo_percentile if targets else None,
             prefix_cache_hit=w.prefix_cache_hit,
             batching=w.batching,
+            demand_rps=w.peak_requests_per_s * weight,
             **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
         )
 
@@ -124,7 +125,7 @@ def _inference_rows(
             k_why[k] = "" if fits else f"memory: measured replica needs {m.chips_per_replica} chips"
             k_cfg[k] = "measured"
             continue
-        perfs = [bucket_perf(acc_id, cpi, n_in, n_out) for n_in, n_out, _ in mix]
+        perfs = [bucket_perf(acc_id, cpi, n_in, n_out, weight) for n_in, n_out, weight in mix]
         k_ok[k], k_t[k], k_r[k], k_why[k] = _combine_buckets(perfs, mix)
         k_cfg[k] = " / ".join(dict.fromkeys(p.configuration for p in perfs))
     stack = _stack_ok(spec, offers, w.stacks)
