@@ -47,7 +47,7 @@ VENDORS = (
 STACKS = [stack for _, stack, _ in VENDORS]
 PROVIDERS = [f"prov-{c}" for c in "abcdefgh"]
 CPI = (1, 2, 4, 8)
-POLICY = {"max_share": {"provider": 0.35, "vendor": 0.6}, "survive_provider_loss": 0.5}
+POLICY = {"max_spend_share": {"provider": 0.35, "vendor": 0.6}, "survive_provider_loss": 0.5}
 
 
 def _models(rng: np.random.Generator) -> list[dict[str, Any]]:
@@ -353,7 +353,7 @@ def loop_build(cand: Candidates, policy: Policy) -> LoopModel:
             )
     # lock-in: spend of group value v <= cap T
     for group, attr, api_attr in (("provider", o_prov, a_prov), ("vendor", o_vend, a_vend)):
-        cap = getattr(policy.max_share, group)
+        cap = getattr(policy.max_spend_share, group)
         if cap is None or cap >= 1:
             continue
         members: dict[str, dict[int, float]] = {}

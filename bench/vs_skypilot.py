@@ -262,7 +262,7 @@ def portfolio_spec(n: int, catalog_dir: Path, rng: np.random.Generator) -> dict[
     return {
         "horizon_months": 1,
         "catalog": ["bundled", f"skypilot:{catalog_dir}"],
-        "policy": {"max_share": {"provider": 0.6}},
+        "policy": {"max_spend_share": {"provider": 0.6}},
         "workloads": workloads,
     }
 

@@ -19,10 +19,10 @@ LAB = EXAMPLES / "frontier-lab.yaml"
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    """frontier-lab over caps {0.1, 0.3, 1} x survival {0, 0.8}, with a chart."""
+    """frontier-lab over caps {0.1, 0.5, 1} x survival {0, 0.8}, with a chart."""
     chart = tmp_path_factory.mktemp("frontier") / "frontier.png"
     result = run_cli(
-        "frontier", LAB, "--provider-caps", "1,0.3,0.1", "--survival", "0,0.8",
+        "frontier", LAB, "--provider-caps", "1,0.5,0.1", "--survival", "0,0.8",
         "--scenarios", "300", "--format", "json", "--chart", chart,
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
@@ -32,7 +32,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]
 def test_grid_points_respect_their_policy_and_premiums_are_monotone(lab: tuple[dict, Path]) -> None:
     data, _ = lab
     points = {(p["provider_cap"], p["survival"]): p for p in data["points"]}
-    assert sorted(points) == [(0.1, 0), (0.1, 0.8), (0.3, 0), (0.3, 0.8), (1.0, 0), (1.0, 0.8)]
+    assert sorted(points) == [(0.1, 0), (0.1, 0.8), (0.5, 0), (0.5, 0.8), (1.0, 0), (1.0, 0.8)]
     base = data["unconstrained"]
     assert points[(1.0, 0)]["total_usd"] == pytest.approx(base["total_usd"])
     assert points[(1.0, 0)]["premium_usd"] == pytest.approx(0, abs=1e-6 * base["total_usd"])
@@ -46,11 +46,11 @@ def test_grid_points_respect_their_policy_and_premiums_are_monotone(lab: tuple[d
         assert 0 <= p["worst_loss_unserved_fraction"] <= 1
         assert p["p95_usd"] >= p["total_usd"] * 0.9
     # tighter policy never costs less (each plan is optimal)
-    assert points[(0.3, 0)]["total_usd"] >= points[(1.0, 0)]["total_usd"] - 1
+    assert points[(0.5, 0)]["total_usd"] >= points[(1.0, 0)]["total_usd"] - 1
     assert points[(1.0, 0.8)]["total_usd"] >= points[(1.0, 0)]["total_usd"] - 1
     assert (
-        points[(0.3, 0.8)]["total_usd"]
-        >= max(points[(0.3, 0)]["total_usd"], points[(1.0, 0.8)]["total_usd"]) - 1
+        points[(0.5, 0.8)]["total_usd"]
+        >= max(points[(0.5, 0)]["total_usd"], points[(1.0, 0.8)]["total_usd"]) - 1
     )
 
 
@@ -138,8 +138,15 @@ def test_bad_spec_is_one_line(tmp_path: Path) -> None:
 def test_reused_plan_equals_a_fresh_solve() -> None:
     """A cap the looser plan already meets reuses it; solving that point afresh costs the same."""
     from polyfleet.risk.frontier import frontier
+    from test_plan_constraints import acc, inference, make, offer
 
-    spec = polyfleet.load_spec(LAB)
+    # D = 5: p1 has 3 one-rps replicas' worth of chips, so even unconstrained p2 serves 2
+    # of 5: the largest provider share is 60%, within a 95% cap
+    spec = make(
+        [acc("acc-a"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a", avail=3), offer("o2", "p2", "acc-b", price=2.0)],
+        [inference("w", 5, {"acc-a": (1, 1.0), "acc-b": (1, 1.0)})],
+    )
     result = frontier(spec, [0.95], [0.0], scenarios=50)
     point = result["points"][0]
     assert point["same_plan_as_cap"] == 1.0 and point["provider_cap"] == 0.95

@@ -145,7 +145,7 @@ def test_lock_in_cap_and_survival_hold_every_month() -> None:
     result = solve(doc)
     assert result["status"] == "optimal"
     for month in result["months"]:
-        assert max(month["shares"]["provider"].values()) <= 0.5 + 1e-6
+        assert max(month["capacity_shares"]["provider"].values()) <= 0.5 + 1e-6
         assert min(month["survival"].values()) >= 0.5 - 1e-6
 
 

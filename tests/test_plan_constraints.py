@@ -286,7 +286,7 @@ def test_no_idle_instance_even_when_a_cap_wants_spend_elsewhere() -> None:
         [acc("acc-a"), acc("acc-b", "vb")],
         [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b")],
         [inference("w", 10, {"acc-a": (1, 10.0), "acc-b": (1, 1.0)})],
-        policy={"max_share": {"provider": 0.5}},
+        policy={"max_spend_share": {"provider": 0.5}},
     )
     result = solve(spec)
     assert result["total_usd"] == pytest.approx(2 * MONTH_H)
@@ -369,14 +369,14 @@ def test_api_rate_limit_is_shared_by_workloads_of_one_api_offer() -> None:
     assert api_rps == pytest.approx(5.0, abs=1e-5)
 
 
-# --- 4 lock-in caps -----------------------------------------------------------------------
+# --- 4 lock-in caps (share of spend: max_spend_share; capacity caps: test_plan_caps.py) ---
 
 
 def test_provider_cap_forces_split_between_two_providers() -> None:
     # D = 6; o1 $1/rps at p1, o2 $2/rps at p2.  Cap 0.5: x1 <= 0.5(x1 + 2 x2) and
     # 2 x2 <= 0.5(x1 + 2 x2) -> x1 = 2 x2; x1 + x2 >= 6 -> x2 = 2, x1 = 4:
     # (4 + 4) x 730 = $5840 (uncapped: 6 x 730 = $4380)
-    result = solve(two_offers(rps=6, max_share={"provider": 0.5}))
+    result = solve(two_offers(rps=6, max_spend_share={"provider": 0.5}))
     assert result["total_usd"] == pytest.approx(8 * MONTH_H)
     a = allocs(result, "w")
     assert (a["o1"]["replicas"], a["o2"]["replicas"]) == (4, 2)
@@ -389,7 +389,7 @@ def test_vendor_cap_forces_split_between_two_vendors() -> None:
         [acc("acc-a", "va"), acc("acc-b", "vb")],
         [offer("o1", "p1", "acc-a"), offer("o2", "p1", "acc-b", price=2.0)],
         [inference("w", 6, {"acc-a": (1, 1.0), "acc-b": (1, 1.0)})],
-        policy={"max_share": {"vendor": 0.5}},
+        policy={"max_spend_share": {"vendor": 0.5}},
     )
     result = solve(spec)
     assert result["total_usd"] == pytest.approx(8 * MONTH_H)
@@ -407,7 +407,7 @@ def test_api_spend_counts_toward_its_provider() -> None:
         [offer("o1", "p1", "acc-a")],
         [inference("w", 10, {"acc-a": (1, 1.0)})],
         api_offers=[api_offer("a1", "pa")],
-        policy={"max_share": {"provider": 0.5}},
+        policy={"max_spend_share": {"provider": 0.5}},
     )
     result = solve(spec)
     assert result["total_usd"] == pytest.approx(7300, abs=0.02)
@@ -434,25 +434,44 @@ def test_survival_forces_replicas_at_a_second_provider() -> None:
     assert result["explain"]["lock_in_premium_usd"] == 0.0
 
 
-def _survival_with_api(tpm: float | None) -> Spec:
+def _survival_with_api(tpm: float | None, **policy: object) -> Spec:
     # o1/o2 as above plus a very dear api offer at pa ($100/Mtok: 0.02 x 5 x 2,628,000 =
-    # $262,800 for all demand) that is never bought but counts for survival.
+    # $262,800 for all demand) that is never bought but may count for survival.
     return make(
         [acc("acc-a"), acc("acc-b", "vb")],
         [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b", price=2.5)],
         [inference("w", 5, {"acc-a": (1, 1.0), "acc-b": (1, 2.0)})],
         api_offers=[api_offer("a1", "pa", pin=100, pout=100, tpm=tpm)],
-        policy={"survive_provider_loss": 0.5},
+        policy={"survive_provider_loss": 0.5, **policy},
     )
 
 
-def test_unlimited_api_offer_elsewhere_makes_survival_free() -> None:
-    # Losing p1 leaves an unlimited api offer: the plan is the unconstrained 5 x o1 = $3650.
-    result = solve(_survival_with_api(None), with_explain=True)
+def test_api_offer_without_quota_counts_nothing_for_survival() -> None:
+    # issue 13: an api offer with no stated quota that the plan does not buy is no survival
+    # capacity.  Same numbers as the two-provider case above: x1 = 3, x2 = 2 = $5840.
+    result = solve(_survival_with_api(None))
+    assert result["total_usd"] == pytest.approx(8 * MONTH_H)
+    assert result["survival"] == pytest.approx({"p1": 0.8, "p2": 0.6})
+    w = next(w for w in result["workloads"] if w["name"] == "w")
+    assert w["api_fallbacks"] == []
+    assert [r["kind"] for r in w["survival"]["p1"]["relies_on"]] == ["replicas"]
+
+
+def test_api_fallback_unlimited_names_the_offer_and_its_monthly_cost() -> None:
+    # With api_fallback: unlimited, losing p1 leaves the unlimited a1: the plan is the
+    # unconstrained 5 x o1 = $3650, and a1 carries all 5 rps of the loss:
+    # 5 rps x 2,628,000 s x (200 tokens x $100/Mtok = $0.02) = $262,800 per month of outage.
+    result = solve(_survival_with_api(None, api_fallback="unlimited"), with_explain=True)
     assert result["total_usd"] == pytest.approx(5 * MONTH_H)
     assert set(allocs(result, "w")) == {"o1"}
     assert result["survival"] == {"p1": 1.0}
     assert result["explain"]["survival_premium_usd"] == 0.0
+    w = next(w for w in result["workloads"] if w["name"] == "w")
+    (fb,) = w["survival"]["p1"]["relies_on"]
+    assert (fb["offer"], fb["kind"], fb["unlimited"]) == ("a1", "api-fallback", True)
+    assert fb["requests_per_s"] == pytest.approx(5.0)
+    assert fb["tokens_per_minute"] == pytest.approx(5 * 200 * 60)
+    assert fb["usd_per_month_of_outage"] == pytest.approx(262_800)
 
 
 def test_limited_api_offer_contributes_its_cap_in_requests_per_s() -> None:
@@ -552,21 +571,23 @@ def test_diagnosis_lock_in_with_a_single_provider() -> None:
         [acc("acc-a")],
         [offer("o1", "p1", "acc-a")],
         [inference("w", 4, {"acc-a": (1, 1.0)})],
-        policy={"max_share": {"provider": 0.5}},
+        policy={"max_spend_share": {"provider": 0.5}},
     )
     result = solve(spec)
     assert result["status"] == "infeasible"
-    assert result["infeasible"]["family"] == "lock-in"
+    assert result["infeasible"]["family"] == "spend-share"
     assert result["infeasible"]["subject"] == "provider=p1"
 
 
 # --- explain ------------------------------------------------------------------------------
 
 
-def test_explain_lock_in_premium() -> None:
-    # capped $5840 (see the provider-cap case) minus uncapped 6 x 730 = $4380
-    result = solve(two_offers(rps=6, max_share={"provider": 0.5}), with_explain=True)
-    assert result["explain"]["lock_in_premium_usd"] == pytest.approx(1460)
+def test_explain_dilution_of_a_spend_share_cap() -> None:
+    # capped $5840 (see the provider-cap case) minus uncapped 6 x 730 = $4380: all of it
+    # spend that exists only to dilute the share of spend (no capacity cap is set)
+    result = solve(two_offers(rps=6, max_spend_share={"provider": 0.5}), with_explain=True)
+    assert result["explain"]["dilution_usd"] == pytest.approx(1460)
+    assert result["explain"]["lock_in_premium_usd"] == 0.0
     assert result["explain"]["survival_premium_usd"] == 0.0
     assert result["explain"]["budget_slack_usd"] is None
 

@@ -48,7 +48,7 @@ def _spec(f: float = 0.5, cap: float = 0.7):
             "accelerators": accs,
             "offers": offers,
             "workloads": workloads,
-            "policy": {"max_share": {"provider": cap}, "survive_provider_loss": f},
+            "policy": {"max_spend_share": {"provider": cap}, "survive_provider_loss": f},
         }
     )
 
@@ -262,7 +262,7 @@ def test_keep_columns_holds_the_cheapest_per_vendor_so_a_vendor_cap_can_be_met()
         [offer("p1-nv", "p1", "nv", price=1.0), offer("p1-am", "p1", "am", price=3.0),
          offer("p2-nv", "p2", "nv", price=1.2)],
         [inference("w", 2.0, {"nv": (1, 1.0), "am": (1, 1.0)})],
-        policy={"max_share": {"vendor": 0.8}},
+        policy={"max_spend_share": {"vendor": 0.8}},
     )  # fmt: skip
     cand = build_candidates(spec)
     milp = build_milp(cand, spec.policy)

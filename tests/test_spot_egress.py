@@ -149,7 +149,7 @@ def test_egress_counts_toward_the_provider_the_data_leaves() -> None:
     would shut both placements; paid to p2 it does not.
     """
     doc = _egress_spec(100, 0.09)
-    doc["policy"] = {"max_share": {"provider": 0.8}}
+    doc["policy"] = {"max_spend_share": {"provider": 0.8}}
     result = solve(build_spec(doc))
     assert result["status"] == "optimal"
     assert list(allocs(result, "t")) == ["o1"]
@@ -163,7 +163,7 @@ def test_egress_counts_toward_the_provider_the_data_leaves() -> None:
     assert rows["o1"]["usd"] == pytest.approx(run, abs=0.01)
     assert sum(p["usd"] for p in result["purchases"]) == pytest.approx(result["total_usd"], abs=0.02)
     # a cap below p1's run share still binds: 0.75 < 78.7% and p2 alone is 100%
-    doc["policy"] = {"max_share": {"provider": 0.75}}
+    doc["policy"] = {"max_spend_share": {"provider": 0.75}}
     assert solve(build_spec(doc))["status"] == "infeasible"
 
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.lifecycle import without_retired
 from polyfleet.catalog.models import Accelerator, ApiOffer, Dtype, Egress, ModelCard, Offer, Stack
+from polyfleet.catalog.settings import CatalogSettings, catalog_entries
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.errors import SpecError, did_you_mean
@@ -32,7 +33,11 @@ class _Strict(BaseModel):
 
 
 class MaxShare(_Strict):
-    """Lock-in caps: the most any one provider / chip vendor may take of total spend."""
+    """Lock-in caps: the most any one provider / chip vendor may take.
+
+    As ``policy.max_share``: of every service's peak capacity (dilution-proof); as
+    ``policy.max_spend_share``: of total spend (``docs/planning-model.md``, Lock-in caps).
+    """
 
     provider: float | None = Field(None, gt=0, le=1)
     vendor: float | None = Field(None, gt=0, le=1)
@@ -41,7 +46,16 @@ class MaxShare(_Strict):
 class Policy(_Strict):
     """Policies the plan must respect."""
 
-    max_share: MaxShare = MaxShare()
+    max_share: MaxShare = Field(
+        MaxShare(), description="most of each service's peak capacity one provider / vendor may serve"
+    )
+    max_spend_share: MaxShare = Field(
+        MaxShare(), description="most of total spend one provider / vendor may take (dilution can meet it)"
+    )
+    api_fallback: Literal["quota", "unlimited"] = Field(
+        "quota",
+        description="survival counts an api offer up to its stated quota; unlimited: also offers with none",
+    )
     survive_provider_loss: float = Field(0.0, ge=0, le=1, description="f: fraction served after N-1")
     budget_usd: float | None = Field(None, gt=0)
     max_spot_share: float = Field(
@@ -220,7 +234,7 @@ class SpecModel(_Strict):
     periods: Literal["single", "monthly"] = Field(
         "single", description="single: one period of horizon_months; monthly: one MILP over every month"
     )
-    catalog: Literal["bundled", "none"] | list[str] = "bundled"
+    catalog: Literal["bundled", "none"] | list[str] | CatalogSettings = "bundled"
     calibration: str | None = Field(
         None, description="file written by `polyfleet perf calibrate`, or `bundled` (fit to published points)"
     )
@@ -293,7 +307,8 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     if head == "risk":
         return RiskAssumptions if len(path) == 1 else None
     if head == "policy":
-        return {1: Policy, 2: MaxShare if path[1:2] == ("max_share",) else None}.get(len(path))
+        caps = path[1:2] in (("max_share",), ("max_spend_share",))
+        return {1: Policy, 2: MaxShare if caps else None}.get(len(path))
     if head in _SECTION_MODELS and len(path) == 2:
         return _SECTION_MODELS[head]
     if head == "workloads" and len(path) >= 2:
@@ -380,12 +395,13 @@ def _inline_catalog(model: SpecModel) -> Catalog:
 
 
 def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
-    if model.catalog == "none":
+    entries = catalog_entries(model.catalog)  # a list, a word, or {use, max_age_days}
+    if entries == "none":
         return Catalog()
-    if model.catalog == "bundled":
+    if entries == "bundled":
         return load_bundled()
     catalog = Catalog()
-    for index, entry in enumerate(model.catalog):
+    for index, entry in enumerate(entries):
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
             continue

@@ -30,7 +30,17 @@ from polyfleet.spec import ApiWorkload, InferenceWorkload, Policy, TrainingWorkl
 #: relative price perturbation per rank step that breaks exact ties toward lower offer ids
 TIE_BREAK = 1e-7
 
-FAMILIES = ("demand", "packing", "capacity", "api-rate", "spot", "lock-in", "survival", "budget")
+FAMILIES = (
+    "demand",
+    "packing",
+    "capacity",
+    "api-rate",
+    "spot",
+    "lock-in",
+    "spend-share",
+    "survival",
+    "budget",
+)
 
 
 @dataclass
@@ -271,9 +281,61 @@ def _spend_terms(ctx: _Ctx, group: str) -> tuple[np.ndarray, np.ndarray, np.ndar
 
 
 def define_lock_in(ctx: _Ctx) -> None:
-    """For each capped group and value v: spend[v] <= cap x T (a group-by over columns)."""
+    """Dilution-proof caps: no provider / vendor v serves more than cap x D[w] of a service.
+
+    Inference workload w: ``sum_{k of w at v} r x + D sum_{a of w at v} s <= cap D``; api
+    workload: ``sum_{a of w at v} s <= cap`` (its demand share).  Training jobs are left
+    out (a job runs on one offer; ``max_spend_share`` counts their spend).  Rows for a
+    value whose candidates together cannot exceed the cap are dropped.
+    """
+    c = ctx.cand
+    inf, _, api = _kinds(c)
+    names = np.array([w.name for w in c.workloads], dtype=object)
     for group in ("provider", "vendor"):
         cap = getattr(ctx.policy.max_share, group)
+        if cap is None or cap >= 1:
+            continue
+        x_val = (c.offer_provider if group == "provider" else c.offer_vendor)[c.inf_o]
+        a_attr = c.api_provider if group == "provider" else c.api_vendor
+        s_val = a_attr[c.api_a] if len(c.api_a) else np.zeros(0, object)
+        k_x = np.flatnonzero(inf[c.inf_w])
+        k_s = np.flatnonzero((inf | api)[c.api_w] & (s_val != "")) if len(c.api_w) else np.zeros(0, int)
+        w_all = np.concatenate([c.inf_w[k_x], c.api_w[k_s]])
+        v_all = np.concatenate([x_val[k_x], s_val[k_s]]).astype(str)
+        if not len(w_all):
+            continue
+        v_names, v_code = np.unique(v_all, return_inverse=True)
+        uniq, row = np.unique(w_all * len(v_names) + v_code, return_inverse=True)
+        # most each (w, v) could serve: replicas up to their bounds, api shares up to 1
+        x_most = c.inf_rps[k_x] * np.floor(
+            c.offer_avail[c.inf_o[k_x]] * c.offer_cpi[c.inf_o[k_x]] / np.maximum(c.inf_chips[k_x], 1)
+        )
+        is_inf_s = inf[c.api_w[k_s]]
+        scale_s = np.where(is_inf_s, c.peak_rps[c.api_w[k_s]], 1.0)
+        most = np.bincount(row, np.concatenate([x_most, scale_s]), minlength=len(uniq))
+        w_of_row = np.zeros(len(uniq), int)
+        w_of_row[row] = w_all
+        limit = np.where(inf[w_of_row], cap * c.peak_rps[w_of_row], cap)
+        binding = most > limit * (1 + 1e-9)
+        if not binding.any():
+            continue
+        new_id = np.full(len(uniq), -1)
+        new_id[binding] = np.arange(int(binding.sum()))
+        keep = binding[row]
+        cols = np.concatenate([ctx.col("x", k_x), ctx.col("s", k_s)])[keep]
+        vals = np.concatenate([c.inf_rps[k_x], scale_s])[keep]
+        values = v_names[uniq[binding] % len(v_names)]
+        labels = np.array(
+            [f"{names[w]}: {group}={v}" for w, v in zip(w_of_row[binding], values, strict=True)], dtype=object
+        )
+        ids = ctx.rows.add("lock-in", labels, new_id[row[keep]], cols, vals, -np.inf, limit[binding])
+        ctx.slack_rows["lock-in"] = np.concatenate([ctx.slack_rows.get("lock-in", np.zeros(0, int)), ids])
+
+
+def define_spend_share(ctx: _Ctx) -> None:
+    """For each group capped by ``max_spend_share`` and value v: spend[v] <= cap x T."""
+    for group in ("provider", "vendor"):
+        cap = getattr(ctx.policy.max_spend_share, group)
         if cap is None or cap >= 1:
             continue
         cols, values, usd = _spend_terms(ctx, group)
@@ -285,16 +347,22 @@ def define_lock_in(ctx: _Ctx) -> None:
         all_cols = np.concatenate([cols, np.full(n, ctx.col("T", 0))])
         vals = np.concatenate([usd, np.full(n, -cap)])
         labels = np.array([f"{group}={v}" for v in uniq], dtype=object)
-        ids = ctx.rows.add("lock-in", labels, rows, all_cols, vals, -np.inf, 0.0)
-        ctx.slack_rows["lock-in"] = np.concatenate([ctx.slack_rows.get("lock-in", np.zeros(0, int)), ids])
+        ids = ctx.rows.add("spend-share", labels, rows, all_cols, vals, -np.inf, 0.0)
+        ctx.slack_rows["spend-share"] = np.concatenate(
+            [ctx.slack_rows.get("spend-share", np.zeros(0, int)), ids]
+        )
 
 
 def define_survival(ctx: _Ctx) -> None:
-    """N-1: without any one provider p, replicas elsewhere plus api limits elsewhere serve f x D.
+    """N-1: without any one provider p, what the plan can use elsewhere serves f x D.
 
-    Written as ``z[w] - sum_{o at p} r x >= f D - sum_{a not at p} cap`` so each row only
-    touches the candidates at p; rows that hold trivially (an unlimited api offer elsewhere,
-    or a right-hand side <= 0) are dropped.
+    Counted elsewhere: replicas (spot only when ``spot_counts_for_survival``), api tokens
+    bought from offers with no stated quota (``D s``), and each api offer's emergency quota
+    (a constant; unlimited only with ``api_fallback: unlimited``).  Written as
+    ``z[w] - sum_{o at p} r x [- spot elsewhere] + D sum_{a not at p, no quota} s
+    >= f D - sum_{a not at p} quota`` so each row touches the candidates at p, w's spot
+    replicas and w's unquoted api shares; rows that hold trivially (an unlimited fallback
+    elsewhere, or a right-hand side <= 0) are dropped.
     """
     f = ctx.policy.survive_provider_loss
     c = ctx.cand
@@ -307,13 +375,13 @@ def define_survival(ctx: _Ctx) -> None:
     inf_p = np.array([p_index[p] for p in c.offer_provider[c.inf_o]], int)
     api_p = np.array([p_index[p] for p in c.api_provider[c.api_a]], int) if len(c.api_a) else np.zeros(0, int)
     n_w = len(c.workloads)
-    # api capacity per (w, p), finite caps only; "elsewhere" is infinite when an unlimited
-    # api offer exists at some provider other than p
-    finite = np.where(np.isinf(c.api_cap_rps), 0.0, c.api_cap_rps)
+    unlimited_ok = ctx.policy.api_fallback == "unlimited"
+    quoted = np.isfinite(c.api_cap_rps)
     cap = np.zeros((n_w, n_p))
-    np.add.at(cap, (c.api_w, api_p), finite)
+    np.add.at(cap, (c.api_w[quoted], api_p[quoted]), c.api_cap_rps[quoted])
     unlimited_at = np.zeros((n_w, n_p), int)
-    np.add.at(unlimited_at, (c.api_w, api_p), np.isinf(c.api_cap_rps).astype(int))
+    if unlimited_ok:
+        np.add.at(unlimited_at, (c.api_w, api_p), (~quoted).astype(int))
     n_unlimited = unlimited_at.sum(axis=1, keepdims=True)
     elsewhere = np.where(n_unlimited - unlimited_at > 0, np.inf, cap.sum(axis=1, keepdims=True) - cap)
     present = np.zeros((n_w, n_p), bool)
@@ -340,6 +408,15 @@ def define_survival(ctx: _Ctx) -> None:
         rows.append(R[i, p])
         cols.append(ctx.col("x", spot[i]))
         vals.append(-c.inf_rps[spot[i]])
+    if len(c.api_w) and not unlimited_ok:
+        # tokens bought from an api offer with no stated quota count where it is not lost
+        free = np.flatnonzero(~quoted)
+        R = row_of[c.api_w[free]]
+        hit = (R >= 0) & (np.arange(n_p)[None, :] != api_p[free][:, None])
+        i, p = np.nonzero(hit)
+        rows.append(R[i, p])
+        cols.append(ctx.col("s", free[i]))
+        vals.append(c.peak_rps[c.api_w[free[i]]])
     rows, cols, vals = np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
     names = np.array([w.name for w in c.workloads], dtype=object)
     labels = np.array(
@@ -375,6 +452,7 @@ _DEFINE = {
     "api-rate": define_api_rate,
     "spot": define_spot,
     "lock-in": define_lock_in,
+    "spend-share": define_spend_share,
     "survival": define_survival,
     "budget": define_budget,
 }

@@ -55,7 +55,8 @@ class Candidates:
     api_a: np.ndarray = field(default_factory=lambda: np.zeros(0, int))
     api_usd: np.ndarray = field(default_factory=lambda: np.zeros(0))  # whole demand, horizon
     api_tpm: np.ndarray = field(default_factory=lambda: np.zeros(0))  # tokens/min at full share
-    api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # inf when unlimited
+    # emergency quota in the workload's requests/s (survival); inf when the offer states none
+    api_cap_rps: np.ndarray = field(default_factory=lambda: np.zeros(0))
     accelerators: dict = field(default_factory=dict)  # id -> Accelerator (confidence in the plan)
     spot_cap: np.ndarray = field(default_factory=lambda: np.zeros(0))  # max spot share per workload
     inf_config: np.ndarray = field(default_factory=lambda: np.zeros(0, object))  # perf configuration label
@@ -252,6 +253,16 @@ def _describe(reasons: Counter) -> str:
     return "; ".join(parts) if parts else "no offers in the catalog"
 
 
+def emergency_quota_tpm(api_offer: object) -> float | None:
+    """Tokens/min an api offer can be relied on for after a provider loss (None: no stated quota).
+
+    ``fallback_tokens_per_minute`` when the host states an emergency quota apart from its
+    normal limit, else ``max_tokens_per_minute``.
+    """
+    fallback = getattr(api_offer, "fallback_tokens_per_minute", None)
+    return fallback if fallback else getattr(api_offer, "max_tokens_per_minute", None)
+
+
 def _api_rows(
     spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload, api_offers: list, seconds: float
 ) -> list[tuple[int, int, float, float, float]]:
@@ -268,7 +279,8 @@ def _api_rows(
             usd = per_request * w.requests_per_s * seconds
             tokens_per_request = mean_in + mean_out
             tpm = w.peak_requests_per_s * tokens_per_request * 60
-            cap = a.max_tokens_per_minute / (tokens_per_request * 60) if a.max_tokens_per_minute else math.inf
+            quota = emergency_quota_tpm(a)
+            cap = quota / (tokens_per_request * 60) if quota else math.inf
         else:
             usd = (
                 w.mtok_in_per_month * a.usd_per_mtok_in + w.mtok_out_per_month * a.usd_per_mtok_out

@@ -1,8 +1,9 @@
 """Say why a plan is infeasible: which constraint family, and which workload, group or provider.
 
 Families are added in order (demand with packing and capacity, then spot, survival,
-lock-in, budget).  The first family whose addition makes the model infeasible is solved again with
-an elastic slack on each of its rows; the rows that need slack name the culprits.
+lock-in (capacity caps), spend-share, budget).  The first family whose addition makes
+the model infeasible is solved again with an elastic slack on each of its rows; the rows
+that need slack name the culprits.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from polyfleet.plan.solve import SolveOptions, Status, solve_milp
 from polyfleet.spec import Policy
 
 _BASE = ("demand", "packing", "capacity", "api-rate")
-_ORDER = ("spot", "survival", "lock-in", "budget")
+_ORDER = ("spot", "survival", "lock-in", "spend-share", "budget")
 
 
 def _culprit(
@@ -53,8 +54,18 @@ def _culprit(
         )
         label = f"{name}/{provider}"
     elif family == "lock-in":
-        group, _, value = label.partition("=")
+        name, _, rest = label.partition(": ")
+        group, _, value = rest.partition("=")
         cap = getattr(policy.max_share, group)
+        what = "peak" if cand.peak_rps[[w.name for w in cand.workloads].index(name)] > 0 else "demand"
+        message = (
+            f"workload {name!r} needs {group} {value!r} to serve at least "
+            f"{100 * cap * (1 + missing):.1f}% of its {what} but max_share.{group} is "
+            f"{100 * cap:.0f}%: the other {group}s' offers cannot carry the rest"
+        )
+    elif family == "spend-share":
+        group, _, value = label.partition("=")
+        cap = getattr(policy.max_spend_share, group)
         share = (cap * total_usd + missing) / total_usd if total_usd > 0 else 1.0
         message = (
             f"{group} {value!r} needs at least {100 * share:.1f}% of spend but the cap is {100 * cap:.0f}%"

@@ -95,12 +95,16 @@ def service_configurations(cand: Candidates, plan: Plan) -> list[dict[str, Any]]
 
 
 def explain(cand: Candidates, spec: Spec, plan: Plan, options: SolveOptions, *, solve: Solver) -> dict:
-    """Lock-in and survival premiums, budget slack and reseller markup for ``plan``."""
+    """Lock-in and survival premiums, dilution spend, budget slack and reseller markup for ``plan``."""
     policy = spec.policy
     caps = policy.max_share.provider is not None or policy.max_share.vendor is not None
+    spend_caps = policy.max_spend_share.provider is not None or policy.max_spend_share.vendor is not None
     markups = reseller_markups(cand, plan)
     return {
         "lock_in_premium_usd": _premium(cand, spec, plan, options, solve, "lock-in") if caps else 0.0,
+        # spend that exists only to dilute a share-of-spend cap: the plan minus the cheapest
+        # plan meeting every other policy, the capacity caps (max_share) included
+        "dilution_usd": _premium(cand, spec, plan, options, solve, "spend-share") if spend_caps else 0.0,
         "survival_premium_usd": (
             _premium(cand, spec, plan, options, solve, "survival")
             if policy.survive_provider_loss > 0

@@ -11,6 +11,7 @@ import numpy as np
 from polyfleet.plan.build import Milp
 from polyfleet.plan.candidates import Candidates
 from polyfleet.plan.solve import Solution, Status
+from polyfleet.plan.survival import plan_providers, survival_from_workloads, worst_by_provider
 from polyfleet.spec import InferenceWorkload, Policy, TrainingWorkload
 
 
@@ -39,6 +40,8 @@ class Plan:
     workloads: list[dict[str, Any]] = field(default_factory=list)
     shares: dict[str, dict[str, float]] = field(default_factory=dict)
     survival: dict[str, float] = field(default_factory=dict)
+    #: per group, per value: the largest share of any workload's peak it serves (max_share)
+    capacity_shares: dict[str, dict[str, float]] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     explain: dict[str, Any] | None = None
     infeasibility: Infeasibility | None = None
@@ -61,6 +64,7 @@ class Plan:
             "workloads": self.workloads,
             "shares": self.shares,
             "survival": self.survival,
+            "capacity_shares": self.capacity_shares,
             "policy": self.policy,
         }
         if self.limit:
@@ -92,6 +96,11 @@ class Plan:
 def _policy_dict(policy: Policy) -> dict[str, Any]:
     return {
         "max_share": {"provider": policy.max_share.provider, "vendor": policy.max_share.vendor},
+        "max_spend_share": {
+            "provider": policy.max_spend_share.provider,
+            "vendor": policy.max_spend_share.vendor,
+        },
+        "api_fallback": policy.api_fallback,
         "survive_provider_loss": policy.survive_provider_loss,
         "budget_usd": policy.budget_usd,
         "max_spot_share": policy.max_spot_share,
@@ -142,10 +151,15 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
     api_usd = cand.api_usd * s
 
     purchases = _purchases(cand, u, y, s, u_usd, tr_usd, api_usd)
-    workloads = _workloads(cand, x, y, s, alloc_usd, tr_usd, api_usd)
+    workloads = _workloads(cand, x, y, s, alloc_usd, tr_usd, api_usd, policy)
     total = float(u_usd.sum() + tr_usd.sum() + api_usd.sum())
     shares = _shares(purchases, total)
-    survival = _survival(cand, x, purchases, policy.spot_counts_for_survival)
+    providers = plan_providers({"purchases": purchases})
+    detail = survival_from_workloads(workloads, providers, policy.spot_counts_for_survival)
+    survival = worst_by_provider(detail, providers)
+    for w in workloads:
+        if w["name"] in detail:
+            w["survival"] = detail[w["name"]]
     return Plan(
         status=sol.status,
         horizon_months=horizon_months,
@@ -158,6 +172,7 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
         workloads=workloads,
         shares=shares,
         survival=survival,
+        capacity_shares=capacity_shares(workloads),
         policy=_policy_dict(policy),
     )
 
@@ -228,6 +243,41 @@ def _purchases(
     return out
 
 
+def _api_prices(api: Any) -> dict[str, Any]:
+    """An api offer's own input and output prices (what routes bill each side at)."""
+    return {"usd_per_mtok_in": api.usd_per_mtok_in, "usd_per_mtok_out": api.usd_per_mtok_out}
+
+
+def _api_fallbacks(cand: Candidates, wi: int, unlimited_ok: bool) -> list[dict[str, Any]]:
+    """Api offers of an inference workload's model that survival may count (docs: Survival).
+
+    Offers with a stated emergency quota, and with ``api_fallback: unlimited`` also those
+    without (``requests_per_s: null``).
+    """
+    w = cand.workloads[wi]
+    mean_in, mean_out = w.mean_tokens
+    tokens = mean_in + mean_out
+    out = []
+    for k in np.flatnonzero(cand.api_w == wi):
+        api = cand.api_offers[cand.api_a[k]]
+        cap = float(cand.api_cap_rps[k])
+        if not math.isfinite(cap) and not unlimited_ok:
+            continue
+        out.append(
+            {
+                "offer": api.id,
+                "provider": api.provider,
+                "vendor": api.vendor,
+                "requests_per_s": round(cap, 6) if math.isfinite(cap) else None,
+                "tokens_per_minute": round(cap * tokens * 60, 1) if math.isfinite(cap) else None,
+                "tokens_per_request": round(tokens, 4),
+                "usd_per_request": (mean_in * api.usd_per_mtok_in + mean_out * api.usd_per_mtok_out) / 1e6,
+                **_api_prices(api),
+            }
+        )
+    return out
+
+
 def _workloads(
     cand: Candidates,
     x: np.ndarray,
@@ -236,6 +286,7 @@ def _workloads(
     alloc_usd: np.ndarray,
     tr_usd: np.ndarray,
     api_usd: np.ndarray,
+    policy: Policy,
 ) -> list[dict[str, Any]]:
     out = []
     for wi, w in enumerate(cand.workloads):
@@ -283,6 +334,7 @@ def _workloads(
                     "share": round(float(s[k]), 6),
                     "resells": api.resells,
                     "usd": round(float(api_usd[k]), 2),
+                    **_api_prices(api),
                 }
             )
         kind = (
@@ -290,15 +342,16 @@ def _workloads(
             if isinstance(w, InferenceWorkload)
             else ("training" if isinstance(w, TrainingWorkload) else "api")
         )
-        out.append(
-            {
-                "name": w.name,
-                "kind": kind,
-                "demand": _demand(w, D),
-                "usd": round(sum(a["usd"] for a in allocations), 2),
-                "allocations": allocations,
-            }
-        )
+        entry = {
+            "name": w.name,
+            "kind": kind,
+            "demand": _demand(w, D),
+            "usd": round(sum(a["usd"] for a in allocations), 2),
+            "allocations": allocations,
+        }
+        if kind == "inference":
+            entry["api_fallbacks"] = _api_fallbacks(cand, wi, policy.api_fallback == "unlimited")
+        out.append(entry)
     return out
 
 
@@ -320,6 +373,29 @@ def _egress(cand: Candidates, k: int) -> dict[str, float]:
     return {"egress_usd": round(usd, 2)} if usd else {}
 
 
+def capacity_shares(workloads: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per provider and vendor: the largest share of any workload's demand it serves.
+
+    Inference: replicas' requests/s plus api shares over peak demand D; api workloads:
+    their demand share.  Training jobs are not counted (docs: Lock-in caps).
+    """
+    out: dict[str, dict[str, float]] = {"provider": {}, "vendor": {}}
+    for w in workloads:
+        if w["kind"] == "training":
+            continue
+        peak = w["demand"].get("peak_requests_per_s")
+        for group in ("provider", "vendor"):
+            served: dict[str, float] = {}
+            for a in w["allocations"]:
+                if not a.get(group):
+                    continue
+                share = a["requests_per_s"] / peak if a.get("accelerator") and peak else a["share"]
+                served[a[group]] = served.get(a[group], 0.0) + share
+            for value, share in served.items():
+                out[group][value] = max(out[group].get(value, 0.0), round(share, 6))
+    return {g: dict(sorted(d.items())) for g, d in out.items()}
+
+
 def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str, float]]:
     shares: dict[str, dict[str, float]] = {"provider": {}, "vendor": {}}
     if total <= 0:
@@ -330,36 +406,3 @@ def _shares(purchases: list[dict[str, Any]], total: float) -> dict[str, dict[str
             if key:
                 shares[group][key] = shares[group].get(key, 0.0) + p["usd"] / total
     return {g: {k: round(val, 6) for k, val in sorted(d.items())} for g, d in shares.items()}
-
-
-def _survival(
-    cand: Candidates, x: np.ndarray, purchases: list[dict[str, Any]], spot_counts: bool
-) -> dict[str, float]:
-    """Per provider used: min over inference workloads of the fraction still served without it.
-
-    Spot replicas count only when the policy says they do (``spot_counts_for_survival``).
-    """
-    # a provider paid only for moving data out (egress) hosts nothing: not "used"
-    providers = sorted({p["provider"] for p in purchases if p["term"] != "egress"})
-    inf_w = np.array([i for i, w in enumerate(cand.workloads) if isinstance(w, InferenceWorkload)], int)
-    out: dict[str, float] = {}
-    if not len(inf_w):
-        return {p: 1.0 for p in providers}
-    n_w = len(cand.workloads)
-    served = cand.inf_rps * x
-    if not spot_counts:
-        served = np.where(cand.offer_spot[cand.inf_o], 0.0, served)
-    used = served > 0  # only the replicas bought (a large model has ~10^5 candidates)
-    rps, w_of, prov_of = served[used], cand.inf_w[used], cand.offer_provider[cand.inf_o][used]
-    total = np.bincount(w_of, rps, minlength=n_w)
-    api_provider = cand.api_provider[cand.api_a] if len(cand.api_a) else np.zeros(0, object)
-    for p in providers:
-        at_p = prov_of == p
-        rest = total - np.bincount(w_of[at_p], rps[at_p], minlength=n_w)
-        if len(cand.api_w):  # api capacity elsewhere (summed directly: a limit may be inf)
-            away = api_provider != p
-            rest = rest + np.bincount(cand.api_w[away], cand.api_cap_rps[away], minlength=n_w)
-        rest = rest[inf_w]
-        frac = np.where(np.isinf(rest), 1.0, np.minimum(1.0, rest / cand.peak_rps[inf_w]))
-        out[p] = round(float(min(1.0, frac.min())), 6)
-    return out

@@ -22,7 +22,7 @@ from polyfleet.plan.highs import SolveOptions, Status, build_highs, run_highs
 
 #: (row family, factor) applied to the LP before rounding: capacity rows keep 10% spare
 #: instances, share caps and budget 3% headroom
-_TIGHTEN = {"capacity": 0.9, "lock-in": 0.97, "budget": 0.97}
+_TIGHTEN = {"capacity": 0.9, "spend-share": 0.97, "budget": 0.97}
 
 
 def _tightened(milp: Milp, extra: np.ndarray, cap_scale: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -30,7 +30,7 @@ def _tightened(milp: Milp, extra: np.ndarray, cap_scale: np.ndarray) -> tuple[sp
 
     ``extra`` is subtracted from the capacity rows' bounds: instances a previous rounding
     overshot at that offer, so the next LP leaves room for them.  ``cap_scale`` further
-    scales each lock-in row's cap (1 until a rounding broke that cap).
+    scales each spend-share row's cap (1 until a rounding broke that cap).
     """
     A = milp.A.tocsr(copy=True)
     upper = milp.row_upper.copy()
@@ -42,10 +42,10 @@ def _tightened(milp: Milp, extra: np.ndarray, cap_scale: np.ndarray) -> tuple[sp
     budget_rows = milp.row_family == "budget"
     upper[budget_rows] *= _TIGHTEN["budget"]
     t_col = milp.cols["T"].start
-    for row in np.flatnonzero(milp.row_family == "lock-in"):  # few rows: one per provider/vendor
+    for row in np.flatnonzero(milp.row_family == "spend-share"):  # few rows: one per provider/vendor
         lo, hi = A.indptr[row], A.indptr[row + 1]
         at_t = lo + np.flatnonzero(A.indices[lo:hi] == t_col)
-        A.data[at_t] *= _TIGHTEN["lock-in"] * cap_scale[row]
+        A.data[at_t] *= _TIGHTEN["spend-share"] * cap_scale[row]
     return A, upper
 
 
@@ -60,7 +60,7 @@ def _share_matrix(milp: Milp, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     A row reads ``spend[group] - cap x T <= 0``; one more instance of offer o moves it by
     ``cost_o x (member - cap)``.
     """
-    rows = np.flatnonzero(milp.row_family == "lock-in")
+    rows = np.flatnonzero(milp.row_family == "spend-share")
     us, t_col = milp.cols["u"], milp.cols["T"].start
     if not len(rows):
         return np.zeros(0), np.zeros((0, us.stop - us.start))
@@ -158,7 +158,7 @@ def rounded_start(milp: Milp, options: SolveOptions) -> np.ndarray | None:
     extra = np.zeros(len(milp.row_upper))
     cap_scale = np.ones(len(milp.row_upper))
     cap_rows = milp.row_family == "capacity"
-    lock_rows = milp.row_family == "lock-in"
+    lock_rows = milp.row_family == "spend-share"
     deadline = time.perf_counter() + options.time_limit_s / 2
     for _ in range(_REPAIRS):
         left = deadline - time.perf_counter()

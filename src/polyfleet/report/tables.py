@@ -109,8 +109,22 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
             end_section=True,
         )
     parts.append(t)
-    caps = plan.get("policy", {}).get("max_share", {})
-    s = Table(title="Spend by provider and chip vendor against caps", title_justify="left")
+    caps = plan.get("policy", {}).get("max_spend_share", {})
+    capacity_caps = plan.get("policy", {}).get("max_share", {})
+    if plan.get("capacity_shares") and any(v is not None for v in capacity_caps.values()):
+        c = Table(
+            title="Largest share of any service's peak one provider / vendor serves, against max_share",
+            title_justify="left",
+        )
+        for col in ("group", "value", "share", "cap"):
+            c.add_column(col, justify="left" if col in ("group", "value") else "right")
+        for group in ("provider", "vendor"):
+            cap = capacity_caps.get(group)
+            for value, share in sorted(plan["capacity_shares"].get(group, {}).items(), key=lambda kv: -kv[1]):
+                style = "bold yellow" if cap is not None and share >= cap - 1e-6 else ""
+                c.add_row(group, value, Text(_pct(share), style=style), _pct(cap))
+        parts.append(c)
+    s = Table(title="Spend by provider and chip vendor against max_spend_share", title_justify="left")
     for col in ("group", "value", "usd", "share", "cap"):
         s.add_column(col, justify="left" if col in ("group", "value") else "right")
     total = plan["total_usd"] or 1.0
@@ -129,8 +143,11 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
         )
         v.add_column("provider lost")
         v.add_column("worst service still served", justify="right")
+        carried = {p: _fallbacks(plan, p) for p in plan["survival"]}
+        if any(carried.values()):
+            v.add_column("api fallback carrying the loss ($ per month of outage)")
         for provider, frac in plan["survival"].items():
-            v.add_row(provider, _pct(frac))
+            v.add_row(provider, _pct(frac), *([carried[provider] or "-"] if any(carried.values()) else []))
         parts.append(v)
     if "explain" in plan:
         ex = plan["explain"]
@@ -138,6 +155,8 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
         e.add_column("item")
         e.add_column("usd", justify="right")
         e.add_row("lock-in caps premium", _usd(ex.get("lock_in_premium_usd")))
+        if ex.get("dilution_usd"):
+            e.add_row("spend only diluting max_spend_share", _usd(ex.get("dilution_usd")))
         e.add_row("survival (N-1) premium", _usd(ex.get("survival_premium_usd")))
         e.add_row("budget slack", _usd(ex.get("budget_slack_usd")))
         e.add_row("markup paid to resellers", _usd(ex.get("reseller_markup_usd")))
@@ -155,6 +174,16 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
                 )  # fmt: skip
             parts.append(cfg)
     return Group(*parts)
+
+
+def _fallbacks(plan: dict[str, Any], provider: str) -> str:
+    """Api offers survival relies on beyond what the plan buys, when ``provider`` is lost."""
+    out = []
+    for w in plan.get("workloads", []):
+        for r in w.get("survival", {}).get(provider, {}).get("relies_on", []):
+            if r["kind"] == "api-fallback":
+                out.append(f"{w['name']}: {r['offer']} {_usd(r['usd_per_month_of_outage'])}")
+    return "; ".join(out)
 
 
 _HEADERS = {

@@ -17,7 +17,7 @@ Two kinds of allocation:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -72,6 +72,9 @@ class Fleet:
     train_usd: np.ndarray
     train_run_hours: np.ndarray
     train_deadline_hours: np.ndarray
+    #: per inference workload, per provider: served fraction after losing it and what it relies
+    #: on (``polyfleet.plan.survival``, the rule the plan table uses)
+    survival: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
 
     @property
     def horizon_hours(self) -> float:
@@ -149,6 +152,8 @@ def fleet_from_plan(plan: dict[str, Any]) -> Fleet:
 
     The plan must have a status with allocations (``optimal`` or ``feasible``).
     """
+    from polyfleet.plan.survival import survival_from_workloads  # here: spec -> risk -> plan -> spec cycle
+
     if not isinstance(plan, dict):
         raise PlanDataError("expected a plan: a mapping written by `polyfleet plan --format json`")
     status = plan.get("status")
@@ -232,6 +237,11 @@ def fleet_from_plan(plan: dict[str, Any]) -> Fleet:
         train_usd=t[:, 4],
         train_run_hours=t[:, 5],
         train_deadline_hours=t[:, 6],
+        survival=survival_from_workloads(
+            workloads,
+            list(provider_names),
+            bool((plan.get("policy") or {}).get("spot_counts_for_survival", False)),
+        ),
     )
     short = (fleet.flow_capacity_by_workload <= 0) & (np.array(kinds) != "training")
     if short.any():

@@ -9,10 +9,9 @@ against it.  Each feasible point carries two risk figures from :mod:`polyfleet.r
 - ``worst_loss_unserved_fraction``: the share of peak inference demand left unserved
   when the worst single provider is down for the whole horizon, after buying emergency
   capacity as the risk assumptions allow (deterministic), and ``worst_loss_extra_usd``,
-  the largest extra cost of one provider down.  The planner's survival counts unlimited
-  api offers of the model as reachable capacity; the risk engine prices that fallback
-  as emergency capacity, capped by ``emergency_capacity_fraction``, so a plan's
-  survival f does not by itself bound this figure;
+  the largest extra cost of one provider down.  ``min_survival`` is the planner's own
+  survival rule (``polyfleet.plan.survival``) on the point's plan: the smallest share
+  of peak any service keeps after losing any one provider, before emergency purchases;
 - ``expected_usd`` and ``p95_usd``: the Monte Carlo cost under the spec's risk
   assumptions, with a small fixed scenario count and seed (the same draws for every
   point, so differences between points are not sampling noise in the draws).
@@ -57,6 +56,10 @@ def plan_risk(
     """The risk figures of one feasible plan (see the module docstring)."""
     fleet = fleet_from_plan(plan_dict)
     sweep = evaluate(fleet, provider_down(fleet, assumptions), assumptions)
+    # the planner's own survival rule (plan.survival), on the plan's allocations
+    min_survival = min(
+        (p["served_fraction"] for d in fleet.survival.values() for p in d.values()), default=1.0
+    )
     inference = np.array([kind == "inference" for kind in fleet.kinds])
     worst = 0.0
     if inference.any() and fleet.providers:
@@ -64,6 +67,7 @@ def plan_risk(
         worst = float(lost.max())
     outcome = monte_carlo(fleet, assumptions, scenarios, seed)
     return {
+        "min_survival": round(min_survival, 6),
         "worst_loss_unserved_fraction": round(worst, 6),
         "worst_loss_extra_usd": round(float(sweep.cost_usd.max() - fleet.total_usd), 2)
         if fleet.providers
@@ -94,8 +98,8 @@ def _point(
         "feasible": True,
         "status": data["status"],
         "total_usd": data["total_usd"],
-        "max_provider_share": max(data["shares"]["provider"].values(), default=0.0),
-        "min_survival": min(data["survival"].values(), default=1.0),
+        # what the cap bounds: the largest share of any service's peak one provider serves
+        "max_provider_share": max(data["capacity_shares"]["provider"].values(), default=0.0),
         **plan_risk(data, assumptions, scenarios, seed),
     }
 

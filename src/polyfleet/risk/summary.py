@@ -7,6 +7,11 @@ billion training tokens do not add up:
 - api: Mtok over the horizon;
 - training: billion tokens that miss the deadline.
 
+``down_served_fraction`` is the planner's own survival rule for that provider (the
+smallest share of peak any inference service keeps on the capacity the plan bought
+outside it plus api quotas it may rely on; ``polyfleet.plan.survival``), before any
+emergency purchase; the plan table's survival row says the same number.
+
 Which provider hurts most comes from a **deterministic one-provider-down sweep**: each
 provider down for the whole horizon, nothing else going wrong, nominal prices (the N-1
 event the planner's survival policy guards against).  Providers are ranked by the mean
@@ -72,6 +77,9 @@ def provider_sweep(fleet: Fleet, sweep: Outcome, outcome: Outcome) -> list[dict[
                 kind: _r(q[i] / fleet.demand[np.array(fleet.kinds) == kind].sum())
                 for kind, q in _by_kind(fleet, sweep.unserved).items()
             },
+            "down_served_fraction": _r(
+                min((d[provider]["served_fraction"] for d in fleet.survival.values()), default=1.0)
+            ),
             "mc_outage_scenarios": int(hit.sum()),
             "mc_extra_usd_given_outage": _r(outcome.cost_usd[hit].mean() - expected, 2)
             if hit.any()

@@ -1,0 +1,107 @@
+"""Dilution-proof lock-in caps (``policy.max_share``: share of each service's peak capacity).
+
+docs/planning-model.md, constraint 4.  The share-of-spend cap (``max_spend_share``) is
+tested in test_plan_constraints.py; here the capacity caps and what separates them.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from test_plan_constraints import (
+    API_WORKLOAD,
+    MONTH_H,
+    acc,
+    allocs,
+    api_offer,
+    inference,
+    make,
+    offer,
+    solve,
+    training,
+    two_offers,
+)
+
+
+def test_provider_capacity_cap_splits_peak_capacity_not_spend() -> None:
+    # D = 6; o1 $1/rps at p1, o2 $2/rps at p2.  Cap 0.5 of peak capacity: each provider
+    # serves at most 3 rps -> x1 = 3, x2 = 3: 3 x 730 + 3 x 1460 = $6570.  (A spend cap of
+    # 0.5 gives $5840 with p1 serving 4 of 6 rps: 67% of the service at one provider.)
+    result = solve(two_offers(rps=6, max_share={"provider": 0.5}), with_explain=True)
+    assert result["total_usd"] == pytest.approx(9 * MONTH_H)
+    a = allocs(result, "w")
+    assert (a["o1"]["replicas"], a["o2"]["replicas"]) == (3, 3)
+    assert result["capacity_shares"]["provider"] == pytest.approx({"p1": 0.5, "p2": 0.5})
+    # uncapped 6 x 730 = $4380
+    assert result["explain"]["lock_in_premium_usd"] == pytest.approx(9 * MONTH_H - 6 * MONTH_H)
+
+
+def test_spend_cap_is_met_by_dilution_and_the_capacity_cap_is_not() -> None:
+    # D = 10.  o1 at p1: one replica serves all 10 rps for $730.  o2 at p2: 1 rps for $730.
+    # max_spend_share 0.5: one replica at each ($1460): the o2 replica only dilutes p1's
+    # share of spend (capacity 11 for a peak of 10): dilution $1460 - $730 = $730.
+    spec = make(
+        [acc("acc-a"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b")],
+        [inference("w", 10, {"acc-a": (1, 10.0), "acc-b": (1, 1.0)})],
+        policy={"max_spend_share": {"provider": 0.5}},
+    )
+    spend = solve(spec, with_explain=True)
+    assert spend["total_usd"] == pytest.approx(2 * MONTH_H)
+    assert spend["explain"]["dilution_usd"] == pytest.approx(MONTH_H)
+    assert spend["capacity_shares"]["provider"]["p1"] == pytest.approx(1.0)  # not diversified
+    # max_share 0.6 with o1's replica at 20 rps: p1 may serve 6 rps, less than one replica,
+    # and p2 at most 6 of 10: infeasible.  The least slack is p2's: 10 / (0.6 x 10) = 100%.
+    capped = solve(
+        make(
+            [acc("acc-a"), acc("acc-b", "vb")],
+            [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b")],
+            [inference("w", 10, {"acc-a": (1, 20.0), "acc-b": (1, 1.0)})],
+            policy={"max_share": {"provider": 0.6}},
+        )
+    )
+    assert capped["status"] == "infeasible"
+    assert capped["infeasible"]["family"] == "lock-in"
+    assert capped["infeasible"]["subject"] == "w: provider=p2"
+    assert "workload 'w' needs provider 'p2' to serve at least 100.0%" in capped["infeasible"]["message"]
+
+
+def test_vendor_capacity_cap_counts_replicas_by_chip_vendor() -> None:
+    # One provider, two vendors: va $1/rps, vb $2/rps; D = 6; vendor cap 0.5 -> 3 + 3: $6570
+    spec = make(
+        [acc("acc-a", "va"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p1", "acc-b", price=2.0)],
+        [inference("w", 6, {"acc-a": (1, 1.0), "acc-b": (1, 1.0)})],
+        policy={"max_share": {"vendor": 0.5}},
+    )
+    result = solve(spec)
+    assert result["total_usd"] == pytest.approx(9 * MONTH_H)
+    assert result["capacity_shares"]["vendor"] == pytest.approx({"va": 0.5, "vb": 0.5})
+    assert result["capacity_shares"]["provider"] == pytest.approx({"p1": 1.0})
+
+
+def test_api_workload_is_capped_by_its_demand_share() -> None:
+    # 10 Mtok in + 5 out a month: a1 at pa $1/$1 = $15, a2 at pb $2/$2 = $30.
+    # Provider cap 0.6: 0.6 from a1 + 0.4 from a2 = 9 + 12 = $21.
+    spec = make(
+        [],
+        [],
+        [API_WORKLOAD],
+        api_offers=[api_offer("a1", "pa"), api_offer("a2", "pb", pin=2, pout=2)],
+        policy={"max_share": {"provider": 0.6}},
+    )
+    result = solve(spec)
+    assert result["total_usd"] == pytest.approx(21.0, abs=1e-4)
+    a = allocs(result, "w")
+    assert a["a1"]["share"] == pytest.approx(0.6)
+    assert a["a2"]["share"] == pytest.approx(0.4)
+
+
+def test_training_jobs_are_not_counted_by_max_share() -> None:
+    # A job runs on one offer: max_share 0.5 does not split or forbid it.
+    spec = make([acc("acc-a")], [offer("o1", "p1", "acc-a", avail=100)], [training()],
+                policy={"max_share": {"provider": 0.5}})  # fmt: skip
+    result = solve(spec)
+    assert result["status"] == "optimal"
+    assert set(allocs(result, "t")) == {"o1"}
+    assert result["capacity_shares"]["provider"] == {}
