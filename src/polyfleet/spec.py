@@ -19,7 +19,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.lifecycle import without_retired
 from polyfleet.catalog.models import Accelerator, ApiOffer, Dtype, Egress, ModelCard, Offer, Stack
-from polyfleet.catalog.settings import CatalogSettings, catalog_entries
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.errors import SpecError, did_you_mean
@@ -234,7 +233,7 @@ class SpecModel(_Strict):
     periods: Literal["single", "monthly"] = Field(
         "single", description="single: one period of horizon_months; monthly: one MILP over every month"
     )
-    catalog: Literal["bundled", "none"] | list[str] | CatalogSettings = "bundled"
+    catalog: Literal["bundled", "none"] | list[str] = "bundled"
     calibration: str | None = Field(
         None, description="file written by `polyfleet perf calibrate`, or `bundled` (fit to published points)"
     )
@@ -395,13 +394,12 @@ def _inline_catalog(model: SpecModel) -> Catalog:
 
 
 def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
-    entries = catalog_entries(model.catalog)  # a list, a word, or {use, max_age_days}
-    if entries == "none":
+    if model.catalog == "none":
         return Catalog()
-    if entries == "bundled":
+    if model.catalog == "bundled":
         return load_bundled()
     catalog = Catalog()
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(model.catalog):
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
             continue
