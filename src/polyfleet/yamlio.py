@@ -4,13 +4,15 @@ Limits, so that no input can hang or crash a command (README, "The spec"): a fil
 ``MAX_BYTES`` (64 MiB), nesting deeper than ``MAX_DEPTH`` (64 levels; indentation past
 column 512) and a document that expands, through aliases, to more than ``MAX_NODES``
 (1,000,000) values (an alias bomb, "billion laughs") are refused with one line, in well
-under a second; so are UTF-16 and binary files.  A JSON file that
+under a second; so are UTF-16 and binary files, and numbers that are not finite or
+exceed ``MAX_MAGNITUDE`` (1e18) in size.  A JSON file that
 stops early says "truncated JSON at line N", not "malformed YAML".
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,8 @@ Lines = dict[tuple[Any, ...], int]
 MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_NODES = 1_000_000
+#: the largest magnitude a number in any input may have (1e308 overflows prices x hours)
+MAX_MAGNITUDE = 1e18
 
 
 def _expanded_size(root: yaml.Node, file: str) -> int:
@@ -103,6 +107,7 @@ def _node_lines(root: yaml.Node, out: Lines, file: str) -> None:
             stack.extend((item, (*path, index)) for index, item in enumerate(node.value))
 
 
+_NUMERIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 _BRACKETS = re.compile(r"[\[\]{}]")
 _INDENT = re.compile(r"^[ \t]*", re.MULTILINE)
 
@@ -122,6 +127,30 @@ def _check_depth(text: str, file: str) -> None:
             raise SpecError(f"nested more than {MAX_DEPTH} levels deep", file=file, line=line)
     if max((len(m.group()) for m in _INDENT.finditer(text)), default=0) > 8 * MAX_DEPTH:
         raise SpecError(f"nested more than {MAX_DEPTH} levels deep (indented past column 512)", file=file)
+
+
+def _check_numbers(data: Any, lines: Lines, file: str) -> None:
+    """Every number finite and at most ``MAX_MAGNITUDE`` in size: past that a plan overflows."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((v, (*path, k)) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(value))
+        if isinstance(value, str) and _NUMERIC.fullmatch(value.strip()):
+            value = float(value)  # YAML reads 1e308 (no dot) as a string; pydantic would take it
+        if (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and (not math.isfinite(value) or abs(value) > MAX_MAGNITUDE)
+        ):
+            raise SpecError(
+                f"expected a finite number of magnitude at most {MAX_MAGNITUDE:.0e}, got {value:g}",
+                file=file,
+                line=line_of(lines, path),
+                path=dotted(path),
+            )
 
 
 def _json_error(text: str, file: str) -> SpecError | None:
@@ -192,6 +221,7 @@ def read_yaml(path: Path, what: str = "spec") -> tuple[Any, Lines]:
                     )
                 _node_lines(node, lines, file)
             data = loader.construct_document(node) if node is not None else None
+            _check_numbers(data, lines, file)
         finally:
             loader.dispose()
     except SpecError:

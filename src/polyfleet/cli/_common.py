@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -56,13 +58,20 @@ _stdout_claimed = False
 
 
 def _check_outputs() -> None:
-    """Refuse, before any work, output options whose path can never be written."""
+    """Refuse, before any work, non-finite numbers and output paths that can never be written.
+
+    click's ``FloatRange`` lets ``nan`` through every bound and ``inf`` through open ones.
+    """
     global _stdout_claimed
     ctx = click.get_current_context(silent=True)
     if ctx is None:
         return
     for param in ctx.command.params:
         value = ctx.params.get(param.name or "")
+        values = value if isinstance(value, tuple | list) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            flag = param.opts[0] if param.opts else (param.name or "").upper()
+            _fail(f"{flag}: expected a finite number, got {value}")
         if isinstance(param.type, OutputPath) and value is not None:
             if str(value) == "-":
                 _stdout_claimed = True
@@ -97,6 +106,19 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         return None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def plan_shape_errors(path: Path) -> Iterator[None]:
+    """A plan file edited by hand into another shape (a list where a mapping was, a missing
+    key): one line naming the file and what broke, exit 2, instead of a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError) as exc:
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
+        raise SpecError(
+            f"not a plan as `polyfleet plan --format json` writes it ({what})", file=str(path)
+        ) from None
 
 
 def _write_atomic_with(path: Path, write: Callable[[BinaryIO], None]) -> None:

@@ -22,6 +22,7 @@ from polyfleet.cli._common import (
     _wrote,
     working,
 )
+from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.report.tables import records_table
 
 _CATALOG_COLUMNS = {
@@ -67,6 +68,14 @@ def _catalog_list(what: str, vendor: str | None, provider: str | None, stack: st
         "models": cat.models,
         "api-offers": cat.api_offers,
     }[what]
+    known = {
+        "--vendor": {a.vendor for a in cat.accelerators.values()},
+        "--provider": {o.provider for o in [*cat.offers.values(), *cat.api_offers.values()]},
+        "--stack": {a.stack for a in cat.accelerators.values()},
+    }
+    for flag, value in (("--vendor", vendor), ("--provider", provider), ("--stack", stack)):
+        if value and value not in known[flag]:
+            raise SpecError(f"unknown {flag[2:]} {value!r}{did_you_mean(value, known[flag])}", file=flag)
     rows = []
     for record in section.values():
         row = record.model_dump()
@@ -113,6 +122,8 @@ def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
         _fail(f"--out must be named offers.csv or <name>-offers.csv, got {out.name}")
     with working(f"importing {directory}"):
         result = import_skypilot(directory, load_bundled().accelerators)
+    if not result.offers and not result.skipped:
+        _fail(f"{directory}: no SkyPilot catalog here: expected <cloud>/vms.csv (catalogs/v8 or its root)")
     counts = [
         {"provider": provider, "term": term, "offers": n} for (provider, term), n in result.counts().items()
     ]

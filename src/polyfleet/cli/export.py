@@ -9,7 +9,7 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._app import main
-from polyfleet.cli._common import OutputPath, _emit, _handles_errors
+from polyfleet.cli._common import OutputPath, _emit, _handles_errors, plan_shape_errors
 from polyfleet.errors import SpecError
 from polyfleet.spec import load_spec
 
@@ -43,4 +43,6 @@ def export_skypilot_cmd(plan_path: Path, workload: str, out: Path | None, spec_p
         message = "not a plan JSON file (write one with `polyfleet plan --format json`)"
         raise SpecError(message, file=str(plan_path)) from exc
     catalog = load_spec(spec_path).catalog if spec_path is not None else load_bundled()
-    _emit(skypilot_task_yaml(data, workload, catalog, plan_file=str(plan_path)), out)
+    with plan_shape_errors(plan_path):
+        task = skypilot_task_yaml(data, workload, catalog, plan_file=str(plan_path))
+    _emit(task, out)

@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render, working
+from polyfleet.cli._common import (
+    FORMATS,
+    OutputPath,
+    _emit,
+    _handles_errors,
+    _render,
+    plan_shape_errors,
+    working,
+)
 from polyfleet.errors import SpecError
 from polyfleet.report.risk import risk_tables
 from polyfleet.risk import Mapper, PlanDataError, RiskAssumptions, analyse, fleet_from_plan, local_mapper
@@ -92,7 +100,8 @@ def risk_cmd(
     """Monte Carlo risk of PLAN (from `polyfleet plan --format json`): cost and unserved demand."""
     if address is not None and engine != "ray":
         raise click.BadParameter("--address needs --engine ray", param_hint="--address")
-    fleet = load_fleet(plan_path, month)
+    with plan_shape_errors(plan_path):
+        fleet = load_fleet(plan_path, month)
     assumptions = load_risk_assumptions(spec_path)
     mapper, started = _ray(address) if engine == "ray" else (local_mapper, False)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,12 @@ def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, o
             _fail(f"{path}: no ledger here (serve writes one; pass --ledger or --routes)")
     try:
         store = Ledger(url).open()
-    except (RuntimeError, OSError) as exc:
+    except (RuntimeError, OSError, sqlite3.Error) as exc:
         _fail(f"{shown(url)}: cannot open the ledger: {exc}")
     try:
         rows = summarise(store, by)
+    except sqlite3.Error as exc:  # a file that is not a ledger (not SQLite, or another schema)
+        _fail(f"{shown(url)}: not a polyfleet ledger: {exc}")
     finally:
         store.close()
     _emit(_render(rows, fmt, lambda: _table(rows, by)), out)
