@@ -363,6 +363,27 @@ PLAN_CASES = [
         "workloads[0]",
         ("no offer can host workload 'svc'", "by stack"),
     ),
+]
+
+
+@pytest.mark.parametrize(
+    ("text", "marker", "field", "expected"), [pytest.param(*c[1:], id=c[0]) for c in PLAN_CASES]
+)
+def test_unusable_offer_or_unhostable_workload_is_bad_input(tmp_path, text, marker, field, expected):
+    path = write_spec(tmp_path, text)
+    message = one_line_error(run_cli("plan", path))
+    assert_points_at(message, path, line_of(text, marker), field, expected)
+    # loading alone succeeds: the problem shows when candidates are built
+    spec = load_spec(path)
+    with pytest.raises(SpecError) as info:
+        polyfleet.plan(spec)
+    assert info.value.path == field
+    assert info.value.line == line_of(text, marker)
+
+
+# --- an SLO, deadline or model no offer can meet: infeasible (exit 1), not bad input --------
+
+UNPLACEABLE_CASES = [
     (
         "model-too-big",
         SVC.replace(
@@ -392,19 +413,16 @@ PLAN_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("text", "marker", "field", "expected"), [pytest.param(*c[1:], id=c[0]) for c in PLAN_CASES]
-)
-def test_unusable_offer_or_unhostable_workload_is_bad_input(tmp_path, text, marker, field, expected):
+@pytest.mark.parametrize(("text", "expected"), [pytest.param(c[1], c[4], id=c[0]) for c in UNPLACEABLE_CASES])
+def test_unreachable_slo_deadline_or_memory_is_infeasible_naming_the_closest_offer(tmp_path, text, expected):
     path = write_spec(tmp_path, text)
-    message = one_line_error(run_cli("plan", path))
-    assert_points_at(message, path, line_of(text, marker), field, expected)
-    # loading alone succeeds: the problem shows when candidates are built
-    spec = load_spec(path)
-    with pytest.raises(SpecError) as info:
-        polyfleet.plan(spec)
-    assert info.value.path == field
-    assert info.value.line == line_of(text, marker)
+    result = run_cli("plan", path)
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    for part in (*expected, "closest: "):
+        assert part in result.stderr
+    plan = polyfleet.plan(load_spec(path))
+    assert plan.status == "infeasible" and plan.infeasibility.subject in ("svc", "t")
 
 
 # --- files ---------------------------------------------------------------------------------

@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.lifecycle import without_retired
@@ -28,6 +35,13 @@ from polyfleet.yamlio import dotted, line_of, read_yaml
 
 
 class _Strict(BaseModel):
+def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    """Whether a field's type admits one of ``kinds`` (itself, or in a union or container)."""
+    if annotation in kinds:
+        return True
+    return any(_admits(arg, kinds) for arg in get_args(annotation))
+
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -330,6 +344,36 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
 
 
 def _walk(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[tuple[Any, ...], Any]:
+def _check_bools(data: Any, file: str, lines: dict) -> None:
+    """``requests_per_s: true`` is a mistake, not 1: a number field never takes true/false.
+
+    Pydantic reads a bool as 0/1 for number fields; this walk finds every bool whose
+    field (by the models that validate each mapping) admits no bool.
+    """
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(data, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, (*path, k)) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*path, i)) for i, v in enumerate(node))
+        elif isinstance(node, bool) and path:
+            key_at = len(path) - 2 if isinstance(path[-1], int) else len(path) - 1
+            model = _model_at(data, path[:key_at]) if key_at >= 0 else None
+            field_info = model.model_fields.get(str(path[key_at])) if model else None
+            if (
+                field_info is not None
+                and _admits(field_info.annotation, (int, float))
+                and not _admits(field_info.annotation, (bool,))
+            ):
+                raise SpecError(
+                    f"expected a number, got {str(node).lower()}",
+                    file=file,
+                    line=line_of(lines, path),
+                    path=dotted(path),
+                )
+
+
     """Follow a pydantic error location through the raw data, dropping union tags."""
     path: list[Any] = []
     node = data
@@ -426,6 +470,7 @@ def build_spec(
         raise SpecError("expected a mapping with a 'workloads' list", file=file, line=1)
     try:
         model = SpecModel.model_validate(data)
+    _check_bools(data, file, lines)
     except ValidationError as exc:
         raise _translate(exc, data, file, lines) from None
     from polyfleet.spec_checks import check_duplicates, check_periods, check_references  # uses Spec

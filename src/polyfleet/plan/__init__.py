@@ -6,7 +6,7 @@ import time
 
 from polyfleet.errors import SpecError
 from polyfleet.plan.build import FAMILIES, Milp, build_milp
-from polyfleet.plan.candidates import Candidates, build_candidates
+from polyfleet.plan.candidates import Candidates, Unplaceable, build_candidates
 from polyfleet.plan.diagnose import diagnose
 from polyfleet.plan.explain import explain
 from polyfleet.plan.monthly import plan_monthly
@@ -74,10 +74,19 @@ def plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: b
     """The cheapest plan for ``spec`` (``docs/planning-model.md``).
 
     Raises ``SpecError`` when the spec cannot be planned at all (a workload no offer can
-    host); returns a ``Plan`` with status ``infeasible`` and an ``Infeasibility`` when the
-    constraints together cannot be met.
+    host for a reason of the spec's own: stacks, spot cap, missing data); returns a
+    ``Plan`` with status ``infeasible`` naming the workload and the closest offer when no
+    offer can meet its SLO, deadline or memory, or when the constraints together cannot
+    be met (its ``Infeasibility`` says which family and who).
     """
-    cand = build_candidates(spec)
+    try:
+        cand = build_candidates(spec)
+    except Unplaceable as exc:  # no offer meets a workload's SLO, deadline or memory
+        return Plan(
+            status=Status.INFEASIBLE,
+            horizon_months=spec.horizon_months,
+            infeasibility=Infeasibility(exc.kind, exc.workload, exc.message),
+        )
     if spec.model.periods == "monthly":
         if with_explain:
             raise SpecError(

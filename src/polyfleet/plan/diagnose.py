@@ -25,8 +25,11 @@ def _culprit(
 ) -> Infeasibility:
     milp = build_milp(cand, policy, families=families, elastic=family)
     sol = solve_milp(milp, options)
-    if sol.status == Status.INFEASIBLE:
-        return Infeasibility(family, "", f"{family} constraints cannot be met")
+    if sol.status == Status.INFEASIBLE or sol.values is None or not np.isfinite(sol.values).all():
+        if family == "demand":
+            return _demand_bound(cand)
+        name = next((w.name for w in cand.workloads), "")
+        return Infeasibility(family, name, f"{family} constraints cannot be met (first workload {name!r})")
     slack = sol.values[milp.n_cols - len(milp.slack_rows) :]
     worst = int(np.argmax(slack))
     row = milp.slack_rows[worst]
@@ -34,9 +37,11 @@ def _culprit(
     missing = float(slack[worst])
     total_usd = float(sol.values[milp.cols["T"]][0])
     if family == "demand":
+        closest = _demand_bound(cand, label)
         message = (
             f"workload {label!r} cannot be met within the offers' capacity: "
             f"at most {100 * (1 - missing):.1f}% of its demand can be bought"
+            + (f" ({closest.message.split(' (', 1)[1]}" if " (closest" in closest.message else "")
         )
     elif family == "spot":
         m = float(cand.spot_cap[[w.name for w in cand.workloads].index(label)])
@@ -76,6 +81,47 @@ def _culprit(
             f"over the budget of ${policy.budget_usd:,.0f}"
         )
     return Infeasibility(family, label, message)
+
+
+def _demand_bound(cand: Candidates, only: str | None = None) -> Infeasibility:
+    """The workload furthest from its demand on every offer's whole capacity, and its closest offer.
+
+    A bound that needs no solve (the elastic model can fail numerically on absurd demand,
+    e.g. 1e15 requests/s): each inference workload's replicas on every instance of every
+    candidate offer, plus its whole demand per token when an api offer sells its model.
+    The closest offer is the one that alone serves the most of it.
+    """
+    worst: tuple[float, str, str] | None = None
+    for w, wl in enumerate(cand.workloads):
+        if only is not None and wl.name != only:
+            continue
+        peak = float(cand.peak_rps[w])
+        if peak <= 0 or (cand.api_w == w).any():
+            continue
+        k = np.flatnonzero(cand.inf_w == w)
+        if not len(k):
+            continue
+        most = cand.inf_rps[k] * np.floor(
+            cand.offer_avail[cand.inf_o[k]] * cand.offer_cpi[cand.inf_o[k]] / np.maximum(cand.inf_chips[k], 1)
+        )
+        served = float(most.sum()) / peak
+        best = int(k[np.argmax(most)])
+        detail = (
+            f"closest: {cand.offers[cand.inf_o[best]].id} serves {float(most.max()):,.4g} of "
+            f"{peak:,.4g} requests/s on all {int(cand.offer_avail[cand.inf_o[best]])} instances"
+        )
+        if worst is None or served < worst[0]:
+            worst = (served, wl.name, detail)
+    if worst is None:
+        name = only or next((w.name for w in cand.workloads), "")
+        return Infeasibility("demand", name, f"workload {name!r} cannot be met within the offers' capacity")
+    served, name, detail = worst
+    return Infeasibility(
+        "demand",
+        name,
+        f"workload {name!r} cannot be met within the offers' capacity: at most "
+        f"{100 * min(served, 1.0):.4g}% of its peak can be bought ({detail})",
+    )
 
 
 def diagnose(

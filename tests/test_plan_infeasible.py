@@ -1,0 +1,79 @@
+"""Infeasible plans name who cannot be met, and the closest offer with its shortfall (exit 1).
+
+Bad input (exit 2) is tested in test_spec_errors.py; here what is well-formed but has no
+answer: an SLO or demand no offer meets (docs/planning-model.md, Outputs: status).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli, write_spec
+from polyfleet.plan.candidates import _shortfall
+from test_plan_constraints import acc, inference, make, offer, solve
+
+CARD = {"name": "m8", "params_b": 8, "layers": 32, "kv_heads": 8, "head_dim": 128, "hidden": 4096}
+
+
+def _slo_spec(tpot_ms: float) -> dict:
+    """Two chips that differ only in memory bandwidth: the faster one is closer to a tight TPOT."""
+    slow, fast = acc("slow"), acc("fast")
+    slow["hbm_tbps"], fast["hbm_tbps"] = 1.0, 4.0
+    work = inference("chat", 1, {}, allow_api=False, slo={"tpot_ms": tpot_ms})
+    work["model"] = CARD
+    return {
+        "catalog": "none",
+        "accelerators": [slow, fast],
+        "offers": [offer("o-slow", "p1", "slow"), offer("o-fast", "p2", "fast")],
+        "workloads": [work],
+    }
+
+
+def test_shortfall_is_reached_over_target() -> None:
+    assert _shortfall("slo: tpot 40 ms unreachable, one request alone: 52 ms") == pytest.approx(1.3)
+    assert _shortfall("memory: weights + KV need 141.6 GB, at most 31.0 GB usable") == pytest.approx(
+        141.6 / 31
+    )
+    assert _shortfall("spec: no TFLOPS") == float("inf")
+
+
+def test_unreachable_slo_names_the_closest_offer_not_the_farthest(tmp_path) -> None:
+    import yaml
+
+    path = write_spec(tmp_path, yaml.safe_dump(_slo_spec(0.5)))
+    result = run_cli("plan", path)
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1
+    assert "workload 'chat'" in result.stderr
+    assert "closest: o-fast:" in result.stderr and "o-slow" not in result.stderr
+
+
+def test_absurd_demand_names_the_workload_and_its_closest_offer() -> None:
+    # D = 1e15 req/s; o1 has 100 one-chip instances of 2 rps replicas: 200 req/s at most,
+    # o2 50 instances of 1 rps: 50.  The bound: 250 / 1e15 of the peak; closest: o1 (200).
+    spec = make(
+        [acc("acc-a"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b", avail=50)],
+        [inference("w", 1e15, {"acc-a": (1, 2.0), "acc-b": (1, 1.0)})],
+    )
+    result = solve(spec)
+    assert result["status"] == "infeasible"
+    assert result["infeasible"]["family"] == "demand"
+    assert result["infeasible"]["subject"] == "w"
+    message = result["infeasible"]["message"]
+    assert "workload 'w' cannot be met" in message
+    assert "closest: o1 serves 200 of 1e+15 requests/s on all 100 instances" in message
+
+
+def test_bool_for_a_number_is_bad_input(tmp_path) -> None:
+    path = write_spec(
+        tmp_path,
+        "workloads:\n  - name: svc\n    kind: inference\n    model: llama-3.1-8b\n"
+        "    requests_per_s: true\n    input_tokens: 100\n    output_tokens: 10\n",
+    )
+    result = run_cli("plan", path)
+    assert result.exit_code == 2
+    assert (
+        result.stderr.strip()
+        == f"polyfleet: {path}:5: workloads[0].requests_per_s: expected a number, got true"
+    )
