@@ -34,7 +34,6 @@ from polyfleet.risk.assumptions import RiskAssumptions
 from polyfleet.yamlio import dotted, line_of, read_yaml
 
 
-class _Strict(BaseModel):
 def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
     """Whether a field's type admits one of ``kinds`` (itself, or in a union or container)."""
     if annotation in kinds:
@@ -42,6 +41,7 @@ def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
     return any(_admits(arg, kinds) for arg in get_args(annotation))
 
 
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -343,7 +343,6 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
     return None
 
 
-def _walk(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[tuple[Any, ...], Any]:
 def _check_bools(data: Any, file: str, lines: dict) -> None:
     """``requests_per_s: true`` is a mistake, not 1: a number field never takes true/false.
 
@@ -374,6 +373,7 @@ def _check_bools(data: Any, file: str, lines: dict) -> None:
                 )
 
 
+def _walk(data: Any, loc: tuple[Any, ...], kind: str) -> tuple[tuple[Any, ...], Any]:
     """Follow a pydantic error location through the raw data, dropping union tags."""
     path: list[Any] = []
     node = data
@@ -468,9 +468,9 @@ def build_spec(
     lines = lines or {}
     if not isinstance(data, dict):
         raise SpecError("expected a mapping with a 'workloads' list", file=file, line=1)
+    _check_bools(data, file, lines)
     try:
         model = SpecModel.model_validate(data)
-    _check_bools(data, file, lines)
     except ValidationError as exc:
         raise _translate(exc, data, file, lines) from None
     from polyfleet.spec_checks import check_duplicates, check_periods, check_references  # uses Spec
