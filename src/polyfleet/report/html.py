@@ -25,7 +25,7 @@ from polyfleet.report import html_runs as runs
 from polyfleet.spec import Spec
 
 #: the provider caps the frontier section plans at (plus the spec's own)
-FRONTIER_CAPS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.6, 0.7, 1.0)
+FRONTIER_CAPS = (0.3, 0.4, 0.5, 0.7, 1.0)
 
 
 @functools.cache
