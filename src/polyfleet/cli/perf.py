@@ -84,6 +84,7 @@ def _perf_compare(
     batching: str,
     fmt: str,
     chart: Path | None,
+    percentile: float = SLO_PERCENTILE,
 ) -> None:
     """``polyfleet perf`` without ``--accelerator``: every bundled accelerator, cheapest first."""
     from polyfleet.perf.compare import compare_accelerators
@@ -102,6 +103,7 @@ def _perf_compare(
         max_chips=max_chips,
         term=term,
         batching=batching,
+        percentile=percentile,
     )
     slo = ", ".join(
         part
@@ -109,6 +111,7 @@ def _perf_compare(
             f"{input_tokens} in / {output_tokens} out tokens",
             f"tpot <= {tpot_ms:g} ms" if tpot_ms is not None else "",
             f"ttft <= {ttft_ms:g} ms" if ttft_ms is not None else "",
+            f"p{percentile * 100:g}" if tpot_ms is not None or ttft_ms is not None else "",
             term,
         )
         if part
@@ -252,6 +255,7 @@ def perf_cmd(
             batching=batching,
             fmt=fmt,
             chart=chart,
+            percentile=SLO_PERCENTILE if percentile is None else percentile / 100,
         )
         return
     if chart is not None:

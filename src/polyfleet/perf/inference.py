@@ -290,6 +290,8 @@ def inference_perf(
         peak_info = compute_peak(acc, card.dtype, activation_dtype)
     except PrecisionError as exc:
         return _infeasible(f"spec: {exc}")
+    if batch is not None:
+        percentile = None  # a fixed batch is the idealised estimate, no queueing
     tags = {"dtype": peak_info.dtype, "precision_note": peak_info.note, "percentile": percentile}
     if scale_compute:
         compute_efficiency *= defaults.PRECISION_COMPUTE_SCALE.get(peak_info.dtype, 1.0)
