@@ -1,5 +1,9 @@
 """Property tests: every constraint recomputed from a plan's JSON output, and a brute-force oracle.
 
+Survival is also checked three ways on every random plan: the plan table, ``polyfleet
+risk``'s one-provider-down sweep and ``polyfleet frontier``'s ``min_survival`` must all
+equal a recomputation from the plan's own allocations and the spec (issue 13).
+
 Random small fleets are planned; a feasible plan's ``to_dict()`` (purchases, allocations,
 shares, survival) plus the spec alone must satisfy demand, packing, capacity, api rate,
 lock-in caps, survival and budget, and its money must add up.  Tiny single-workload
@@ -19,6 +23,8 @@ from hypothesis import strategies as st
 from polyfleet.errors import SpecError
 from polyfleet.perf import training_perf
 from polyfleet.plan import FAMILIES, plan
+from polyfleet.risk import RiskAssumptions, analyse, fleet_from_plan
+from polyfleet.risk.frontier import plan_risk
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload, build_spec
 
 MONTH_H = 730.0
@@ -55,6 +61,7 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
                 "chips_per_instance": cpi,
                 "usd_per_chip_hour": draw(prices),
                 "available_instances": draw(st.integers(1, 10)),
+                "term": draw(st.sampled_from(["on-demand", "on-demand", "spot"])),
             }
         )
     api_offers = []
@@ -124,7 +131,13 @@ def fleets(draw: st.DrawFn) -> dict[str, Any]:
             "provider": draw(st.one_of(st.none(), st.floats(0.3, 1.0))),
             "vendor": draw(st.one_of(st.none(), st.floats(0.3, 1.0))),
         },
+        "max_spend_share": {
+            "provider": draw(st.one_of(st.none(), st.none(), st.floats(0.3, 1.0))),
+            "vendor": draw(st.one_of(st.none(), st.none(), st.floats(0.3, 1.0))),
+        },
         "survive_provider_loss": draw(st.one_of(st.just(0.0), st.floats(0.0, 1.0))),
+        "api_fallback": draw(st.sampled_from(["quota", "unlimited"])),
+        "spot_counts_for_survival": draw(st.booleans()),
     }
     if draw(st.booleans()):
         policy["budget_usd"] = draw(st.integers(1_000, 150_000))
@@ -269,33 +282,72 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
             assert out["shares"][group] == pytest.approx(
                 {k: v / out["total_usd"] for k, v in mine.items()}, abs=1e-4
             )
-        cap = getattr(policy.max_share, group)
+        cap = getattr(policy.max_spend_share, group)
         if cap is not None and total > 0:
             for v, usd in mine.items():
-                assert usd <= cap * total + tol, f"{group} cap on {v}"
+                assert usd <= cap * total + tol, f"{group} spend cap on {v}"
+        # max_share: each value's share of every service's peak capacity (api: demand share)
+        cap = getattr(policy.max_share, group)
+        if cap is None:
+            continue
+        for w in spec.workloads:
+            if isinstance(w, TrainingWorkload):
+                continue
+            D = w.peak_requests_per_s if isinstance(w, InferenceWorkload) else 1.0
+            held: dict[str, float] = {}
+            for a in by_name[w.name]["allocations"]:
+                if a[group]:
+                    amount = a["requests_per_s"] if a["accelerator"] is not None else a["share"] * D
+                    held[a[group]] = held.get(a[group], 0.0) + amount
+            for v, amount in held.items():
+                assert amount <= cap * D * (1 + 1e-5) + 1e-5, f"{group} capacity cap on {v} in {w.name}"
 
-    # survival: the fraction of each inference workload left without each provider bought from
-    inference = [w for w in spec.workloads if isinstance(w, InferenceWorkload)]
+    # survival (docs: Survival), recomputed from the allocations and the spec alone
+    worst_by = survival_by_hand(spec, out)
     assert set(out["survival"]) == {p["provider"] for p in out["purchases"]}
-    for prov in out["survival"]:
+    assert out["survival"] == pytest.approx(worst_by, abs=1e-4)
+    for prov, worst in worst_by.items():
+        assert worst >= policy.survive_provider_loss - 1e-4, f"survival without {prov}"
+
+
+def survival_by_hand(spec: Spec, out: dict[str, Any]) -> dict[str, float]:
+    """Per provider bought from: the worst inference workload's served fraction without it.
+
+    Replicas elsewhere (spot only when the policy counts it), plus each api offer of the
+    model elsewhere for the larger of what the plan buys from it and its quota
+    (max_tokens_per_minute in the workload's requests/s); an offer with no quota counts
+    without limit only under ``api_fallback: unlimited``.
+    """
+    policy = spec.policy
+    by_name = {w["name"]: w for w in out["workloads"]}
+    worst_by: dict[str, float] = {}
+    for prov in {p["provider"] for p in out["purchases"]}:
         worst = 1.0
-        for w in inference:
+        for w in spec.workloads:
+            if not isinstance(w, InferenceWorkload):
+                continue
+            D = w.peak_requests_per_s
+            allocations = by_name[w.name]["allocations"]
             rest = sum(
                 a["requests_per_s"]
-                for a in by_name[w.name]["allocations"]
-                if a["accelerator"] is not None and a["provider"] != prov
+                for a in allocations
+                if a["accelerator"] is not None
+                and a["provider"] != prov
+                and (a["term"] != "spot" or policy.spot_counts_for_survival)
             )
+            bought = {a["offer"]: a["share"] * D for a in allocations if a["accelerator"] is None}
             if w.allow_api:
-                for a in apis.values():
+                for a in spec.catalog.api_offers.values():
                     if a.model != "m" or a.provider == prov:
                         continue
-                    if a.max_tokens_per_minute is None:
-                        rest = math.inf
+                    if a.max_tokens_per_minute is not None:
+                        quota = a.max_tokens_per_minute / ((w.input_tokens + w.output_tokens) * 60)
                     else:
-                        rest += a.max_tokens_per_minute / ((w.input_tokens + w.output_tokens) * 60)
-            worst = min(worst, 1.0 if math.isinf(rest) else min(1.0, rest / w.peak_requests_per_s))
-        assert out["survival"][prov] == pytest.approx(worst, abs=1e-4), f"survival without {prov}"
-        assert worst >= policy.survive_provider_loss - 1e-4, f"survival without {prov}"
+                        quota = math.inf if policy.api_fallback == "unlimited" else 0.0
+                    rest += max(bought.get(a.id, 0.0), quota)
+            worst = min(worst, min(1.0, rest / D))
+        worst_by[prov] = worst
+    return worst_by
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -309,11 +361,22 @@ def test_random_fleet_plans_satisfy_every_constraint(data: dict[str, Any]) -> No
     out = result.to_dict()
     event(f"status {out['status']}" + (f" ({out['infeasible']['family']})" if "infeasible" in out else ""))
     if out["status"] == "infeasible":
-        assert out["infeasible"]["family"] in FAMILIES
+        # a constraint family, or no offer can hold a workload's replica ("memory")
+        assert out["infeasible"]["family"] in (*FAMILIES, "memory")
+        assert out["infeasible"]["subject"]  # names the workload, group or provider
         assert out["purchases"] == []
         return
     assert out["status"] in ("optimal", "feasible")
     check_plan(spec, out)
+    # the three readers of "served after losing p" agree with the recomputation by hand:
+    # the plan table (out["survival"]), polyfleet risk's one-provider-down sweep, frontier
+    by_hand = survival_by_hand(spec, out)
+    fleet = fleet_from_plan(out)
+    report = analyse(fleet, RiskAssumptions(), scenarios=4, seed=0)
+    swept = {row["provider"]: row["down_served_fraction"] for row in report["providers"]}
+    assert swept == pytest.approx(by_hand, abs=1e-4)
+    point = plan_risk(out, RiskAssumptions(), scenarios=4, seed=0)
+    assert point["min_survival"] == pytest.approx(min(by_hand.values(), default=1.0), abs=1e-4)
 
 
 # --- brute-force oracle -------------------------------------------------------------------
