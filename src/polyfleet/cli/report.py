@@ -10,7 +10,8 @@ from typing import Any
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import OutputPath, _handles_errors, _write_atomic
+from polyfleet.cli._common import OutputPath, _handles_errors, _write_atomic, _wrote
+from polyfleet.cli._terminal import working
 from polyfleet.errors import SpecError
 from polyfleet.spec import Spec, build_spec, load_spec
 from polyfleet.yamlio import dotted, line_of, read_yaml
@@ -101,8 +102,8 @@ def report_cmd(
         if spec_path is not None:
             raise SpecError("--spec goes with a plan file; SPEC_OR_PLAN is already a spec", file="--spec")
         spec = build_spec(data, file=str(source), lines=lines, base_dir=source.parent)
-        click.echo(f"planning {source}", err=True)
-        plan_dict = plan(spec, options).to_dict()
+        with working(f"planning {source.name} (time limit {time_limit:g} s)", delay_s=2.0):
+            plan_dict = plan(spec, options).to_dict()
     if plan_dict.get("status") not in ("optimal", "feasible"):
         info = plan_dict.get("infeasible") or {}
         click.echo(
@@ -116,25 +117,36 @@ def report_cmd(
     monthly_plan = None
     if monthly and plan_dict.get("periods") != "monthly":
         assert spec is not None
-        click.echo("planning month by month (--monthly)", err=True)
-        result = plan(_monthly_spec(spec), options)
+        with working(f"planning {source.name} month by month (--monthly)", delay_s=2.0):
+            result = plan(_monthly_spec(spec), options)
         if not result.feasible:
-            click.echo("polyfleet: --monthly: the month-by-month plan is infeasible", err=True)
+            info = result.infeasibility
+            click.echo(
+                f"polyfleet: --monthly: {result.status} ({info.family if info else '?'}): "
+                f"{info.message if info else ''}",
+                err=True,
+            )
             sys.exit(1)
         monthly_plan = result.to_dict()
+    parts = [
+        *(["single-provider and single-vendor plans"] if spec is not None else []),
+        *([f"risk ({scenarios:,} scenarios)"] if risk else []),
+        *(["frontier"] if frontier else []),
+        "page",
+    ]
     try:
-        figures = collect(
-            plan_dict,
-            spec,
-            risk_scenarios=scenarios if risk else None,
-            frontier=frontier,
-            monthly_plan=monthly_plan,
-            seed=seed,
-            options=options,
-            progress=lambda message: click.echo(message, err=True),
-        )
-        page = render(figures, f"polyfleet report: {source.name}")
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        with working("report: " + ", ".join(parts), delay_s=2.0):
+            figures = collect(
+                plan_dict,
+                spec,
+                risk_scenarios=scenarios if risk else None,
+                frontier=frontier,
+                monthly_plan=monthly_plan,
+                seed=seed,
+                options=options,
+            )
+            page = render(figures, f"polyfleet report: {source.name}")
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if spec is not None and not _is_plan(data):
             raise  # a spec we planned ourselves: a bug, not bad input
         raise SpecError(
@@ -142,4 +154,4 @@ def report_cmd(
             file=str(source),
         ) from None
     _write_atomic(out, page)
-    click.echo(f"wrote {out}", err=True)
+    _wrote(out)
