@@ -113,10 +113,20 @@ def _brute_force_doc(sampled: bool, cvar_weight: float = 0.0) -> dict[str, Any]:
     tokens = {"name": "tokens", "kind": "api", "model": "tok", "mtok_in_per_month": 100.0,
               "mtok_out_per_month": 20.0, "growth_per_month": 0.03}  # fmt: skip
     api_offers = [  # the big deal's 30% makes big-tok (2.1/10.5) beat maker-tok (2.5/12)
-        {"id": "big-tok", "provider": "big", "model": "tok", "usd_per_mtok_in": 3.0,
-         "usd_per_mtok_out": 15.0},
-        {"id": "maker-tok", "provider": "maker", "model": "tok", "usd_per_mtok_in": 2.5,
-         "usd_per_mtok_out": 12.0},
+        {
+            "id": "big-tok",
+            "provider": "big",
+            "model": "tok",
+            "usd_per_mtok_in": 3.0,
+            "usd_per_mtok_out": 15.0,
+        },
+        {
+            "id": "maker-tok",
+            "provider": "maker",
+            "model": "tok",
+            "usd_per_mtok_in": 2.5,
+            "usd_per_mtok_out": 12.0,
+        },
     ]
     return doc(
         12, offers, deals, unc, [chat(10.0, growth_per_month=0.05), tokens],
