@@ -77,3 +77,45 @@ def test_bool_for_a_number_is_bad_input(tmp_path) -> None:
         result.stderr.strip()
         == f"polyfleet: {path}:5: workloads[0].requests_per_s: expected a number, got true"
     )
+
+
+# --- context length -----------------------------------------------------------------------
+
+
+def _context_spec(api_context: int | None) -> dict:
+    """A 1,000-token-context model asked for 600 + 600 token requests; one api offer."""
+    card = {**CARD, "name": "short", "context_tokens": 1000}
+    work = inference("chat", 1, {}, input_tokens=600, output_tokens=600)
+    work["model"] = card
+    api = {"id": "a1", "provider": "pa", "model": "short", "usd_per_mtok_in": 1, "usd_per_mtok_out": 1}
+    if api_context is not None:
+        api["context_tokens"] = api_context
+    return {
+        "catalog": "none",
+        "accelerators": [acc("acc-a")],
+        "offers": [offer("o1", "p1", "acc-a")],
+        "api_offers": [api],
+        "workloads": [work],
+    }
+
+
+def test_request_longer_than_the_context_cannot_be_placed(tmp_path) -> None:
+    import yaml
+
+    # 1,200 tokens > the card's 1,000 and the api offer states no limit of its own (so the
+    # card's holds): nothing can take the request, exit 1 naming the workload
+    path = write_spec(tmp_path, yaml.safe_dump(_context_spec(None)))
+    result = run_cli("plan", path)
+    assert result.exit_code == 1
+    assert "infeasible (context)" in result.stderr and "workload 'chat'" in result.stderr
+    assert "a request of 1200 tokens exceeds short's context of 1000" in result.stderr
+
+
+def test_api_offer_with_a_longer_context_of_its_own_takes_the_request() -> None:
+    from polyfleet.spec import build_spec
+
+    # the host states 2,000 tokens: all of the demand is bought there (no offers to rent)
+    result = solve(build_spec({**_context_spec(2000), "accelerators": [], "offers": []}))
+    assert result["status"] == "optimal"
+    (alloc,) = result["workloads"][0]["allocations"]
+    assert (alloc["offer"], alloc["share"]) == ("a1", 1.0)

@@ -110,6 +110,12 @@ def _inference_rows(
     k_why = [""] * n_key
     k_cfg = [""] * n_key  # serving configuration per key, for --explain
     mix = w.length_mix  # one bucket unless the workload gives a lengths histogram
+    longest = max(n_in + n_out for n_in, n_out, _ in mix)
+    if card.context_tokens and longest > card.context_tokens:  # no replica can take the request
+        why = f"context: a request of {longest} tokens exceeds {card.name}'s context of {card.context_tokens}"
+        reasons["context"] += len(offers)
+        reasons[("example", "context")] = why  # type: ignore[index]  # every offer alike
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0, object)
 
     targets = w.slo.tpot_ms is not None or w.slo.ttft_ms is not None
 
@@ -296,7 +302,7 @@ def _example(reasons: Counter, why: str, offer_id: str, score: float) -> None:
 
 def _describe(reasons: Counter) -> str:
     parts = []
-    for kind in ("stack", "spot", "memory", "slo", "spec", "capacity", "other"):
+    for kind in ("stack", "spot", "context", "memory", "slo", "spec", "capacity", "other"):
         n = reasons.get(kind, 0)
         if n:
             example = reasons.get(("example", kind), "")  # type: ignore[call-overload]
@@ -314,6 +320,19 @@ def emergency_quota_tpm(api_offer: object) -> float | None:
     return fallback if fallback else getattr(api_offer, "max_tokens_per_minute", None)
 
 
+def context_limit(spec: Spec, w: InferenceWorkload, api_offer: object) -> float:
+    """Longest request (input + output tokens) an api offer accepts for ``w``'s model.
+
+    The offer's own ``context_tokens`` when it states one, else the model card's (a host
+    cannot serve past the model's context), else no limit.
+    """
+    own = getattr(api_offer, "context_tokens", None)
+    if own:
+        return float(own)
+    card = w.model if not isinstance(w.model, str) else spec.catalog.models.get(w.model)
+    return float(card.context_tokens) if card is not None and card.context_tokens else math.inf
+
+
 def _api_rows(
     spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload, api_offers: list, seconds: float
 ) -> list[tuple[int, int, float, float, float]]:
@@ -325,6 +344,8 @@ def _api_rows(
         if a.model != model:
             continue
         if isinstance(w, InferenceWorkload):
+            if context_limit(spec, w, a) < max(i + o for i, o, _ in w.length_mix):
+                continue  # its longest request does not fit the offer's context
             mean_in, mean_out = w.mean_tokens  # exact: price is linear in tokens
             per_request = (mean_in * a.usd_per_mtok_in + mean_out * a.usd_per_mtok_out) / 1e6
             usd = per_request * w.requests_per_s * seconds
@@ -377,7 +398,7 @@ def build_candidates(spec: Spec) -> Candidates:
                 f"no offer can host workload {w.name!r}: {len(all_offers)} offers excluded, "
                 f"{_describe(reasons)}"
             )
-            physical = [k for k in ("slo", "capacity", "memory", "other") if reasons.get(k, 0)]
+            physical = [k for k in ("context", "slo", "capacity", "memory", "other") if reasons.get(k, 0)]
             if physical:  # an SLO, deadline or model no offer can meet: infeasible, exit 1
                 raise Unplaceable(w.name, physical[0], message)
             raise spec.error(message, "workloads", wi)
