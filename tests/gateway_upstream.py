@@ -5,11 +5,18 @@ completions, embeddings and Anthropic messages, streamed or not, with determinis
 usage: input tokens = words in the prompt, output tokens = ``max_tokens`` (default 5).
 Tests script it over HTTP:
 
-- ``POST /_control {"mode": "ok"|"stall"|"429"|"500", "retry_after": s, "times": n,
-  "delay_s": s, "chunk_delay_s": s}``: ``times`` bounds how many requests get the mode
-  before it reverts to ``ok``; ``delay_s`` delays every answer, ``chunk_delay_s`` every
-  streamed chunk.
-- ``GET /_stats``: requests seen, requests answered, and the usage it reported.
+- ``POST /_control {"mode": MODE, "retry_after": s, "times": n, "delay_s": s,
+  "chunk_delay_s": s}``: ``times`` bounds how many requests get the mode before it
+  reverts to ``ok``; ``delay_s`` delays every answer, ``chunk_delay_s`` every streamed
+  chunk.  Modes: ``ok``, ``stall`` (never answers), ``429``/``500`` (with ``retry_after``
+  seconds), ``429-date`` (Retry-After as an HTTP date ``retry_after`` s ahead), ``401``
+  (the body echoes the key it got), ``html``/``truncated`` (a 200 that is not JSON),
+  ``nousage`` (answers without usage), ``cut`` (a stream that breaks off half way: the
+  connection drops), ``cut-clean`` (a stream that ends half way, without its end event),
+  ``stall-mid`` (a stream that stops after its first events), ``endless`` (a stream that
+  never ends).  ``GET /v1/models`` (the health probe) answers 200 in ``ok`` mode, else 500.
+- ``GET /_stats``: requests seen, requests answered, the usage it reported, streams it saw
+  its client leave (``disconnected``) and streams in progress (``streaming``).
 - ``POST /_reset``: zero the stats and go back to ``ok``.
 """
 
@@ -17,7 +24,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import time
+from email.utils import formatdate
 from typing import Any
 
 import orjson
@@ -37,7 +47,16 @@ class Upstream:
         self.retry_after: float | None = None
         self.delay_s = 0.0
         self.chunk_delay_s = 0.0
-        self.stats = {"received": 0, "answered": 0, "prompt_tokens": 0, "completion_tokens": 0, "errors": 0}
+        self.stats = {
+            "received": 0,
+            "answered": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "errors": 0,
+            "probes": 0,
+            "disconnected": 0,
+            "streaming": 0,
+        }
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,6 +81,11 @@ class Upstream:
             self.delay_s = control.get("delay_s", self.delay_s)
             self.chunk_delay_s = control.get("chunk_delay_s", self.chunk_delay_s)
             return await self._json(send, 200, {"ok": True})
+        if path == "/v1/models":
+            self.stats["probes"] += 1
+            if self.mode == "ok":
+                return await self._json(send, 200, {"object": "list", "data": []})
+            return await self._json(send, 500, {"error": {"message": "down", "type": "upstream"}})
         self.stats["received"] += 1
         auth = dict(scope["headers"]).get(b"authorization", b"").decode()
         mode = self.mode
@@ -71,13 +95,35 @@ class Upstream:
                 self.mode, self.times = "ok", None
         if mode == "stall":
             await asyncio.sleep(3600)
-        if mode in ("429", "500"):
+        if mode in ("429", "500", "429-date"):
             self.stats["errors"] += 1
             headers = (
                 [(b"retry-after", str(self.retry_after).encode())] if self.retry_after is not None else []
             )
+            if mode == "429-date":
+                when = formatdate(time.time() + (self.retry_after or 0), usegmt=True)
+                headers, mode = [(b"retry-after", when.encode())], "429"
             error = {"error": {"message": f"{self.name} says {mode}", "type": "upstream", "code": mode}}
             return await self._json(send, int(mode), error, headers)
+        if mode == "401":
+            self.stats["errors"] += 1
+            error = {"error": {"message": f"invalid api key {auth!r}", "type": "invalid_request_error"}}
+            return await self._json(send, 401, error)
+        if mode in ("html", "truncated"):
+            self.stats["errors"] += 1
+            kind, text = (
+                (b"text/html", b"<html><body>502 Bad Gateway (nginx)</body></html>")
+                if mode == "html"
+                else (b"application/json", b'{"id": "cmpl-1", "choices": [{"index": 0, "mess')
+            )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-type", kind), (b"content-length", str(len(text)).encode())],
+                }
+            )
+            return await send({"type": "http.response.body", "body": text})
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         try:
@@ -99,7 +145,7 @@ class Upstream:
             answer = self._chat_stream if request.get("stream") else self._chat
         else:
             return await self._json(send, 404, {"error": {"message": "no such path", "type": "not_found"}})
-        await answer(send, request, path, tokens_in, tokens_out, auth)
+        await answer(send, request, path, tokens_in, tokens_out, auth, mode, receive)
 
     def _count(self, tokens_in: int, tokens_out: int) -> None:
         self.stats["answered"] += 1
@@ -121,7 +167,9 @@ class Upstream:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def _chat(self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str) -> None:
+    async def _chat(
+        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str, mode: str, receive: Any
+    ) -> None:
         text = f"{self.name} " + "tok " * (t_out - 1)
         if path == "/v1/completions":
             choice: dict = {"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}
@@ -139,11 +187,13 @@ class Upstream:
             "choices": [choice],
             "usage": usage,
         }
+        if mode == "nousage":
+            del data["usage"]
         self._count(t_in, t_out)
         await self._json(send, 200, data, [(b"x-upstream", self.name.encode())])
 
     async def _embeddings(
-        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str
+        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str, mode: str, receive: Any
     ) -> None:
         data = {
             "object": "list",
@@ -154,7 +204,7 @@ class Upstream:
         self._count(t_in, 0)
         await self._json(send, 200, data)
 
-    async def _events(self, send: Any, events: list[bytes]) -> None:
+    async def _events(self, send: Any, events: list[bytes], mode: str = "ok", receive: Any = None) -> None:
         await send(
             {
                 "type": "http.response.start",
@@ -162,14 +212,47 @@ class Upstream:
                 "headers": [(b"content-type", b"text/event-stream"), (b"x-upstream", self.name.encode())],
             }
         )
-        for event in events:
-            if self.chunk_delay_s:
-                await asyncio.sleep(self.chunk_delay_s)
-            await send({"type": "http.response.body", "body": event, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
+        gone = asyncio.Event()
+        watch = None
+        if receive is not None and (self.chunk_delay_s or mode in ("endless", "stall-mid")):
+
+            async def watcher() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                gone.set()
+
+            watch = asyncio.create_task(watcher())
+        if mode in ("cut", "cut-clean", "stall-mid"):
+            events = events[: max(2, len(events) // 2)]
+        self.stats["streaming"] += 1
+        try:
+            i = 0
+            while mode == "endless" or i < len(events):
+                event = events[min(i, len(events) - 2)] if mode == "endless" else events[i]
+                i += 1
+                delay = self.chunk_delay_s or (0.05 if mode == "endless" else 0)
+                if delay:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(gone.wait(), delay)
+                if gone.is_set():
+                    self.stats["disconnected"] += 1
+                    return
+                await send({"type": "http.response.body", "body": event, "more_body": True})
+            if mode == "cut":
+                raise ConnectionAbortedError("upstream cut the stream (test mode 'cut')")
+            if mode == "stall-mid":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gone.wait(), 3600)
+                self.stats["disconnected"] += 1
+                return
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            self.stats["streaming"] -= 1
+            if watch is not None:
+                watch.cancel()
 
     async def _chat_stream(
-        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str
+        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str, mode: str, receive: Any
     ) -> None:
         def chunk(delta: dict, finish: str | None = None, usage: dict | None = None) -> bytes:
             choices = [] if usage else [{"index": 0, "delta": delta, "finish_reason": finish}]
@@ -186,7 +269,7 @@ class Upstream:
         events = [chunk({"role": "assistant", "content": ""})]
         events += [chunk({"content": f"{self.name} " if i == 0 else "tok "}) for i in range(t_out)]
         events.append(chunk({}, "stop"))
-        if (request.get("stream_options") or {}).get("include_usage"):
+        if (request.get("stream_options") or {}).get("include_usage") and mode != "nousage":
             events.append(
                 chunk(
                     {},
@@ -195,7 +278,7 @@ class Upstream:
             )
         events.append(b"data: [DONE]\n\n")
         self._count(t_in, t_out)
-        await self._events(send, events)
+        await self._events(send, events, mode, receive)
 
     def _message_body(self, request: dict, t_in: int, t_out: int) -> dict:
         return {
@@ -209,12 +292,17 @@ class Upstream:
             "usage": {"input_tokens": t_in, "output_tokens": t_out},
         }
 
-    async def _message(self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str) -> None:
+    async def _message(
+        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str, mode: str, receive: Any
+    ) -> None:
         self._count(t_in, t_out)
-        await self._json(send, 200, self._message_body(request, t_in, t_out))
+        body = self._message_body(request, t_in, t_out)
+        if mode == "nousage":
+            del body["usage"]
+        await self._json(send, 200, body)
 
     async def _messages_stream(
-        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str
+        self, send: Any, request: dict, path: str, t_in: int, t_out: int, auth: str, mode: str, receive: Any
     ) -> None:
         def event(kind: str, data: dict) -> bytes:
             return f"event: {kind}\n".encode() + b"data: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
@@ -245,7 +333,7 @@ class Upstream:
             event("message_stop", {}),
         ]
         self._count(t_in, t_out)
-        await self._events(send, events)
+        await self._events(send, events, mode, receive)
 
 
 def _words(request: dict) -> int:

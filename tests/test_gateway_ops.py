@@ -70,7 +70,8 @@ def test_keys_budgets_and_model_permissions(fresh, gateway):
     assert gw.terminate() in (0, -15)
     rows = gw.ledger_rows("SELECT key, COUNT(*) FROM requests GROUP BY key ORDER BY key")
     assert rows == [("ops", 1), ("search", 2)]
-    again = gateway(two_models(a, b, usd_in=100.0, keys=keys, ledger=f"sqlite:///{gw.ledger}"), name="restarted")
+    ledger = f"sqlite:///{gw.ledger}"
+    again = gateway(two_models(a, b, usd_in=100.0, keys=keys, ledger=ledger), name="restarted")
     with pytest.raises(openai.RateLimitError):  # the spend survives a restart: it is read from the ledger
         again.openai("sk-search").chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
 

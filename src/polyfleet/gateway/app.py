@@ -341,6 +341,7 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             if not out.client_gone or task is None:
+                out.status, out.partial = 503, out.responded  # cut by a forced shutdown
                 raise
             task.uncancel()  # the client went away: the upstream request is dropped, the slot freed
             out.status = 499

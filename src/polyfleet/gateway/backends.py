@@ -9,6 +9,7 @@ the client got a byte (connection error, timeout before the first byte, 429, 5xx
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable, Container, Mapping
@@ -294,6 +295,9 @@ async def open_upstream(
                 except UpstreamMalformed:
                     response.close()
                     raise
+        except asyncio.CancelledError:  # the client left (or a forced shutdown): free the slot
+            backend.release(tokens, None)
+            raise
         except UpstreamError as exc:
             backend.release(tokens, None)
             backend.on_failure(exc, time.monotonic())

@@ -188,4 +188,10 @@ class GatewayServer(uvicorn.Server):
     async def shutdown(self, sockets: Any = None) -> None:
         await super().shutdown(sockets)
         if self.force_exit:  # uvicorn skipped the lifespan shutdown: flush the ledger ourselves
+            # requests still in flight are cut now; their handlers record them (partial) as they end
+            running = [task for task in self.server_state.tasks if not task.done()]
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.wait(running, timeout=5)
             await self.app.shutdown()

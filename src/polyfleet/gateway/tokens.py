@@ -176,4 +176,4 @@ class Counter:
         tokens_in = self.tokens(model, texts)
         if messages and encoding_name(model) is not None:
             tokens_in += _PER_MESSAGE * messages + _REPLY_PRIMING
-        return tokens_in, self.tokens(model, answer)
+        return tokens_in, self.tokens(model, ["".join(answer)])  # streamed deltas: one text

@@ -62,6 +62,7 @@ class UpstreamResponse:
         connection = self._response.connection
         if inter_chunk_s is not None and connection is not None and connection.protocol is not None:
             connection.protocol.read_timeout = inter_chunk_s
+            connection.protocol.start_timeout()  # re-armed from now with the new limit
         return first
 
     def rest(self) -> AsyncIterator[bytes]:
