@@ -119,3 +119,37 @@ def test_api_offer_with_a_longer_context_of_its_own_takes_the_request() -> None:
     assert result["status"] == "optimal"
     (alloc,) = result["workloads"][0]["allocations"]
     assert (alloc["offer"], alloc["share"]) == ("a1", 1.0)
+
+
+# --- a measured throughput whose replica cannot hold the weights --------------------------
+
+TPUT = """\
+workloads:
+  - name: chat
+    kind: inference
+    model: llama-3.1-70b
+    requests_per_s: 10
+    input_tokens: 1000
+    output_tokens: 200
+    allow_api: false
+    stacks: [cuda]
+    throughput:
+      nvidia-h100-sxm: {chips_per_replica: CHIPS, requests_per_s: 5FORCE}
+"""
+
+
+@pytest.mark.parametrize(
+    ("chips", "force", "warned"), [(1, "", True), (1, ", force: true", False), (2, "", False)]
+)
+def test_throughput_override_that_cannot_hold_the_weights_warns(tmp_path, chips, force, warned) -> None:
+    from polyfleet.spec import load_spec
+
+    # llama-3.1-70b: 70.6 B params x 2 bytes (bf16) = 141 GB; one H100 holds 80 GB, two 160
+    path = write_spec(tmp_path, TPUT.replace("CHIPS", str(chips)).replace("FORCE", force))
+    warnings = load_spec(path).warnings
+    expected = (
+        f"{path}:11: workloads[0].throughput.nvidia-h100-sxm: a replica of 1 x nvidia-h100-sxm (80 GB) "
+        "cannot hold llama-3.1-70b's 141 GB of weights; planned as given (add force: true if the "
+        "measurement is meant)"
+    )
+    assert warnings == ([expected] if warned else [])

@@ -94,6 +94,9 @@ class Throughput(_Strict):
 
     chips_per_replica: int = Field(gt=0)
     requests_per_s: float = Field(gt=0)
+    force: bool = Field(
+        False, description="use the measurement even where its replica cannot hold the weights (no warning)"
+    )
 
 
 class LengthBucket(_Strict):
@@ -272,6 +275,8 @@ class Spec:
     file: str = "<spec>"
     lines: dict[tuple[Any, ...], int] = field(default_factory=dict, repr=False)
     calibration: Calibration | None = None
+    #: things the spec asks for that look wrong but are planned as given (``spec_checks``)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def workloads(self) -> list[InferenceWorkload | TrainingWorkload | ApiWorkload]:
@@ -473,7 +478,12 @@ def build_spec(
         model = SpecModel.model_validate(data)
     except ValidationError as exc:
         raise _translate(exc, data, file, lines) from None
-    from polyfleet.spec_checks import check_duplicates, check_periods, check_references  # uses Spec
+    from polyfleet.spec_checks import (  # uses Spec
+        check_duplicates,
+        check_periods,
+        check_references,
+        throughput_warnings,
+    )
 
     spec = Spec(model=model, catalog=Catalog(), file=file, lines=lines)
     check_duplicates(spec)
@@ -481,6 +491,7 @@ def build_spec(
     spec.catalog = without_retired(spec.catalog, date.today())  # never planned; named by check_references
     check_references(spec)
     check_periods(spec)
+    spec.warnings.extend(throughput_warnings(spec))
     if model.calibration == "bundled":
         with resources.as_file(resources.files("polyfleet.perf") / "data" / "calibration.yaml") as bundled:
             spec.calibration = load_calibration(bundled)

@@ -138,3 +138,37 @@ def _check_data_at(spec: Spec, index: int, provider: str) -> None:
             index,
             "data_at",
         )
+
+
+def throughput_warnings(spec: Spec) -> list[str]:
+    """A measured ``throughput`` whose replica cannot hold the model's weights, per override.
+
+    ``chips_per_replica`` x the accelerator's HBM must hold the weights at the smallest
+    precision the workload allows (the card's dtype, or any of ``precisions``); a 70B
+    bf16 model (141 GB) on one 80 GB chip cannot be a real measurement.  The planner still
+    uses it as given; ``force: true`` on the override says it is meant and silences this.
+    """
+    from polyfleet.catalog.models import BYTES_PER_DTYPE
+
+    out = []
+    cat = spec.catalog
+    for index, w in enumerate(spec.model.workloads):
+        if not isinstance(w, InferenceWorkload):
+            continue
+        card = spec.card(w)
+        dtypes = [card.dtype, *(getattr(w, "precisions", None) or [])]
+        weights_gb = card.params_b * min(BYTES_PER_DTYPE[d] for d in dtypes)
+        for key, m in w.throughput.items():
+            acc_id = key if key in cat.accelerators else getattr(cat.offers.get(key), "accelerator", None)
+            acc = cat.accelerators.get(acc_id) if acc_id else None
+            if m.force or acc is None:
+                continue
+            hbm_gb = m.chips_per_replica * acc.hbm_gb
+            if weights_gb > hbm_gb:
+                out.append(
+                    f"{spec.file}:{spec.error('', 'workloads', index, 'throughput', key).line or '?'}: "
+                    f"workloads[{index}].throughput.{key}: a replica of {m.chips_per_replica} x {acc.id} "
+                    f"({hbm_gb:,.0f} GB) cannot hold {card.name}'s {weights_gb:,.0f} GB of weights; "
+                    "planned as given (add force: true if the measurement is meant)"
+                )
+    return out

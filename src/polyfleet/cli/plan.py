@@ -68,6 +68,8 @@ def plan_cmd(
     with working(f"planning {spec_path.name} (time limit {time_limit:g} s)", delay_s=2.0):
         result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
     data = result.to_dict()
+    for line in data.get("warnings", []):  # the spec's, planned as given (spec_checks)
+        click.echo(f"polyfleet: warning: {line}", err=True)
     routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     # an infeasible run (or one with no plan in the time limit) never touches --out

@@ -71,6 +71,13 @@ def solve_candidates(
 
 
 def plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: bool = False) -> Plan:
+    """The cheapest plan for ``spec``, carrying the spec's warnings (see :func:`_plan`)."""
+    result = _plan(spec, options, with_explain=with_explain)
+    result.warnings = list(getattr(spec, "warnings", []))
+    return result
+
+
+def _plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: bool = False) -> Plan:
     """The cheapest plan for ``spec`` (``docs/planning-model.md``).
 
     Raises ``SpecError`` when the spec cannot be planned at all (a workload no offer can

@@ -46,6 +46,7 @@ class Plan:
     explain: dict[str, Any] | None = None
     infeasibility: Infeasibility | None = None
     monthly: dict[str, Any] | None = None  # monthly plans: months, schedule, commitments, porting
+    warnings: list[str] = field(default_factory=list)  # from the spec (spec_checks), planned as given
 
     @property
     def feasible(self) -> bool:
@@ -79,6 +80,8 @@ class Plan:
         )
         if low:
             out["low_confidence_accelerators"] = low
+        if self.warnings:
+            out["warnings"] = self.warnings
         if self.explain is not None:
             out["explain"] = self.explain
         if self.monthly is not None:
