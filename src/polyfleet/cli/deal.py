@@ -109,6 +109,13 @@ def deal_tables(report: dict[str, Any]) -> Group:
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=256),
+    default=1,
+    show_default=True,
+    help="local processes for the in-sample LPs and (--engine local) the out-of-sample chunks",
+)
 @click.option("--address", help="Ray cluster address (--engine ray; default: start a local instance)")
 @_handles_errors
 def deal_cmd(
@@ -119,18 +126,19 @@ def deal_cmd(
     fmt: str,
     out: Path | None,
     engine: str,
+    workers: int,
     address: str | None,
 ) -> None:
     """Which deals in SPEC to sign, at what size, and what that is worth under its uncertainty."""
     from polyfleet.deals.analysis import analyse
-    from polyfleet.deals.evaluate import local_mapper, ray_mapper
+    from polyfleet.deals.evaluate import local_mapper, process_mapper, ray_mapper
 
     if address is not None and engine != "ray":
         raise click.BadParameter("--address needs --engine ray", param_hint="--address")
     sweep_spec = parse_sweep(sweep)
     spec = load_spec(spec_path)
     started = False
-    mapper = local_mapper
+    mapper = process_mapper(workers) if workers > 1 else local_mapper
     if engine == "ray":
         try:
             import ray
@@ -141,7 +149,9 @@ def deal_cmd(
         started = not ray.is_initialized()
         mapper = ray_mapper(address)
     try:
-        report = analyse(spec, mapper, sweep=sweep_spec, out_of_sample_count=oos, evpi=not no_evpi)
+        report = analyse(
+            spec, mapper, sweep=sweep_spec, out_of_sample_count=oos, evpi=not no_evpi, workers=workers
+        )
     except InfeasibleError as exc:
         click.echo(f"polyfleet: {exc}", err=True)
         raise SystemExit(1) from None

@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from polyfleet.deals.benders import Evaluations, SaaResult, build_solvers, cvar, solve_saa
+from polyfleet.deals.benders import (
+    Evaluations,
+    PoolEvaluations,
+    SaaResult,
+    build_solvers,
+    cvar,
+    solve_saa,
+    wait_and_see,
+)
 from polyfleet.deals.evaluate import (
     Mapper,
     Outcome,
@@ -94,8 +102,13 @@ def analyse(
     sweep: tuple[str, list[float]] | None = None,
     out_of_sample_count: int | None = None,
     evpi: bool = True,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Everything ``polyfleet deal`` reports, as a dictionary."""
+    """Everything ``polyfleet deal`` reports, as a dictionary.
+
+    ``workers`` > 1 holds the in-sample scenario LPs in that many processes
+    (``PoolEvaluations``); the out-of-sample scenarios go through ``mapper``.
+    """
     start = time.perf_counter()
     unc = spec.model.uncertainty
     pb = build_problem(spec)
@@ -104,22 +117,27 @@ def analyse(
     sc = in_sample(pb, unc, risk)
     _check_base(pb, sc)
     alpha, weight = unc.cvar_alpha, unc.cvar_weight
-    solvers = build_solvers(pb, sc)
-    ev = Evaluations(solvers)
-    cuts: list = []
-    kw = {"alpha": alpha, "weight": weight, "gap": unc.gap}
-    rec = solve_saa(pb, ev, sc.probability, cuts=cuts, **kw)
-    n_d = len(pb.deals)
-    singles: list[SaaResult] = []
-    for d in range(n_d):
-        allowed = [i == d for i in range(n_d)]
-        singles.append(solve_saa(pb, ev, sc.probability, cuts=cuts, allowed=allowed, **kw))
-    mean_sc = sc.mean()
-    ev_mean = Evaluations(build_solvers(pb, mean_sc))
-    mean_value = solve_saa(pb, ev_mean, mean_sc.probability, gap=unc.gap)
-    ws = None
-    if evpi:
-        ws = np.array([solve_saa(pb, Evaluations([s]), np.ones(1), gap=1e-4).objective for s in solvers])
+    pool = PoolEvaluations(pb, sc, workers) if workers > 1 else None
+    try:
+        solvers = [] if pool else build_solvers(pb, sc)
+        ev = pool or Evaluations(solvers)
+        cuts: list = []
+        kw = {"alpha": alpha, "weight": weight, "gap": unc.gap}
+        rec = solve_saa(pb, ev, sc.probability, cuts=cuts, **kw)
+        n_d = len(pb.deals)
+        singles: list[SaaResult] = []
+        for d in range(n_d):
+            allowed = [i == d for i in range(n_d)]
+            singles.append(solve_saa(pb, ev, sc.probability, cuts=cuts, allowed=allowed, **kw))
+        mean_sc = sc.mean()
+        ev_mean = Evaluations(build_solvers(pb, mean_sc))
+        mean_value = solve_saa(pb, ev_mean, mean_sc.probability, gap=unc.gap)
+        ws = None
+        if evpi:
+            ws = pool.wait_and_see() if pool else np.array([wait_and_see(pb, s) for s in solvers])
+    finally:
+        if pool is not None:
+            pool.close()
     none = np.zeros(pb.n_first)
     firsts = [rec.first, none, mean_value.first] + [r.first for r in singles]
     oos = out_of_sample(pb, unc, risk, firsts, mapper, out_of_sample_count)

@@ -130,12 +130,28 @@ class Evaluations:
         return self.cache[key]
 
 
+#: wait-and-see: each held scenario solved with its own best first stage
+WAIT_AND_SEE = "wait-and-see"
+
+
+def wait_and_see(pb: DealProblem, solver: ScenarioSolver) -> float:
+    """The cost of one scenario had the deals been chosen knowing it (for the EVPI)."""
+    return solve_saa(pb, Evaluations([solver]), np.ones(1), gap=1e-4).objective
+
+
 def _worker(conn, pb: DealProblem, sc: Scenarios, index: list[int]) -> None:  # pragma: no cover
-    """A process holding the solvers of some scenarios; answers first stages until None."""
+    """A process holding the solvers of some scenarios; answers requests until None.
+
+    A request is a first stage (answered with the scenarios' costs and subgradients) or
+    ``WAIT_AND_SEE`` (answered with each scenario's wait-and-see cost).
+    """
     solvers = [ScenarioSolver(scenario_lp(pb, sc, s)) for s in index]
     conn.send("ready")
-    while (first := conn.recv()) is not None:
-        out = [s.solve(first)[:2] for s in solvers]
+    while (msg := conn.recv()) is not None:
+        if isinstance(msg, str) and msg == WAIT_AND_SEE:
+            conn.send(np.array([wait_and_see(pb, s) for s in solvers]))
+            continue
+        out = [s.solve(msg)[:2] for s in solvers]
         conn.send((np.array([o[0] for o in out]), np.array([o[1] for o in out]).reshape(len(out), -1)))
     conn.close()
 
@@ -175,6 +191,15 @@ class PoolEvaluations(Evaluations):
                 q[part], g[part] = qi, gi
             self.cache[key] = (q, g)
         return self.cache[key]
+
+    def wait_and_see(self) -> np.ndarray:
+        """Each scenario's wait-and-see cost, solved where its LP is held."""
+        for conn in self.conns:
+            conn.send(WAIT_AND_SEE)
+        ws = np.zeros(self.n)
+        for conn, part in zip(self.conns, self.parts, strict=True):
+            ws[part] = conn.recv()
+        return ws
 
     def close(self) -> None:
         for conn in self.conns:

@@ -113,6 +113,19 @@ def local_mapper(fn: Callable[..., Outcome], calls: Sequence[tuple[Any, ...]]) -
     return [fn(*args) for args in calls]
 
 
+def process_mapper(workers: int) -> Mapper:
+    """Each call in a pool of ``workers`` local processes (``spawn``: no solver state is forked)."""
+
+    def mapper(fn: Callable[..., Outcome], calls: Sequence[tuple[Any, ...]]) -> list[Outcome]:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            return list(pool.map(fn, *zip(*calls, strict=True)))
+
+    return mapper
+
+
 def ray_mapper(address: str | None = None) -> Mapper:
     """Each call as a Ray task (``ray.init(address)`` unless Ray is already running)."""
 
