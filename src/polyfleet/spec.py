@@ -80,6 +80,19 @@ class Policy(_Strict):
     plan_arrival_quantile: float = Field(
         0.9, gt=0, le=1, description="monthly plans: plan an uncertain arrival at this quantile month"
     )
+    move_hours_per_chip: float = Field(
+        24.0,
+        ge=0,
+        le=730,
+        description="monthly plans: moving capacity onto an offer after month 0 costs this many hours "
+        "of its chips (deploy, warm-up, overlap)",
+    )
+    min_allocation_share: float = Field(
+        0.02,
+        ge=0,
+        lt=1,
+        description="monthly plans: an api allocation is 0 or at least this share of the workload's demand",
+    )
 
 
 class Slo(_Strict):

@@ -51,6 +51,8 @@ class MonthlyMilp:
     commit_month: np.ndarray
     commit_tail_usd: np.ndarray  # USD per committed instance for months past the horizon
     port: list[tuple[int, str, float]]  # (workload, stack, usd) per porting column
+    churn_cols: np.ndarray  # column of each churn variable a[o,t] (instances added in month t)
+    churn_usd: np.ndarray  # USD per instance added
     first_month: np.ndarray  # first usable month per offer
     growth: np.ndarray  # demand multiplier per (workload, month)
 
@@ -110,6 +112,8 @@ def build_monthly(spec: Spec, cand: Candidates) -> MonthlyMilp:
     commit = _reserved(cand, blocks, offsets, months, links)
     _training_once(blocks, offsets, links)
     port = _porting(spec, cand, blocks, offsets, links)
+    churn_cols, churn_usd = _churn(spec, cand, blocks, offsets, commit, links)
+    _min_api_share(spec, cand, blocks, offsets, links)
     _budget(spec, blocks, offsets, commit, port, links)
 
     n_extra = links.n_cols
@@ -128,7 +132,18 @@ def build_monthly(spec: Spec, cand: Candidates) -> MonthlyMilp:
         row_family=np.concatenate([*(b.row_family for b in blocks), np.array(links.family, dtype=object)]),
         row_label=np.concatenate([*(b.row_label for b in blocks), np.array(links.label, dtype=object)]),
     )
-    return MonthlyMilp(milp, month_cands, blocks, offsets, *commit, port=port, first_month=first, growth=g)
+    return MonthlyMilp(
+        milp,
+        month_cands,
+        blocks,
+        offsets,
+        *commit,
+        port=port,
+        churn_cols=churn_cols,
+        churn_usd=churn_usd,
+        first_month=first,
+        growth=g,
+    )
 
 
 class _Links:
@@ -284,6 +299,64 @@ def _porting(
     return port
 
 
+def _churn(
+    spec: Spec, cand: Candidates, blocks: list[Milp], offsets: np.ndarray, commit, links: _Links
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moving capacity costs: instances added to an offer after month 0 pay ``move_hours_per_chip``.
+
+    On-demand and spot offers: ``a[o,t] >= u[o,t] - u[o,t-1]`` (t >= 1), an integer column
+    costing ``move_hours_per_chip x chips_per_instance x usd_per_chip_hour``.  Reserved
+    offers add instances only by commitment: their commitments after month 0 pay the same
+    (added to the commitment column's cost).
+    """
+    months = len(blocks)
+    usd = np.array(
+        [spec.policy.move_hours_per_chip * o.chips_per_instance * o.usd_per_chip_hour for o in cand.offers]
+    )
+    if months < 2 or not usd.any():
+        return np.zeros(0, int), np.zeros(0)
+    c_offer, c_month, _ = commit
+    if len(c_offer):  # commitment columns are the first link columns, month-major
+        later = c_month >= 1
+        links.cost[np.flatnonzero(later)] += usd[c_offer[later]]
+    free = np.flatnonzero(~_reserved_mask(cand) & (usd > 0))
+    if not len(free):
+        return np.zeros(0, int), np.zeros(0)
+    oo = np.tile(free, months - 1)
+    tt = np.repeat(np.arange(1, months), len(free))
+    a = links.columns(usd[oo], cand.offer_avail[oo].astype(float))
+    u_col = np.array([offsets[t] + blocks[t].cols["u"].start for t in range(months)])
+    n = len(oo)
+    rows = np.concatenate([np.arange(n)] * 3)
+    cols = np.concatenate([a, u_col[tt] + oo, u_col[tt - 1] + oo])
+    vals = np.concatenate([np.ones(n), -np.ones(n), np.ones(n)])
+    labels = [f"{cand.offers[o].id} month {t}" for o, t in zip(oo, tt, strict=True)]
+    links.rows("churn", labels, rows, cols, vals, 0.0, np.inf)
+    return a, usd[oo]
+
+
+def _min_api_share(
+    spec: Spec, cand: Candidates, blocks: list[Milp], offsets: np.ndarray, links: _Links
+) -> None:
+    """An api allocation is 0 or at least ``min_allocation_share`` of its workload's demand.
+
+    A binary ``b[k,t]`` per api candidate and month: ``s <= b`` and ``s >= m b``.  Without
+    it the plan tops demand up with slivers (0.2%) of per-token capacity that come and go.
+    """
+    m = spec.policy.min_allocation_share
+    n_s = len(cand.api_w)
+    if m <= 0 or not n_s:
+        return
+    for t, blk in enumerate(blocks):
+        s_cols = offsets[t] + blk.cols["s"].start + np.arange(n_s)
+        b = links.columns(np.zeros(n_s), np.ones(n_s))
+        labels = [f"api {k} month {t}" for k in range(n_s)]
+        rows = np.concatenate([np.arange(n_s), np.arange(n_s)])
+        cols = np.concatenate([s_cols, b])
+        links.rows("min-share", labels, rows, cols, np.r_[np.ones(n_s), -np.ones(n_s)], -np.inf, 0.0)
+        links.rows("min-share", labels, rows, cols, np.r_[np.ones(n_s), -m * np.ones(n_s)], 0.0, np.inf)
+
+
 def _budget(spec: Spec, blocks: list[Milp], offsets: np.ndarray, commit, port, links: _Links) -> None:
     """Spend of every month, commitments past the horizon and porting within budget_usd."""
     budget = spec.policy.budget_usd
@@ -322,10 +395,12 @@ def plan_monthly(spec: Spec, cand: Candidates, options: SolveOptions) -> Plan:
                 if key in demand:
                     demand[key] = round(demand[key] * float(model.growth[w, t]), 6)
         month_plans.append(month_plan)
-    extra = sol.values[model.milp.n_cols - len(model.commit_offer) - len(model.port) :]
-    commits = np.rint(extra[: len(model.commit_offer)]).astype(int)
-    ported = np.rint(extra[len(model.commit_offer) :]).astype(int)
-    return _assemble(spec, model, sol, month_plans, commits, ported, build_seconds)
+    first = int(model.offsets[-1] + model.blocks[-1].n_cols)  # the first link column
+    n_c, n_p = len(model.commit_offer), len(model.port)
+    commits = np.rint(sol.values[first : first + n_c]).astype(int)
+    ported = np.rint(sol.values[first + n_c : first + n_c + n_p]).astype(int)
+    moved = np.rint(sol.values[model.churn_cols]).astype(int) if len(model.churn_cols) else np.zeros(0, int)
+    return _assemble(spec, model, sol, month_plans, commits, ported, build_seconds, moved)
 
 
 def _diagnose(spec: Spec, model: MonthlyMilp, options: SolveOptions) -> Infeasibility:
@@ -353,13 +428,20 @@ def _assemble(
     commits: np.ndarray,
     ported: np.ndarray,
     build_seconds: float,
+    moved: np.ndarray,
 ) -> Plan:
     """Horizon totals, per-offer instances by month, and the migration schedule."""
     months = len(month_plans)
     cand = model.months[0]
     tail = float(commits @ model.commit_tail_usd)
     port_usd = float(sum(usd for (_, _, usd), on in zip(model.port, ported, strict=True) if on))
-    total = sum(p["total_usd"] for p in month_plans) + tail + port_usd
+    # moving capacity: instances added after month 0 (on-demand/spot) and later commitments
+    later = model.commit_month >= 1
+    move_rate = np.array(
+        [spec.policy.move_hours_per_chip * o.chips_per_instance * o.usd_per_chip_hour for o in cand.offers]
+    )
+    move_usd = float(moved @ model.churn_usd) + float(commits[later] @ move_rate[model.commit_offer[later]])
+    total = sum(p["total_usd"] for p in month_plans) + tail + port_usd + move_usd
     by_offer: dict[str, dict[str, Any]] = {}
     for t, p in enumerate(month_plans):
         for purchase in p["purchases"]:
@@ -394,6 +476,10 @@ def _assemble(
          "term": "one-off", "instances_by_month": [], "usd": p["usd"]}
         for p in porting
     ]  # fmt: skip
+    if move_usd > 0:  # moving capacity between months (docs: Monthly plans), paid to no provider
+        purchases.append({"offer": "moves", "provider": "", "vendor": "", "accelerator": None,
+                          "term": "one-off", "instances_by_month": [],
+                          "usd": round(move_usd, 2)})  # fmt: skip
     result = Plan(
         status=sol.status,
         horizon_months=months,
@@ -422,6 +508,7 @@ def _assemble(
             if on
         ],
         "commitment_usd_after_horizon": round(tail, 2),
+        "move_usd": round(move_usd, 2),
         "first_usable_month": {cand.offers[o].id: int(m) for o, m in enumerate(model.first_month) if m > 0},
     }
     return result
