@@ -354,6 +354,11 @@ def test_cli_plan_with_odd_values_is_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 2, result.output
     assert "not a plan written by" in result.output and "Traceback" not in result.output
     assert not (tmp_path / "r.html").exists()
+    data = plan(build_spec(spec_data())).to_dict()
+    data["workloads"][0]["api_fallbacks"] = 3  # read by the plan reader before the report
+    path.write_text(json.dumps(data))
+    result = CliRunner().invoke(main, ["report", str(path), "--out", str(tmp_path / "r.html")])
+    assert result.exit_code == 2 and "not a plan written by" in result.output, result.output
 
 
 def test_binding_constraints_in_words() -> None:

@@ -49,6 +49,11 @@ def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
     except PlanDataError as exc:
         path = ("months", 0, *exc.path) if monthly else exc.path
         raise SpecError(exc.message, file=str(source), line=line_of(lines, path), path=dotted(path)) from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:  # a shape the reader missed
+        raise SpecError(
+            f"not a plan written by `polyfleet plan --format json` ({type(exc).__name__}: {exc})",
+            file=str(source),
+        ) from None
     for key in ("shares", "policy"):
         if not isinstance(plan_dict.get(key), dict):
             raise SpecError(
