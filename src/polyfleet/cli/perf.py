@@ -134,6 +134,7 @@ def _perf_compare(
                 title,
                 [_compare_table_row(r) for r in rows],
                 [_COMPARE_HEADERS.get(c, c) for c in _COMPARE_COLUMNS],
+                drop_order=("reason", "vendor", "provider", "batch", "usd_per_chip_hour", "chips"),
             ),
         ),
         None,
