@@ -164,7 +164,7 @@ def scenario_of(rec: dict[str, str]) -> str:
 
 
 def role_of(row: Row) -> str:
-    """"fit" when the row's accelerator chose a default constant, else "held-out"."""
+    """Role "fit" when the row's accelerator chose a default constant, else "held-out"."""
     return "fit" if row.accelerator in FIT_ACCELERATORS else "held-out"
 
 
