@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
@@ -208,7 +209,10 @@ def best_inference_perf(
     """``inference_perf`` of the best configuration (``best_config``, for ``demand_rps``
     when given), or the least-bad infeasible result (an SLO miss before a memory one)
     when none is feasible.  Other arguments as ``search_configs``."""
-    configs = search_configs(card, acc, **kwargs)
+    try:
+        configs = _search_cached(card, acc, tuple(sorted((k, _frozen(v)) for k, v in kwargs.items())))
+    except TypeError:  # an unhashable argument: search without the cache
+        configs = search_configs(card, acc, **kwargs)
     best = best_config(configs, demand_rps)
     if best is not None:
         return best.perf
@@ -216,6 +220,19 @@ def best_inference_perf(
         raise ValueError("no configuration to search")
     slo = [c for c in configs if c.perf.reason.startswith("slo")]
     return (slo or configs)[0].perf
+
+
+def _frozen(value: Any) -> Any:
+    """Lists as tuples, so the search's arguments can key a cache."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+@lru_cache(maxsize=4096)
+def _search_cached(card: ModelCard, acc: Accelerator, args: tuple[tuple[str, Any], ...]) -> list[Config]:
+    """``search_configs`` memoised: a planner asks for the same search for many workloads
+    (same model, lengths and SLO; demand only picks among the results).  Pure function of
+    frozen records and numbers, so caching cannot change a result."""
+    return search_configs(card, acc, **{k: list(v) if isinstance(v, tuple) else v for k, v in args})
 
 
 def sized_inference_perf(card: ModelCard, acc: Accelerator, **kwargs: Any) -> InferencePerf:

@@ -58,6 +58,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 from typing import Any
 
@@ -65,8 +66,14 @@ from polyfleet.perf import defaults
 from polyfleet.perf.result import InferencePerf
 from polyfleet.perf.result import infeasible as _infeasible
 
-_BISECT = 40
-"""Bisection steps on the requests in flight (precision 2^-40 of the capacity)."""
+_BISECT = 30
+"""Bisection steps on the requests in flight (precision 2^-30 of the capacity)."""
+
+
+@lru_cache(maxsize=64)
+def _z(percentile: float) -> float:
+    """Standard normal quantile (cached: a planner asks for few percentiles, many times)."""
+    return NormalDist().inv_cdf(percentile)
 
 
 def poisson_quantile(mean: float, percentile: float) -> int:
@@ -79,7 +86,7 @@ def poisson_quantile(mean: float, percentile: float) -> int:
     if mean <= 0:
         return 0
     if mean > 30:
-        z = NormalDist().inv_cdf(percentile)
+        z = _z(percentile)
         return max(0, math.ceil(mean + z * math.sqrt(mean) + (z * z - 1) / 6 - 0.5))
     term = math.exp(-mean)
     total, k = term, 0
@@ -137,7 +144,9 @@ def _cap(r: Replica) -> int:
     return cap if r.max_batch is None else min(cap, r.max_batch)
 
 
-def _state(r: Replica, n_fl: float, percentile: float, tpot_s: float | None, ttft_s: float | None) -> _State:
+def _state(
+    r: Replica, n_fl: float, percentile: float, tpot_s: float | None, ttft_s: float | None, cap: int
+) -> _State:
     """Steady state with ``n_fl`` requests decoding on average, and the first constraint it breaks.
 
     Little's law solved for the load: serial ``lam = N / (n*T(N/p) + N*pre/p)``,
@@ -150,7 +159,6 @@ def _state(r: Replica, n_fl: float, percentile: float, tpot_s: float | None, ttf
     def micro(b: float) -> float:
         return max(1.0, b / p)
 
-    cap = _cap(r)
     t_mean = r.tpot_s(micro(n_fl))
     lam = n_fl / (n * t_mean + (0.0 if r.chunked else n_fl * pre_slot))
     batch = max(1, poisson_quantile(n_fl, percentile))
@@ -192,7 +200,8 @@ def planned_load(
     tpot_s = None if tpot_ms is None else tpot_ms / 1000
     ttft_s = None if ttft_ms is None else ttft_ms / 1000
     fields = {**tags, "chips_per_replica": r.chips}
-    low = _state(r, 1e-9, percentile, tpot_s, ttft_s)
+    cap = _cap(r)
+    low = _state(r, 1e-9, percentile, tpot_s, ttft_s, cap)
     if low.failed:
         what = low.failed if low.failed.startswith("slo") else "memory"
         if what == "memory":
@@ -209,15 +218,15 @@ def planned_load(
             ttft_ms=low.ttft_p * 1000,
             bound=r.bound_of(1.0),
         )
-    lo, hi, best = 1e-9, float(_cap(r)) + 1, low
+    lo, hi, best = 1e-9, float(cap) + 1, low
     for _ in range(_BISECT):
         mid = (lo + hi) / 2
-        s = _state(r, mid, percentile, tpot_s, ttft_s)
+        s = _state(r, mid, percentile, tpot_s, ttft_s, cap)
         if s.failed:
             hi = mid
         else:
             lo, best = mid, s
-    limit = _state(r, hi, percentile, tpot_s, ttft_s).failed or "stability"
+    limit = _state(r, hi, percentile, tpot_s, ttft_s, cap).failed or "stability"
     lam = best.load
     return InferencePerf(
         feasible=True,
