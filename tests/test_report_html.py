@@ -251,15 +251,18 @@ def test_dominated_points_by_hand() -> None:
 def test_frontier_points_by_hand() -> None:
     """Cap 50% of any service's peak per provider: chat stays 2 + 2 replicas, office splits
     api-x / api-y 50/50, $10 + $20 = $30 instead of $20: $3,680 at a largest share of 50%.
-    The plan (no cap) buys all of office at pa: $3,670 at 100%.  Neither dominates."""
+    Cap 70%: 0.7 x $20 + 0.3 x $40 = $26, so $3,676 at 70%.  The plan (no cap) buys all of
+    office at pa: $3,670 at 100%.  None dominates another."""
     from polyfleet.report.html_runs import frontier_figures
 
     spec = build_spec(spec_data())
     plan_dict = plan(spec).to_dict()
-    front = frontier_figures(spec, plan_dict, [0.5, 1.0], scenarios=20)
+    front = frontier_figures(spec, plan_dict, [0.5, 0.7, 1.0], scenarios=20)
     by_label = {p["label"]: p for p in front["points"]}
     assert by_label["cap 50%"]["total_usd"] == pytest.approx(3680.0)
     assert by_label["cap 50%"]["max_provider_share"] == pytest.approx(0.5)
+    assert by_label["cap 70%"]["total_usd"] == pytest.approx(3676.0)  # 0.7 x $20 + 0.3 x $40 = $26
+    assert by_label["cap 70%"]["max_provider_share"] == pytest.approx(0.7)
     assert by_label["this plan"]["chosen"] and by_label["this plan"]["max_provider_share"] == 1.0
     assert by_label["cap 100%"]["total_usd"] == pytest.approx(3670.0)
     assert not any(p["dominated"] for p in front["points"])
