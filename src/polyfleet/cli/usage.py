@@ -12,18 +12,23 @@ from rich.table import Table
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, OutputPath, _emit, _fail, _handles_errors, _render
 from polyfleet.gateway import load_routes
-from polyfleet.gateway.ledger import GROUPS, Ledger, shown, sqlite_path, summarise
+from polyfleet.gateway.ledger import GROUPS, Ledger, adherence, shown, sqlite_path, summarise
 
 DEFAULT_LEDGER = "sqlite:///polyfleet-usage.db"
 
 
 def _table(rows: list[dict[str, Any]], by: str) -> Table:
-    table = Table(title=f"usage by {by}")
-    columns = list(rows[0]) if rows else [by, "requests", "cost_usd"]
+    table = Table(title="plan adherence" if by == "plan" else f"usage by {by}")
+    if by == "plan":
+        columns = ["model", "backend", "role", "requests", "planned_share", "share", "planned_rps", "rps"]
+        columns += ["idle_share", "cost_usd", "overflow_usd", "fallback_usd"]
+        by = "model"
+    else:
+        columns = list(rows[0]) if rows else [by, "requests", "cost_usd"]
     for column in columns:
         table.add_column(column, justify="left" if column == by else "right")
     for row in rows:
-        table.add_row(*("" if row[c] is None else str(row[c]) for c in columns))
+        table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
     return table
 
 
@@ -36,18 +41,34 @@ def _table(rows: list[dict[str, Any]], by: str) -> Table:
     help="take the ledger URL from this routes file",
 )
 @click.option("--by", type=click.Choice(GROUPS), default="model", show_default=True)
+@click.option(
+    "--adherence",
+    "adherence_",
+    is_flag=True,
+    help="with --routes from `plan --routes`: each backend's share and rate against the plan",
+)
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @_handles_errors
-def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, out: Path | None) -> None:
+def usage_cmd(
+    ledger: str | None, routes_path: Path | None, adherence_: bool, by: str, fmt: str, out: Path | None
+) -> None:
     """Summarise the gateway's ledger: requests, errors, tokens, cost and latency per group.
 
     With --by model, each row also carries requests_per_s, input_tokens and
     output_tokens as observed: the fields of an inference workload for the next plan.
+    With --adherence (needs --routes), how traffic followed the plan: per backend its
+    role, planned and actual share and rate, committed capacity left idle, and what
+    overflow and fallback backends cost.
     """
-    if ledger and routes_path:
+    if adherence_ and routes_path is None:
+        raise click.BadParameter(
+            "--adherence needs --routes (the roles come from it)", param_hint="--adherence"
+        )
+    if ledger and routes_path and not adherence_:
         raise click.BadParameter("give --ledger or --routes, not both", param_hint="--ledger")
-    url = ledger or (load_routes(routes_path).ledger if routes_path else DEFAULT_LEDGER)
+    routes = load_routes(routes_path) if routes_path else None
+    url = ledger or (routes.ledger if routes is not None else DEFAULT_LEDGER)
     if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
         _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {shown(url)!r}")
     if url.startswith("sqlite://"):
@@ -59,7 +80,13 @@ def usage_cmd(ledger: str | None, routes_path: Path | None, by: str, fmt: str, o
     except (RuntimeError, OSError, sqlite3.Error) as exc:
         _fail(f"{shown(url)}: cannot open the ledger: {exc}")
     try:
-        rows = summarise(store, by)
+        if adherence_ and routes is not None:
+            rows = adherence(store, routes)
+            if not rows:
+                _fail(f"{routes_path}: no model has backend roles (write it with `polyfleet plan --routes`)")
+            by = "plan"
+        else:
+            rows = summarise(store, by)
     except sqlite3.Error as exc:  # a file that is not a ledger (not SQLite, or another schema)
         _fail(f"{shown(url)}: not a polyfleet ledger: {exc}")
     finally:

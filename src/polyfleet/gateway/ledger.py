@@ -22,7 +22,7 @@ import orjson
 from polyfleet.gateway import store
 from polyfleet.gateway.store import GROUPS, Ledger, Record, sqlite_path
 
-__all__ = ["GROUPS", "Ledger", "LedgerWriter", "Record", "sqlite_path", "summarise", "today"]
+__all__ = ["GROUPS", "Ledger", "LedgerWriter", "Record", "adherence", "sqlite_path", "summarise", "today"]
 
 
 def summarise(ledger: Ledger, by: str) -> list[dict[str, Any]]:
@@ -59,6 +59,67 @@ def summarise(ledger: Ledger, by: str) -> list[dict[str, Any]]:
             row["input_tokens"] = round(t_in / ok) if ok else 0
             row["output_tokens"] = round(t_out / ok) if ok else 0
         out.append(row)
+    return out
+
+
+def adherence(ledger: Ledger, routes: Any) -> list[dict[str, Any]]:
+    """How traffic followed the plan, per model of ``routes`` whose backends have roles.
+
+    One row per backend: its ``role``, the plan's ``planned_share`` of the model's traffic
+    and the ``share`` it took (successful requests), ``planned_rps`` and the mean ``rps``
+    it served over the model's span (first to last request), for committed backends the
+    ``idle_share`` of their planned rate left unused, and ``cost_usd``.  Then one row
+    per model (backend ``*``): committed capacity left idle over all committed backends,
+    and what overflow and fallback backends cost (``overflow_usd``, ``fallback_usd``).
+    """
+    out: list[dict[str, Any]] = []
+    for route in routes.models:
+        if not any(b.role for b in route.backends):
+            continue
+        rows = ledger.query(
+            "SELECT backend, COUNT(*), SUM(cost_usd), MIN(ts), MAX(ts) FROM requests"
+            " WHERE model = ? AND status < 400 GROUP BY backend",
+            (route.name,),
+        )
+        seen = {name: (int(n), float(cost or 0)) for name, n, cost, _, _ in rows}
+        total = sum(n for n, _ in seen.values())
+        span = float(max(r[4] for r in rows) - min(r[3] for r in rows)) if rows else 0.0
+        spend = {"committed": 0.0, "overflow": 0.0, "fallback": 0.0}
+        planned_committed = served_committed = 0.0
+        for b in route.backends:
+            n, cost = seen.get(b.name, (0, 0.0))
+            rps = n / span if span > 0 else None
+            row: dict[str, Any] = {
+                "model": route.name,
+                "backend": b.name,
+                "role": b.role,
+                "requests": n,
+                "planned_share": b.planned_share,
+                "share": round(n / total, 4) if total else None,
+                "planned_rps": b.planned_requests_per_s,
+                "rps": None if rps is None else round(rps, 4),
+                "idle_share": None,
+                "cost_usd": round(cost, 6),
+            }
+            if b.role == "committed" and b.planned_requests_per_s and rps is not None:
+                row["idle_share"] = round(max(0.0, 1.0 - rps / b.planned_requests_per_s), 4)
+                planned_committed += b.planned_requests_per_s
+                served_committed += min(rps, b.planned_requests_per_s)
+            spend[b.role or "committed"] += cost
+            out.append(row)
+        idle = 1.0 - served_committed / planned_committed if planned_committed else None
+        out.append(
+            {
+                "model": route.name,
+                "backend": "*",
+                "role": None,
+                "requests": total,
+                "idle_share": None if idle is None else round(idle, 4),
+                "overflow_usd": round(spend["overflow"], 6),
+                "fallback_usd": round(spend["fallback"], 6),
+                "cost_usd": round(sum(spend.values()), 6),
+            }
+        )
     return out
 
 

@@ -11,10 +11,23 @@ where each bought offer is reachable::
                    usd_per_mtok_in: 0.20, usd_per_mtok_out: 0.60, max_concurrency: 256}
       chat/nebius-h200: {url: "https://…/v1"}     # workload/offer: wins over the offer alone
 
-A backend's ``weight`` is its allocation's ``share`` of the workload's demand,
-normalised over the workload so the weights sum to 1; ``provider`` comes from the plan.
-Prices: the mapping's, else for api offers the plan's blended price (allocation usd /
-tokens bought from it, the same for input and output); self-hosted inference
+Each model follows the plan (``policy: plan``): every backend has a ``role``,
+
+- ``committed``: an inference allocation (replicas the plan rents for the horizon, paid
+  whether used or not), filled first up to ``planned_requests_per_s`` (the allocation's
+  requests/s at peak);
+- ``overflow``: an api allocation (per-token capacity the plan buys beyond the replicas),
+  cheapest first;
+- ``fallback``: an api offer survival relies on when a provider is lost
+  (``survival[p].relies_on`` entries of kind ``api-fallback``) that the plan does not
+  otherwise buy: taken only when nothing else is available.
+
+A backend's ``weight`` and ``planned_share`` are its allocation's ``share`` of the
+workload's demand, normalised over the workload so they sum to 1 (fallbacks: 0);
+``provider`` comes from the plan.  Prices: the mapping's, else for api offers the
+offer's own input and output prices as the plan carries them (``usd_per_mtok_in`` /
+``usd_per_mtok_out``; a plan from before they were written falls back to the blended
+allocation usd / tokens bought, the same for input and output); self-hosted inference
 allocations need prices in the mapping, because a plan carries no token counts for them.
 """
 
@@ -30,17 +43,17 @@ from polyfleet.gateway.config import Backend, build_routes
 from polyfleet.yamlio import read_yaml
 
 _SERVED = ("inference", "api")
-_FROM_PLAN = {"weight", "provider"}
+_FROM_PLAN = {"weight", "provider", "role", "planned_requests_per_s", "planned_share"}
 
 
-def _entry(mapping: dict[str, Any], workload: str, offer: str, file: str) -> dict[str, Any]:
+def _entry(mapping: dict[str, Any], workload: str, offer: str, file: str, why: str = "") -> dict[str, Any]:
     backends = mapping.get("backends") or {}
     if not isinstance(backends, dict):
         raise SpecError("expected a mapping of offer id -> {url: …}", file=file, path="backends")
     entry = backends.get(f"{workload}/{offer}", backends.get(offer))
     if entry is None:
         raise SpecError(
-            f"no entry for offer {offer!r} (workload {workload!r}); add backends.{offer}: {{url: …}}",
+            f"no entry for offer {offer!r} (workload {workload!r}{why}); add backends.{offer}: {{url: …}}",
             file=file,
             path="backends",
         )
@@ -59,6 +72,28 @@ def _blended_price(workload: dict[str, Any], alloc: dict[str, Any], horizon: flo
     mtok = (demand.get("mtok_in_per_month") or 0) + (demand.get("mtok_out_per_month") or 0)
     bought = mtok * float(alloc.get("share") or 0) * horizon
     return round(float(alloc["usd"]) / bought, 6) if bought > 0 and alloc.get("usd") is not None else None
+
+
+def _own_prices(alloc: dict[str, Any]) -> dict[str, float] | None:
+    """An api offer's own input and output prices, as the plan carries them (None in older plans)."""
+    usd_in, usd_out = alloc.get("usd_per_mtok_in"), alloc.get("usd_per_mtok_out")
+    if usd_in is None or usd_out is None:
+        return None
+    return {"usd_per_mtok_in": float(usd_in), "usd_per_mtok_out": float(usd_out)}
+
+
+def _fallbacks(workload: dict[str, Any], bought: set[str]) -> list[dict[str, Any]]:
+    """The api offers survival relies on (over every lost provider) that the plan does not buy."""
+    priced = {
+        f["offer"]: f for f in workload.get("api_fallbacks") or [] if isinstance(f, dict) and "offer" in f
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for detail in (workload.get("survival") or {}).values():
+        for relied in (detail or {}).get("relies_on") or []:
+            offer = relied.get("offer")
+            if relied.get("kind") == "api-fallback" and offer and offer not in bought and offer not in out:
+                out[offer] = {**relied, **priced.get(offer, {})}
+    return [out[o] for o in sorted(out)]
 
 
 def routes_from_plan(
@@ -81,20 +116,55 @@ def routes_from_plan(
         for alloc in allocations:
             entry = dict(_entry(mapping, workload["name"], alloc["offer"], mapping_file))
             backend: dict[str, Any] = {"name": entry.pop("name", alloc["offer"]), "url": entry.pop("url")}
-            backend["weight"] = round(float(alloc["share"]) / total, 6)
+            share = round(float(alloc["share"]) / total, 6)
+            is_api = (
+                workload["kind"] == "api" or (alloc.get("accelerator") is None and not alloc.get("replicas"))
+            )
+            backend["weight"] = share
             backend["provider"] = alloc.get("provider", "")
+            backend["role"] = "overflow" if is_api else "committed"
+            backend["planned_share"] = share
+            if not is_api and alloc.get("requests_per_s") is not None:
+                backend["planned_requests_per_s"] = float(alloc["requests_per_s"])
             if "usd_per_mtok_in" not in entry and "usd_per_mtok_out" not in entry:
-                price = _blended_price(workload, alloc, horizon) if workload["kind"] == "api" else None
-                if price is None:
+                prices = _own_prices(alloc) if is_api else None
+                if prices is None and is_api:
+                    blended = _blended_price(workload, alloc, horizon)
+                    prices = (
+                        None if blended is None else {"usd_per_mtok_in": blended, "usd_per_mtok_out": blended}
+                    )
+                if prices is None:
                     raise SpecError(
                         f"offer {alloc['offer']!r} (workload {workload['name']!r}) needs usd_per_mtok_in and "
                         "usd_per_mtok_out: the plan has no token counts for self-hosted capacity",
                         file=mapping_file,
                         path=f"backends.{alloc['offer']}",
                     )
-                entry["usd_per_mtok_in"] = entry["usd_per_mtok_out"] = price
+                entry.update(prices)
             backends.append({**backend, **entry})
-        models.append({"name": names.get(workload["name"], workload["name"]), "backends": backends})
+        for fallback in _fallbacks(workload, {a["offer"] for a in allocations}):
+            why = ", a fallback survival relies on when a provider is lost"
+            entry = dict(_entry(mapping, workload["name"], fallback["offer"], mapping_file, why))
+            backend = {"name": entry.pop("name", fallback["offer"]), "url": entry.pop("url")}
+            backend |= {
+                "weight": 0.0,
+                "provider": fallback.get("provider", ""),
+                "role": "fallback",
+                "planned_share": 0.0,
+            }
+            if "usd_per_mtok_in" not in entry and "usd_per_mtok_out" not in entry:
+                prices = _own_prices(fallback)
+                if prices is None:
+                    raise SpecError(
+                        f"fallback offer {fallback['offer']!r} (workload {workload['name']!r}) needs "
+                        "usd_per_mtok_in and usd_per_mtok_out: the plan does not carry its prices",
+                        file=mapping_file,
+                        path=f"backends.{fallback['offer']}",
+                    )
+                entry.update(prices)
+            backends.append({**backend, **entry})
+        name = names.get(workload["name"], workload["name"])
+        models.append({"name": name, "policy": "plan", "backends": backends})
     if not models:
         raise SpecError(
             "the plan has no inference or api workload with allocations to route", path="workloads"
