@@ -95,7 +95,9 @@ def check_contract(data: dict, workload_names: list[str]) -> None:
     assert set(data["shares"]) == {"provider", "vendor"}
     assert sum(data["shares"]["provider"].values()) == pytest.approx(1.0, abs=1e-4)
     assert isinstance(data["survival"], dict) and data["survival"]
-    assert set(data["survival"]) == {p["provider"] for p in data["purchases"]}
+    # egress lines are paid to where data sits, not capacity there: no survival row of their own
+    capacity = {p["provider"] for p in data["purchases"] if not str(p.get("offer", "")).startswith("egress:")}
+    assert set(data["survival"]) == capacity
     # money adds up: purchases and workloads both sum to the total
     assert sum(p["usd"] for p in data["purchases"]) == pytest.approx(data["total_usd"], abs=0.5)
     assert sum(w["usd"] for w in data["workloads"]) == pytest.approx(data["total_usd"], abs=0.5)
@@ -538,3 +540,27 @@ def test_latin1_terminal_gets_ascii_tables_and_no_traceback(tmp_path):
     text = result.stdout.decode("latin-1")
     assert "support-bot" in text and "+-" in text and "┃" not in text
     assert b"Traceback" not in result.stderr
+
+
+def test_monthly_tables_split_into_parts_that_fit_80_columns():
+    from polyfleet.cli._terminal import render_table
+    from polyfleet.report.monthly import monthly_tables
+
+    months = [
+        {
+            "workloads": [{"name": "assistant", "allocations": [
+                {"offer": "verda-4b200-120v-fin-03-on-demand", "replicas": t + 1, "share": 0.5}]}],
+            "purchases": [{"provider": "verda", "usd": 20_000 + 100 * t}],
+            "total_usd": 20_000 + 100 * t,
+        }
+        for t in range(12)
+    ]  # fmt: skip
+    plan = {"status": "optimal", "total_usd": 246_600, "horizon_months": 12, "solve_seconds": 1.0,
+            "months": months}  # fmt: skip
+    text = render_table(monthly_tables(plan))
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "hidden" not in text  # no month is dropped: they continue in the next part
+    for t in range(12):
+        assert f" m{t} " in text
+    assert "$21.1k" in text  # month 11's spend, 20,000 + 1,100
+    assert text.count("(continued)") >= 2

@@ -2,6 +2,8 @@
 
 * Width: ``$COLUMNS`` when set, else the terminal's width when stdout is one, else 80
   columns; ``--wide`` (every table command) renders every column at its natural width.
+* A table of many like columns (the months of a monthly plan; ``repeat_columns`` marks
+  how many leading columns to repeat) is split into stacked tables that fit.
 * A table wider than that drops its low-value columns first (a table's own
   ``drop_order``, a list of headers, else :data:`DROP_FIRST`), says which under the
   table, and rich wraps what is still too wide.
@@ -171,6 +173,53 @@ def _narrowest(table: Table, console: Console) -> int:
     return width + max(len(table.columns) - 1, 0) * (1 if table.box is not None else 0)
 
 
+def _split(table: Table, console: Console) -> list[Table]:
+    """A table of many like columns (months) too wide for the console, as stacked tables.
+
+    The first ``table.repeat_columns`` columns (a marker set where the table is built) are
+    repeated in each part; the rest are dealt out in order, as many as fit.
+    """
+    keep = getattr(table, "repeat_columns", 0)
+    unbounded = console.options.update_width(WIDE_COLUMNS)
+    if not keep or Measurement.get(console, unbounded, table).maximum <= console.width:
+        return [table]
+    key, rest = table.columns[:keep], table.columns[keep:]
+    parts: list[Table] = []
+    while rest:
+        take = len(rest)
+        while take > 1:
+            part = _part(table, key, rest[:take], bool(parts))
+            if Measurement.get(console, unbounded, part).maximum <= console.width:
+                break
+            take -= 1
+        parts.append(_part(table, key, rest[:take], bool(parts)))
+        rest = rest[take:]
+    return parts
+
+
+def _part(table: Table, key: list[Any], columns: list[Any], continued: bool) -> Table:
+    title = table.title if not continued else f"{_plain(table.title) or ''} (continued)"
+    part = Table(title=title, title_justify=table.title_justify, box=table.box)
+    for column in [*key, *columns]:
+        part.add_column(
+            column.header, justify=column.justify, no_wrap=column.no_wrap, overflow=column.overflow
+        )
+        part.columns[-1].min_width = column.min_width
+    for i, row in enumerate(table.rows):
+        part.add_row(*[c._cells[i] for c in [*key, *columns]], end_section=row.end_section)
+    return part
+
+
+def _split_all(renderable: Any, console: Console) -> Any:
+    """``renderable`` with every splittable table replaced by its stacked parts."""
+    if isinstance(renderable, Table):
+        parts = _split(renderable, console)
+        return parts[0] if len(parts) == 1 else Group(*parts)
+    if isinstance(renderable, Group):
+        renderable.renderables[:] = [_split_all(r, console) for r in renderable.renderables]
+    return renderable
+
+
 def render_table(renderable: RenderableType, stream: Any = None) -> str:
     """Render for a person at the terminal's width (see the module docstring)."""
     stream = sys.stdout if stream is None else stream
@@ -185,6 +234,9 @@ def render_table(renderable: RenderableType, stream: Any = None) -> str:
     ascii_only = not _encodes_boxes(stream)
     for table in _tables(renderable):
         _align_numbers(table)
+    if not is_wide():
+        renderable = _split_all(renderable, console)
+    for table in _tables(renderable):
         if not is_wide():
             _fit(table, console)
         if ascii_only and table.box is not None:

@@ -28,6 +28,7 @@ def monthly_tables(plan: dict[str, Any]) -> RenderableType:
     )
     alloc.add_column("workload")
     alloc.add_column("offer")
+    alloc.repeat_columns = 2  # type: ignore[attr-defined]  # a narrow terminal: months in parts
     for t in range(len(months)):
         alloc.add_column(f"m{t}", justify="right")
     rows: dict[tuple[str, str], list[str]] = {}
@@ -42,6 +43,7 @@ def monthly_tables(plan: dict[str, Any]) -> RenderableType:
 
     spend = Table(title="Spend by month and provider", title_justify="left")
     spend.add_column("provider")
+    spend.repeat_columns = 1  # type: ignore[attr-defined]
     for t in range(len(months)):
         spend.add_column(f"m{t}", justify="right")
     providers = sorted({p["provider"] for m in months for p in m["purchases"]})
