@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import anthropic
 import httpx
@@ -25,6 +25,13 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 POLYFLEET = Path(sys.executable).parent / "polyfleet"
+
+
+def unavailable(reason: str, *, module: bool = False) -> NoReturn:
+    """Skip for want of a service (Redis, PostgreSQL), or fail under POLYFLEET_REQUIRE_SERVICES=1 (CI)."""
+    if os.environ.get("POLYFLEET_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason}; POLYFLEET_REQUIRE_SERVICES=1 requires it", pytrace=False)
+    pytest.skip(reason, allow_module_level=module)
 
 
 def free_port() -> int:

@@ -1,8 +1,9 @@
 """The usage ledger in PostgreSQL: a throwaway cluster, the writer, `polyfleet usage` and a live gateway.
 
-Skipped when ``initdb``/``pg_ctl`` or psycopg are missing.  As root (initdb refuses root)
-the cluster runs as the ``postgres`` or ``nobody`` user via ``runuser``, which needs no
-password; without either, the module is skipped with the reason.
+Skipped when ``initdb``/``pg_ctl`` or psycopg are missing, except under
+``POLYFLEET_REQUIRE_SERVICES=1`` (``.ci/run``), where they fail.  As root (initdb refuses
+root) the cluster runs as the ``postgres`` or ``nobody`` user via ``runuser``, which needs
+no password; without either, the module is skipped (or fails) with the reason.
 """
 
 from __future__ import annotations
@@ -30,14 +31,16 @@ from gateway_procs import (  # noqa: F401  (fixtures)
     free_port,
     fresh_fixture,
     gateway_fixture,
+    unavailable,
     upstreams_fixture,
 )
 from polyfleet.gateway import hash_key
 from polyfleet.gateway.ledger import Ledger, LedgerWriter, Record, summarise
 
-psycopg = pytest.importorskip(
-    "psycopg", reason="the PostgreSQL ledger needs psycopg: pip install 'psycopg[binary]'"
-)
+try:
+    import psycopg
+except ImportError:
+    unavailable("the PostgreSQL ledger needs psycopg: pip install 'psycopg[binary]'", module=True)
 
 MESSAGES = [{"role": "user", "content": "say hello to the fleet"}]
 _names = itertools.count()
@@ -49,7 +52,7 @@ def _as_cluster_user() -> tuple[list[str], pwd.struct_passwd | None]:
         return [], None
     runuser = shutil.which("runuser")
     if runuser is None:
-        pytest.skip("running as root, initdb refuses root, and there is no runuser to switch user")
+        unavailable("running as root, initdb refuses root, and there is no runuser to switch user")
     for name in ("postgres", "nobody"):
         try:
             user = pwd.getpwnam(name)
@@ -58,11 +61,11 @@ def _as_cluster_user() -> tuple[list[str], pwd.struct_passwd | None]:
         prefix = [runuser, "-u", name, "--"]
         probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=30)
         if probe.returncode != 0:
-            pytest.skip(
+            unavailable(
                 f"running as root, initdb refuses root, and `runuser -u {name}` fails: {probe.stderr}"
             )
         return prefix, user
-    pytest.skip("running as root, initdb refuses root, and there is no 'postgres' or 'nobody' user")
+    unavailable("running as root, initdb refuses root, and there is no 'postgres' or 'nobody' user")
 
 
 def _run(prefix: list[str], args: list[str], cwd: Path, timeout: float = 60) -> None:
@@ -83,7 +86,7 @@ def postgres_fixture() -> Iterator[str]:
     """A throwaway PostgreSQL cluster on a free 127.0.0.1 port; yields ``postgresql://postgres@…/polyfleet``."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
+        unavailable("PostgreSQL server binaries (initdb, pg_ctl) are not on PATH")
     prefix, user = _as_cluster_user()
     # Not pytest's tmp_path: as root that lies under a 0700 directory the cluster's user cannot enter.
     root = Path(tempfile.mkdtemp(prefix="polyfleet-pg-"))

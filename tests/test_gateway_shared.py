@@ -1,7 +1,13 @@
-"""Two gateway replicas sharing holds, breaker opens and rate limits through a real Redis."""
+"""Two gateway replicas sharing holds, breaker opens and rate limits through a real Redis.
+
+Each test starts its own redis-server on a free port.  Without redis-server or the redis
+package they are skipped, except under ``POLYFLEET_REQUIRE_SERVICES=1`` (``.ci/run``),
+where they fail.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import time
@@ -16,21 +22,20 @@ from gateway_procs import (  # noqa: F401  (fixtures)
     free_port,
     fresh_fixture,
     gateway_fixture,
+    unavailable,
     upstreams_fixture,
 )
 
 MESSAGES = [{"role": "user", "content": "say hello to the fleet"}]
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="redis-server is not installed (apt-get install redis-server)",
-)
-pytest.importorskip("redis", reason="the redis package is not installed (pip install 'polyfleet[redis]')")
-
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A throwaway redis-server on a free port, without persistence."""
+    if shutil.which("redis-server") is None:
+        unavailable("redis-server is not installed (apt-get install redis-server)")
+    if importlib.util.find_spec("redis") is None:
+        unavailable("the redis package is not installed (pip install 'polyfleet[redis]')")
     port = free_port()
     proc = subprocess.Popen(
         ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
