@@ -326,3 +326,32 @@ def test_examples_still_plan(tmp_path):
     code, out, err, exc = _invoke(["plan", str(EXAMPLES / "startup.yaml"), "--format", "json"])
     assert (code, exc) == (0, None), err
     assert json.loads(out)["status"] in ("optimal", "feasible")
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        (
+            "egress:\n  - {provider: nebuis, usd_per_gb: 0.05}\n",
+            ":4: egress[0].provider: unknown provider 'nebuis'; did you mean 'nebius'?",
+        ),
+        (
+            "risk:\n  chip_delay_probability_by_accelerator: {nvidia-h10: 0.2}\n",
+            ":4: risk.chip_delay_probability_by_accelerator.nvidia-h10: unknown accelerator 'nvidia-h10';"
+            " did you mean 'nvidia-h100",
+        ),
+        ("", None),
+    ],
+)
+def test_unknown_names_in_egress_and_risk_say_did_you_mean(tmp_path, section, expected):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "workloads:\n  - {name: svc, kind: inference, model: llama-3.1-8b, requests_per_s: 2,"
+        " input_tokens: 500, output_tokens: 100, allow_api: false}\n" + section
+    )
+    code, _, err, exc = _invoke(["plan", str(spec), "--time-limit", "5"])
+    assert exc is None
+    if expected is None:
+        assert code == 0, err
+    else:
+        assert code == 2 and err.startswith(f"polyfleet: {spec}{expected}") and err.count("\n") == 1

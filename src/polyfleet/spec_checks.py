@@ -74,6 +74,25 @@ def check_references(spec: Spec) -> None:
                     )
         if isinstance(w, TrainingWorkload) and w.data_at is not None:
             _check_data_at(spec, index, w.data_at)
+    # names in the egress and risk sections must name something the plan can use
+    providers = {o.provider for o in [*cat.offers.values(), *cat.api_offers.values()]}
+    providers |= {w.data_at for w in spec.model.workloads if getattr(w, "data_at", None)}
+    for index, row in enumerate(spec.model.egress):
+        if row.provider not in providers:
+            raise spec.error(
+                f"unknown provider {row.provider!r}{did_you_mean(row.provider, providers)}",
+                "egress",
+                index,
+                "provider",
+            )
+    for key in spec.model.risk.chip_delay_probability_by_accelerator:
+        if key not in cat.accelerators:
+            raise spec.error(
+                f"unknown accelerator {key!r}{did_you_mean(key, cat.accelerators)}",
+                "risk",
+                "chip_delay_probability_by_accelerator",
+                key,
+            )
 
 
 #: fields that only mean something in a monthly plan: (where, field)
