@@ -246,6 +246,18 @@ def test_dominated_points_by_hand() -> None:
         {"max_provider_share": 0.9, "total_usd": 90.0},
     ]
     assert [p["dominated"] for p in mark_dominated(points)] == [False, False, True, True, False]
+    # within a 1% gap $100 and $100.9 are one cost: 0.5 at $100.9 is dominated by 0.3 at $100,
+    # and 0.3 at $100.9 is not dominated by 0.5 at $100 (the cheaper one's share is larger)
+    near = [
+        {"max_provider_share": 0.3, "total_usd": 100.0},
+        {"max_provider_share": 0.5, "total_usd": 100.9},
+        {"max_provider_share": 0.7, "total_usd": 98.0},  # 2% cheaper: beyond the gap
+    ]
+    assert [p["dominated"] for p in mark_dominated(near, rel_tol=0.01)] == [False, True, False]
+    assert [p["dominated"] for p in mark_dominated(near)] == [False, True, False]
+    tie = [{"max_provider_share": 0.3, "total_usd": 100.9}, {"max_provider_share": 0.5, "total_usd": 100.0}]
+    assert [p["dominated"] for p in mark_dominated(tie, rel_tol=0.01)] == [False, True]
+    assert [p["dominated"] for p in mark_dominated(tie)] == [False, False]
 
 
 def test_frontier_points_by_hand() -> None:

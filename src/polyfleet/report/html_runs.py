@@ -214,25 +214,28 @@ def frontier_figures(
         }
     )
     return {
-        "points": mark_dominated(points),
+        "points": mark_dominated(points, options.mip_rel_gap if options is not None else 0.0),
         "infeasible_caps": [p["provider_cap"] for p in result["points"] if not p["feasible"]],
         "survival": survival,
         "measure": measure,
     }
 
 
-def mark_dominated(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def mark_dominated(points: list[dict[str, Any]], rel_tol: float = 0.0) -> list[dict[str, Any]]:
     """Set ``dominated`` on each point: another has a largest provider share and a cost no
-    higher, and one of them lower (ties within 1e-9 share and $1e-6)."""
+    higher, and one of them lower.  Costs within ``rel_tol`` (the sweep's MIP gap) are equal:
+    a plan solved to a gap is not cheaper than another by less than that gap."""
+
+    def cheaper(a: float, b: float) -> bool:  # a < b beyond the tolerance
+        return a < b - max(1e-6, rel_tol * abs(b))
+
     for p in points:
+        share, cost = p["max_provider_share"], p["total_usd"]
         p["dominated"] = any(
             q is not p
-            and q["max_provider_share"] <= p["max_provider_share"] + 1e-9
-            and q["total_usd"] <= p["total_usd"] + 1e-6
-            and (
-                q["max_provider_share"] < p["max_provider_share"] - 1e-9
-                or q["total_usd"] < p["total_usd"] - 1e-6
-            )
+            and q["max_provider_share"] <= share + 1e-9
+            and not cheaper(cost, q["total_usd"])
+            and (q["max_provider_share"] < share - 1e-9 or cheaper(q["total_usd"], cost))
             for q in points
         )
     return points
