@@ -355,3 +355,19 @@ def test_unknown_names_in_egress_and_risk_say_did_you_mean(tmp_path, section, ex
         assert code == 0, err
     else:
         assert code == 2 and err.startswith(f"polyfleet: {spec}{expected}") and err.count("\n") == 1
+
+
+def test_a_calibration_for_an_unknown_accelerator_says_did_you_mean(tmp_path):
+    bundled = (Path(__file__).resolve().parents[1] / "src/polyfleet/perf/data/calibration.yaml").read_text()
+    first = next(line for line in bundled.splitlines() if line.startswith("  ") and line.endswith(":"))
+    (tmp_path / "cal.yaml").write_text(bundled.replace(first, first.replace("-", "_", 1), 1))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "workloads:\n  - {name: svc, kind: inference, model: llama-3.1-8b, requests_per_s: 2,"
+        " input_tokens: 500, output_tokens: 100, allow_api: false}\ncalibration: cal.yaml\n"
+    )
+    code, _, err, exc = _invoke(["plan", str(spec)])
+    assert exc is None and code == 2
+    wrong = first.strip().rstrip(":").replace("-", "_", 1)
+    assert err.startswith(f"polyfleet: {spec}:3: calibration: cal.yaml: unknown accelerator {wrong!r}")
+    assert "did you mean" in err

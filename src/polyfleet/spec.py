@@ -514,6 +514,12 @@ def build_spec(
         if not path.exists():
             raise spec.error(f"calibration file not found: {path}", "calibration")
         spec.calibration = load_calibration(path)
+        for key in spec.calibration.accelerators:  # a fit for no known chip would silently do nothing
+            if key not in spec.catalog.accelerators:
+                raise spec.error(
+                    f"{path.name}: unknown accelerator {key!r}{did_you_mean(key, spec.catalog.accelerators)}",
+                    "calibration",
+                )
     return spec
 
 
