@@ -51,7 +51,7 @@ def test_spend_cap_is_met_by_dilution_and_the_capacity_cap_is_not() -> None:
     assert spend["explain"]["dilution_usd"] == pytest.approx(MONTH_H)
     assert spend["capacity_shares"]["provider"]["p1"] == pytest.approx(1.0)  # not diversified
     # max_share 0.6 with o1's replica at 20 rps: p1 may serve 6 rps, less than one replica,
-    # and p2 at most 6 of 10: infeasible.  The least slack is p2's: 10 / (0.6 x 10) = 100%.
+    # and p2 at most 6 of 10: infeasible (found before any solve: only p2 can hold 60%).
     capped = solve(
         make(
             [acc("acc-a"), acc("acc-b", "vb")],
@@ -62,8 +62,10 @@ def test_spend_cap_is_met_by_dilution_and_the_capacity_cap_is_not() -> None:
     )
     assert capped["status"] == "infeasible"
     assert capped["infeasible"]["family"] == "lock-in"
-    assert capped["infeasible"]["subject"] == "w: provider=p2"
-    assert "workload 'w' needs provider 'p2' to serve at least 100.0%" in capped["infeasible"]["message"]
+    assert capped["infeasible"]["subject"] == "w"
+    assert "only 1 provider(s) can hold a share that small, at most 60% of its peak" in (
+        capped["infeasible"]["message"]
+    )
 
 
 def test_vendor_capacity_cap_counts_replicas_by_chip_vendor() -> None:
@@ -105,3 +107,20 @@ def test_training_jobs_are_not_counted_by_max_share() -> None:
     assert result["status"] == "optimal"
     assert set(allocs(result, "t")) == {"o1"}
     assert result["capacity_shares"]["provider"] == {}
+
+
+def test_a_cap_no_whole_replica_fits_is_infeasible_without_a_solve() -> None:
+    # D = 10, cap 0.5: p1's replica (4 rps) fits under 5 rps, p2's (6 rps) does not, so at
+    # most 1 x 50% of the peak can be placed: infeasible, naming the workload.
+    spec = make(
+        [acc("acc-a"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b")],
+        [inference("w", 10, {"acc-a": (1, 4.0), "acc-b": (1, 6.0)})],
+        policy={"max_share": {"provider": 0.5}},
+    )
+    result = solve(spec)
+    assert result["status"] == "infeasible"
+    assert (result["infeasible"]["family"], result["infeasible"]["subject"]) == ("lock-in", "w")
+    assert "only 1 provider(s) can hold a share that small, at most 50% of its peak" in (
+        result["infeasible"]["message"]
+    )

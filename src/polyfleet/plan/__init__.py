@@ -7,7 +7,7 @@ import time
 from polyfleet.errors import SpecError
 from polyfleet.plan.build import FAMILIES, Milp, build_milp
 from polyfleet.plan.candidates import Candidates, Unplaceable, build_candidates
-from polyfleet.plan.diagnose import diagnose
+from polyfleet.plan.diagnose import caps_precheck, diagnose
 from polyfleet.plan.explain import explain
 from polyfleet.plan.monthly import plan_monthly
 from polyfleet.plan.result import Infeasibility, Plan, read_plan
@@ -94,6 +94,10 @@ def _plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: 
             horizon_months=spec.horizon_months,
             infeasibility=Infeasibility(exc.kind, exc.workload, exc.message),
         )
+    # whole replicas no cap admits: no solve needed (single period: a month's demand differs)
+    capped = caps_precheck(cand, spec.policy) if spec.model.periods != "monthly" else None
+    if capped is not None:
+        return Plan(status=Status.INFEASIBLE, horizon_months=spec.horizon_months, infeasibility=capped)
     if spec.model.periods == "monthly":
         if with_explain:
             raise SpecError(

@@ -124,6 +124,52 @@ def _demand_bound(cand: Candidates, only: str | None = None) -> Infeasibility:
     )
 
 
+def caps_precheck(cand: Candidates, policy: Policy) -> Infeasibility | None:
+    """A capacity cap whole replicas cannot meet, found without a solve (or None).
+
+    Under ``max_share`` c a value v can serve at most c x D of workload w, and only when
+    some replica of w at v serves at most c x D (a whole replica above it cannot be
+    placed there); an api offer at v can serve up to c x D (shares are continuous).  When
+    these upper bounds add up to less than D, no plan exists, though the LP relaxation has
+    one: say so at once rather than search for a plan until the time limit.
+    """
+    for group in ("provider", "vendor"):
+        cap = getattr(policy.max_share, group)
+        if cap is None or cap >= 1:
+            continue
+        x_val = (cand.offer_provider if group == "provider" else cand.offer_vendor)[cand.inf_o]
+        a_val = cand.api_provider if group == "provider" else cand.api_vendor
+        for w, wl in enumerate(cand.workloads):
+            peak = float(cand.peak_rps[w])
+            if peak <= 0:
+                continue
+            limit = cap * peak * (1 + 1e-9)
+            k = np.flatnonzero(cand.inf_w == w)
+            fits = {str(v) for v in x_val[k][cand.inf_rps[k] <= limit]}
+            api_vals = {str(a_val[a]) for a in cand.api_a[cand.api_w == w] if a_val[a]}
+            # an api offer naming no vendor is not capped by the vendor cap: no bound
+            if group == "vendor" and any(not a_val[a] for a in cand.api_a[cand.api_w == w]):
+                continue
+            values = fits | api_vals
+            if len(values) * cap * peak >= peak * (1 - 1e-9):
+                continue
+            smallest = int(k[np.argmin(cand.inf_rps[k])]) if len(k) else -1
+            detail = (
+                f"; its smallest replica serves {cand.inf_rps[smallest]:g} of {peak:g} requests/s "
+                f"({cand.offers[cand.inf_o[smallest]].id})"
+                if smallest >= 0
+                else ""
+            )
+            return Infeasibility(
+                "lock-in",
+                wl.name,
+                f"workload {wl.name!r} cannot keep every {group} within max_share.{group} "
+                f"{100 * cap:.0f}% of its peak: only {len(values)} {group}(s) can hold a share "
+                f"that small, at most {100 * len(values) * cap:.0f}% of its peak{detail}",
+            )
+    return None
+
+
 def diagnose(
     cand: Candidates, policy: Policy, families: tuple[str, ...], options: SolveOptions
 ) -> Infeasibility:
