@@ -1,8 +1,10 @@
 """Gateway overhead, side by side in one run against the same upstream.
 
 Targets: ``direct`` (the upstream itself), ``aiohttp`` (a minimal pass-through written
-here: the floor any Python proxy pays), ``polyfleet`` (``polyfleet serve`` with routing,
-ledger and metrics on) and ``litellm`` (LiteLLM's proxy, one worker, local cost map, a
+here: the floor any Python proxy pays), ``polyfleet`` (``polyfleet serve`` with every
+check on: routing, ledger, metrics, a gateway key with a daily budget (each request
+reserves and settles its maximum cost), client limits, disconnect watching, protocol
+checks of the answer, stream-end detection) and ``litellm`` (LiteLLM's proxy, one worker, local cost map, a
 non-default master key, the same backend).  Load: ``wrk`` (Debian package) at
 concurrency 1, 16 and 128, non-streaming and streaming chat completions.  Printed per
 cell: requests/s, added p50/p99 latency over direct, CPU ms per request of the target's
@@ -10,13 +12,16 @@ processes (the upstream's, for direct).
 
     .venv/bin/python bench/gateway.py [--duration 5] [--bench-venv ~/.cache/polyfleet-bench/venv]
 
-LiteLLM and aiohttp live in a separate venv (created on first use), never in .venv.
+LiteLLM and aiohttp live in a separate venv (created on first use), never in .venv;
+without ``litellm`` among ``--targets`` the pass-through runs on .venv's aiohttp and no
+venv is made.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import re
 import signal
@@ -35,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = ROOT / "tests" / "gateway_upstream.py"
 POLYFLEET = Path(sys.executable).parent / "polyfleet"
 MASTER_KEY = "sk-bench-not-the-default-7f3a"
+GATEWAY_KEY = "sk-bench-gateway-key-5d21"
 BODY = (
     '{"model": "llama", "messages": [{"role": "user", "content": "say hello to the fleet"}],'
     ' "max_tokens": 16%s}'
@@ -202,7 +208,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
     parser.add_argument("--targets", nargs="+", default=["direct", "aiohttp", "polyfleet", "litellm"])
     args = parser.parse_args()
-    venv = bench_venv(args.bench_venv)
+    venv = bench_venv(args.bench_venv) if "litellm" in args.targets else Path(sys.executable).parent.parent
     work = Path(tempfile.mkdtemp(prefix="polyfleet-bench-"))
     up_port = free_port()
     upstream = f"http://127.0.0.1:{up_port}"
@@ -224,10 +230,12 @@ def main() -> None:
             targets["aiohttp"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, None)
         if "polyfleet" in args.targets:
             port = free_port()
+            key_sha256 = hashlib.sha256(GATEWAY_KEY.encode()).hexdigest()
             (work / "routes.yaml").write_text(
                 textwrap.dedent(f"""
                 listen: {{host: 127.0.0.1, port: {port}}}
                 ledger: sqlite:///{work}/usage.db
+                keys: [{{name: bench, key_sha256: "{key_sha256}", budget_usd_per_day: 1000000000}}]
                 models:
                   - name: llama
                     backends:
@@ -237,7 +245,7 @@ def main() -> None:
             )
             proc = stack.enter_context(process([str(POLYFLEET), "serve", str(work / "routes.yaml")]))
             wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
-            targets["polyfleet"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, None)
+            targets["polyfleet"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, GATEWAY_KEY)
         if "litellm" in args.targets:
             port = free_port()
             (work / "litellm.yaml").write_text(
