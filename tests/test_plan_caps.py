@@ -124,3 +124,26 @@ def test_a_cap_no_whole_replica_fits_is_infeasible_without_a_solve() -> None:
     assert "only 1 provider(s) can hold a share that small, at most 50% of its peak" in (
         result["infeasible"]["message"]
     )
+
+
+def test_fallback_quota_counts_for_survival_where_the_normal_limit_is_not_the_emergency_one() -> None:
+    # As test_limited_api_offer_contributes_its_cap_in_requests_per_s, but the offer has no
+    # normal limit and an emergency quota of 18,000 tokens/min = 1.5 rps (200 tokens x 60):
+    # without p1: 2 x2 + 1.5 >= 2.5 -> x2 = 1; without p2: x1 + 1.5 >= 2.5; demand x1 + 2 x2
+    # >= 5 -> x1 = 3: (3 + 2.5) x 730 = $4015; survival (2 + 1.5)/5 = 0.7 and (3 + 1.5)/5 = 0.9.
+    a1 = api_offer("a1", "pa", pin=100, pout=100) | {"fallback_tokens_per_minute": 18_000}
+    spec = make(
+        [acc("acc-a"), acc("acc-b", "vb")],
+        [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b", price=2.5)],
+        [inference("w", 5, {"acc-a": (1, 1.0), "acc-b": (1, 2.0)})],
+        api_offers=[a1],
+        policy={"survive_provider_loss": 0.5},
+    )
+    result = solve(spec)
+    assert result["total_usd"] == pytest.approx(5.5 * MONTH_H)
+    assert result["survival"] == pytest.approx({"p1": 0.7, "p2": 0.9})
+    (fb,) = result["workloads"][0]["api_fallbacks"]
+    assert (fb["offer"], fb["requests_per_s"], fb["tokens_per_minute"]) == ("a1", 1.5, 18_000)
+    relied = {r["offer"]: r for r in result["workloads"][0]["survival"]["p1"]["relies_on"]}
+    assert relied["a1"]["kind"] == "api-fallback"
+    assert relied["a1"]["requests_per_s"] == pytest.approx(1.5)
