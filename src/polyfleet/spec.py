@@ -348,7 +348,7 @@ def _model_at(data: Any, path: tuple[Any, ...]) -> type[BaseModel] | None:
         except (KeyError, IndexError, TypeError, AttributeError):
             return None
         if len(path) == 2:
-            return _KIND_MODELS.get(kind)
+            return _KIND_MODELS.get(kind) if isinstance(kind, str) else None  # kind: [] is no kind
         rest = path[2:]
         if rest == ("slo",):
             return Slo
