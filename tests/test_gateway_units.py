@@ -255,3 +255,20 @@ def test_serve_exits_1_naming_the_ledger_when_it_cannot_be_written(tmp_path):
     assert done.returncode == 1
     assert f"ledger sqlite:///{blocker}/usage.db: writer did not start" in done.stderr
     assert done.stderr.strip().endswith("polyfleet: the gateway did not start (see the error above)")
+
+
+def test_the_usage_only_chunk_is_dropped_line_by_line_with_crlf_and_split_chunks():
+    from polyfleet.gateway.usage import StreamUsage
+
+    meter = StreamUsage(hide_usage_chunk=True)
+    delta = b'data: {"choices":[{"delta":{"content":"hi"}}],"usage":null}\r\n\r\n'
+    usage = b'data: {"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":4}}\r\n\r\n'
+    out = (
+        meter.feed(delta[:10])
+        + meter.feed(delta[10:])
+        + meter.feed(usage)
+        + meter.feed(b"data: [DONE]\r\n\r\n")
+    )
+    out += meter.rest()
+    assert out == delta + b"\r\n" + b"data: [DONE]\r\n\r\n"  # the usage line gone, nothing else held
+    assert (meter.tokens_in, meter.tokens_out) == (5, 4)

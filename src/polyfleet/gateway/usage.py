@@ -33,18 +33,15 @@ def usage_from_body(body: bytes) -> Usage | None:
         return None
 
 
-def _usage_only(event: bytes) -> bool:
-    """Whether an SSE event is OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
-    for line in event.split(b"\n"):
-        if line.startswith(b"data:") and b'"usage"' in line:
-            try:
-                data = orjson.loads(line[5:])
-            except orjson.JSONDecodeError:
-                return False
-            return (
-                isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
-            )
-    return False
+def _usage_only(line: bytes) -> bool:
+    """Whether an SSE line is the data of OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
+    if not line.startswith(b"data:") or b'"usage"' not in line:
+        return False
+    try:
+        data = orjson.loads(line[5:])
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
 class StreamUsage:
@@ -82,17 +79,22 @@ class StreamUsage:
         return self._pass(chunk) if self._hide else chunk
 
     def _pass(self, chunk: bytes) -> bytes:
-        """Complete events of ``chunk`` (after what was held back), without the usage-only one."""
-        data = self._held + chunk
-        cut = data.rfind(b"\n\n")
+        """Complete lines of ``chunk`` (after what was held back), without the usage-only event's line.
+
+        Line by line, so any line ending (LF or CRLF) works and only an unfinished last
+        line is ever held back; the blank line that ended the dropped event stays, and an
+        SSE client ignores a blank line with no data before it.
+        """
+        data = self._held + chunk if self._held else chunk
+        cut = data.rfind(b"\n")
         if cut < 0:
             self._held = data
             return b""
-        self._held = data[cut + 2 :]
-        events = data[: cut + 2]
-        if b'"usage"' not in events:
-            return events
-        return b"".join(e + b"\n\n" for e in events.split(b"\n\n") if e and not _usage_only(e))
+        self._held = data[cut + 1 :]
+        lines = data[: cut + 1]
+        if b'"usage"' not in lines:
+            return lines
+        return b"\n".join(line for line in lines.split(b"\n") if not _usage_only(line))
 
     def rest(self) -> bytes:
         """What ``feed`` held back, at the end of the stream."""
