@@ -147,3 +147,33 @@ def test_fallback_quota_counts_for_survival_where_the_normal_limit_is_not_the_em
     relied = {r["offer"]: r for r in result["workloads"][0]["survival"]["p1"]["relies_on"]}
     assert relied["a1"]["kind"] == "api-fallback"
     assert relied["a1"]["requests_per_s"] == pytest.approx(1.5)
+
+
+def test_table_names_the_fallback_and_the_dilution(tmp_path) -> None:
+    import yaml
+
+    from conftest import run_cli, write_spec
+
+    # D = 5: o1 at p1 $730 per 1 rps, o2 at p2 $1,825 per 2 rps, unlimited api fallback a1 at
+    # $0.02 a request.  Spend cap 0.9 at p1: 5 x o1 ($3,650) is all p1, so 3 x o1 + 1 x o2 =
+    # $4,015 (p1 54.5%): $365 over $3,650 only to dilute.  Losing p1 leaves 2 of 5 rps: a1
+    # carries 3 rps x 2,628,000 s x $0.02 = $157,680 a month of outage.
+    doc = {
+        "catalog": "none",
+        "accelerators": [acc("acc-a"), acc("acc-b", "vb")],
+        "offers": [offer("o1", "p1", "acc-a"), offer("o2", "p2", "acc-b", price=2.5)],
+        "api_offers": [api_offer("a1", "pa", pin=100, pout=100)],
+        "workloads": [inference("w", 5, {"acc-a": (1, 1.0), "acc-b": (1, 2.0)})],
+        "policy": {
+            "survive_provider_loss": 0.5,
+            "api_fallback": "unlimited",
+            "max_spend_share": {"provider": 0.9},
+        },
+    }
+    result = run_cli("plan", write_spec(tmp_path, yaml.safe_dump(doc)), "--explain", "--format", "json")
+    data = __import__("json").loads(result.stdout)
+    assert data["total_usd"] == pytest.approx(5.5 * MONTH_H)
+    assert data["explain"]["dilution_usd"] == pytest.approx(0.5 * MONTH_H)
+    table = run_cli("plan", write_spec(tmp_path, yaml.safe_dump(doc)), "--explain").stdout
+    assert "api fallback carrying the loss" in table and "w: a1 $157.7k" in table
+    assert "spend only diluting max_spend_share" in table
