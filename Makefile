@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean refresh-catalog
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,14 @@ test: install
 
 bench: install
 	$(PY) bench/plan_scale.py
+
+# Refresh the bundled catalog from local copies (nothing downloads): SkyPilot offers, then
+# genai-prices api offers. Each step prints its diff; review `git diff src/polyfleet/catalog/data`.
+SHARED ?= ../shared/data
+refresh-catalog: install
+	$(VENV)/bin/polyfleet catalog import-skypilot $(SHARED)/skypilot-catalog --write
+	$(VENV)/bin/polyfleet catalog import-prices --genai $(SHARED)/genai-prices/data.json --write
+	$(VENV)/bin/polyfleet catalog status --max-age-days 120 > /dev/null
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -71,7 +71,10 @@ def test_spec_naming_a_model_retired_everywhere_is_bad_input(tmp_path):
     result = run_cli("plan", str(write_spec(tmp_path, API_SPEC.replace("MODEL", "claude-haiku-3.5"))))
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert "claude-haiku-3.5 retired 2026-02-19 on anthropic; did you mean claude-haiku-4.5?" in line
+    assert (
+        "claude-haiku-3.5 retired 2026-02-19 on anthropic; did you mean claude-haiku-4.5 or claude-haiku-5.5?"
+        in line
+    )
     assert len(line.splitlines()) == 1 and "Traceback" not in line
 
 

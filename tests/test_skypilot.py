@@ -20,11 +20,11 @@ V8 = DATA / "catalogs" / "v8"
 
 EXPECTED_COUNTS = {
     ("hyperbolic", "on-demand"): 3,
-    ("lambda", "on-demand"): 238,
+    ("lambda", "on-demand"): 272,
     ("nebius", "on-demand"): 21,
     ("nebius", "spot"): 8,
-    ("verda", "on-demand"): 24,
-    ("verda", "spot"): 20,
+    ("verda", "on-demand"): 32,
+    ("verda", "spot"): 28,
 }
 
 
@@ -36,7 +36,7 @@ def imported():
 def test_counts_per_cloud_and_term(imported):
     assert imported.counts() == EXPECTED_COUNTS
     assert len(imported.offers) == sum(EXPECTED_COUNTS.values())
-    assert len(imported.skipped) == 231
+    assert len(imported.skipped) == 189  # 231 before GH200, A10, B300 and RTX PRO 6000 were mapped
 
 
 def test_repo_root_gives_the_same_offers(imported):
@@ -88,9 +88,12 @@ def test_accelerator_mapping(imported):
 def test_skipped_rows_have_reasons(imported):
     reasons = {(s.file, s.line): s.reason for s in imported.skipped}
     assert "no accelerator" in reasons[("lambda/vms.csv", 2)]
-    assert any("'GH200' has no polyfleet mapping" in r for r in reasons.values())
-    assert any("'B300' has no polyfleet mapping" in r for r in reasons.values())
-    assert not any("GH200" in o.notes for o in imported.offers.values())
+    assert any("'V100' has no polyfleet mapping" in r for r in reasons.values())
+    assert any("'RTX6000' has no polyfleet mapping" in r for r in reasons.values())
+    assert not any("V100" in o.notes for o in imported.offers.values())
+    # mapped since the 2026-12 catalog: Lambda's GH200 and A10, Verda's B300 and RTX PRO 6000
+    accs = {o.accelerator for o in imported.offers.values()}
+    assert {"nvidia-gh200", "nvidia-a10", "nvidia-b300", "nvidia-rtx-pro-6000"} <= accs
 
 
 def test_bad_rows_and_duplicate_zones(tmp_path):
@@ -153,13 +156,13 @@ def test_spec_skypilot_missing_folder(tmp_path):
 
 
 def test_cli_import_table_and_json():
-    result = run_cli("catalog", "import-skypilot", V8)
+    result = run_cli("catalog", "import-skypilot", V8, "--wide")
     assert result.exit_code == 0, result.stderr
-    assert "imported offers (314)" in result.stdout and "skipped rows (231)" in result.stdout
+    assert "imported offers (364)" in result.stdout and "skipped rows (189)" in result.stdout
     assert "has no polyfleet mapping" in result.stdout
     data = json.loads(run_cli("catalog", "import-skypilot", V8, "--format", "json").stdout)
     counts = {(c["provider"], c["term"]): c["offers"] for c in data["counts"]}
-    assert counts == EXPECTED_COUNTS and data["offers"] == 314
+    assert counts == EXPECTED_COUNTS and data["offers"] == 364
     assert {"file", "line", "reason"} == set(data["skipped"][0])
 
 

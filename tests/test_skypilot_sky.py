@@ -58,7 +58,7 @@ QUESTIONS = [
     ("A100:8", False),
     ("A100-80GB:8", False),
     ("L40S:2", False),
-    ("GH200:1", False),  # polyfleet maps no GH200; SkyPilot has Lambda's
+    ("GH200:1", False),  # Lambda's GH200 (mapped to nvidia-gh200 since the 2026-12 catalog)
 ]
 
 CHILD = textwrap.dedent(
@@ -248,8 +248,9 @@ def test_planned_training_task_parses_and_launches_where_planned(sky):
 
 @needs_sky
 def test_every_imported_instance_type_exports_to_a_task_skypilot_places_there(sky):
-    # every (cloud, instance type, term) of the test catalog: 3 hyperbolic + 14 lambda + 21 nebius + 41 verda
-    assert len(sky["tasks"]) == 79
+    # every (cloud, instance type, term) of the test catalog: 3 hyperbolic + 16 lambda + 21 nebius + 57 verda
+    # (GH200, A10, B300 and RTX PRO 6000 shapes are mapped since the 2026-12 catalog)
+    assert len(sky["tasks"]) == 97
     assert {key.split("/")[0] for key in sky["tasks"]} == set(CLOUD_NAMES)
     by_id = sky["catalog"].offers
     for path in sky["tasks"].values():
@@ -310,11 +311,6 @@ def test_cheapest_matches_skypilot_optimizer(sky, imported):
     table = OfferTable(imported.offers)
     for (request, spot), answer in zip(QUESTIONS, sky["answers"]["questions"], strict=True):
         name, count = parse_request(request)
-        if name == "GH200":
-            assert "error" not in answer  # SkyPilot has Lambda's GH200 ...
-            with pytest.raises(ValueError, match="unknown accelerator 'GH200'"):
-                table.cheapest(name, count, HOURS, names="skypilot")  # ... polyfleet maps none
-            continue
         choices = table.cheapest(name, count, HOURS, use_spot=spot, names="skypilot")
         if "error" in answer:
             assert choices == [], request
@@ -450,7 +446,7 @@ def test_cheapest_cli(tmp_path):
     expected = cheapest_offers(import_skypilot(V8, load_bundled().accelerators).offers, "H100", 8, 100)
     assert data["choices"] == [c.to_dict() for c in expected]
     assert data["choices"][0]["instance_type"] == "8H100.80S.176V" and data["choices"][0]["usd_total"] == 1592
-    table = run_cli("catalog", "cheapest", "H100:8", "--spot", "--hours", "10", "--catalog", folder)
+    table = run_cli("catalog", "cheapest", "H100:8", "--spot", "--hours", "10", "--catalog", folder, "--wide")
     assert table.exit_code == 0 and "8H100.80S.176V" in table.stdout and "$79.60" in table.stdout
     # the bundled catalog by default, and spec-style entries in order
     default = run_cli("catalog", "cheapest", "nvidia-h100-sxm:8", "--format", "json")

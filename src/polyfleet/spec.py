@@ -26,6 +26,7 @@ from pydantic import (
 from polyfleet.catalog.io import Catalog, load_bundled, load_catalog_file
 from polyfleet.catalog.lifecycle import without_retired
 from polyfleet.catalog.models import Accelerator, ApiOffer, Dtype, Egress, ModelCard, Offer, Stack
+from polyfleet.catalog.settings import CatalogSettings, catalog_entries
 from polyfleet.catalog.skypilot import load_skypilot_catalog
 from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.errors import SpecError, did_you_mean
@@ -263,7 +264,7 @@ class SpecModel(_Strict):
     periods: Literal["single", "monthly"] = Field(
         "single", description="single: one period of horizon_months; monthly: one MILP over every month"
     )
-    catalog: Literal["bundled", "none"] | list[str] = "bundled"
+    catalog: Literal["bundled", "none"] | list[str] | CatalogSettings = "bundled"
     calibration: str | None = Field(
         None, description="file written by `polyfleet perf calibrate`, or `bundled` (fit to published points)"
     )
@@ -456,12 +457,13 @@ def _inline_catalog(model: SpecModel) -> Catalog:
 
 
 def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
-    if model.catalog == "none":
+    entries = catalog_entries(model.catalog)  # a list, a word, or {use, max_age_days}
+    if entries == "none":
         return Catalog()
-    if model.catalog == "bundled":
+    if entries == "bundled":
         return load_bundled()
     catalog = Catalog()
-    for index, entry in enumerate(model.catalog):
+    for index, entry in enumerate(entries):
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
             continue

@@ -203,7 +203,12 @@ class ModelCard(_Record):
     parameters touched per token (differs for mixture-of-experts).  The KV cache per
     token is ``2 x layers x kv_heads x head_dim x bytes(kv_dtype)`` for multi-head and
     grouped-query attention, or ``layers x kv_latent_dim x bytes(kv_dtype)`` for
-    multi-head latent attention (DeepSeek), where K and V share one compressed latent.
+    multi-head latent attention (DeepSeek), where K and V share one compressed latent, or
+    ``2 x full_attention_layers x kv_heads x head_dim x bytes(kv_dtype)`` for hybrid
+    linear/full attention (Qwen3-Next, Qwen3.5: only the full-attention layers cache per
+    token; the linear layers' fixed per-sequence state is in ``notes``, not in this figure).
+    Attention kinds the card cannot describe (DeepSeek-V4's compressed attention) have no
+    card: ``catalog import-hf-config`` rejects them by name.
     Without an explicit ``kv_dtype`` the KV cache is stored at the weight dtype, except
     that fp4/int4 weights get an fp8 KV cache (serving stacks quantise KV to 8 bits, not 4).
     """
@@ -216,8 +221,14 @@ class ModelCard(_Record):
     heads: int | None = Field(None, gt=0)
     kv_heads: int | None = Field(None, gt=0)
     head_dim: int | None = Field(None, gt=0)
-    attention: Literal["mha", "gqa", "mla"] = "gqa"
+    attention: Literal["mha", "gqa", "mla", "hybrid"] = "gqa"
     kv_latent_dim: int | None = Field(None, gt=0, description="MLA: latent + rope dims per layer")
+    full_attention_layers: int | None = Field(
+        None,
+        gt=0,
+        description="hybrid: layers with full (GQA) attention and a per-token KV cache; the other "
+        "layers are linear attention with a fixed-size state per sequence, no per-token cache",
+    )
     experts: int | None = Field(None, gt=0)
     experts_per_token: int | None = Field(None, gt=0)
     dtype: Dtype = "bf16"
@@ -250,4 +261,9 @@ class ModelCard(_Record):
         kv_heads = self.kv_heads or self.heads
         if kv_heads is None or self.head_dim is None:
             return None
-        return float(2 * self.layers * kv_heads * self.head_dim * kv_bytes)
+        layers = self.layers
+        if self.attention == "hybrid":
+            if self.full_attention_layers is None:
+                return None
+            layers = self.full_attention_layers
+        return float(2 * layers * kv_heads * self.head_dim * kv_bytes)

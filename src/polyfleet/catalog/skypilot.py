@@ -25,7 +25,7 @@ from polyfleet.catalog.models import MONTHLY_FIELDS, Accelerator, Offer
 from polyfleet.catalog.skypilot_gcp import TPU_PLACEHOLDER_USD, attach_hosts, is_split, tpu_slice
 
 #: SkyPilot ``AcceleratorName`` -> polyfleet accelerator id.  Names not here are skipped
-#: (e.g. GH200, A10, A6000, RTX*, V100, B300: no polyfleet accelerator record).
+#: (e.g. A6000, RTX6000 (Ada/Turing), V100, Inferentia 1: no polyfleet accelerator record).
 ACCELERATOR_IDS: dict[str, str] = {
     "H100": "nvidia-h100-sxm",
     "H100-SXM": "nvidia-h100-sxm",
@@ -42,6 +42,19 @@ ACCELERATOR_IDS: dict[str, str] = {
     "MI300X": "amd-mi300x",
     "MI325X": "amd-mi325x",
     "MI355X": "amd-mi355x",
+    "MI350X": "amd-mi350x",
+    "B300": "nvidia-b300",
+    "GB300": "nvidia-gb300",
+    "GH200": "nvidia-gh200",
+    "A10": "nvidia-a10",
+    "RTX-PRO-6000": "nvidia-rtx-pro-6000",
+    "RTXPRO6000": "nvidia-rtx-pro-6000",
+    "RTX-PRO-6000-BLACKWELL": "nvidia-rtx-pro-6000",
+    "Trainium": "aws-trainium1",
+    "Trainium1": "aws-trainium1",
+    "Trainium2": "aws-trainium2",
+    "Trainium3": "aws-trainium3",
+    "Inferentia2": "aws-inferentia2",
 }
 
 #: Verda names multi-GPU A100 shapes after their total memory (``A100-80GB-640GB``).

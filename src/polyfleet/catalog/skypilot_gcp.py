@@ -43,10 +43,12 @@ TPUS: dict[str, tuple[str, int]] = {
     "v5e": ("google-tpu-v5e", 1),
     "v6e": ("google-tpu-v6e", 1),
     "v5p": ("google-tpu-v5p", 2),
+    "7x": ("google-tpu7x", 2),  # tpu7x-N: N TensorCores, 2 per Ironwood chip (as v5p)
+    "v7x": ("google-tpu7x", 2),
 }
 #: SkyPilot's stand-in for a v6e price GCP did not publish
 TPU_PLACEHOLDER_USD = 700.0
-_TPU = re.compile(r"^tpu-([a-z0-9]+)-(\d+)$")
+_TPU = re.compile(r"^tpu-?([a-z0-9]+)-(\d+)$")
 
 Row = dict[str, str]
 

@@ -114,21 +114,60 @@ for _what in _CATALOG_COLUMNS:
     type=OutputPath(),
     help="write the offers here as CSV (name ending in offers.csv, e.g. skypilot-offers.csv)",
 )
+@click.option(
+    "--write",
+    is_flag=True,
+    help="refresh the bundled offers.csv: one row per shape and term, cheapest region (default: diff only)",
+)
+@click.option(
+    "--catalog-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="folder holding the offers.csv to refresh (default: the bundled catalog/data)",
+)
+@click.option(
+    "--as-of", default="", help="as_of for the imported rows (default: from the folder's SOURCE.md)"
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @_handles_errors
-def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
-    """Import offers from a SkyPilot catalog folder (catalogs/v8 or the repository root)."""
+def import_skypilot_cmd(
+    directory: Path, out: Path | None, write: bool, catalog_dir: Path | None, as_of: str, fmt: str
+) -> None:
+    """Import offers from a SkyPilot catalog folder (catalogs/v8 or the repository root).
+
+    Prints what the import would change in the bundled offers.csv (added, changed
+    old -> new, removed; rows of providers the folder lacks and hand-curated rows are
+    kept) and writes it only with --write.  --out writes every imported region instead.
+    """
+    from polyfleet.catalog.models import Offer
+    from polyfleet.catalog.refresh import csv_text, read_rows, refresh, render_diff
+    from polyfleet.catalog.skypilot_refresh import onto_bundled
+    from polyfleet.cli.catalog_refresh import bundled_dir
+
     if out is not None and csv_section(out) != "offers":
         _fail(f"--out must be named offers.csv or <name>-offers.csv, got {out.name}")
+    target = (catalog_dir or bundled_dir()) / "offers.csv"
+    if not target.is_file():
+        _fail(f"--catalog-dir {target.parent}: no offers.csv there")
     with working(f"importing {directory}"):
         result = import_skypilot(directory, load_bundled().accelerators)
     if not result.offers and not result.skipped:
         _fail(f"{directory}: no SkyPilot catalog here: expected <cloud>/vms.csv (catalogs/v8 or its root)")
+    if as_of:
+        result.offers = {k: o.model_copy(update={"as_of": as_of}) for k, o in result.offers.items()}
+    old = read_rows(target, Offer, "id")
+    folded = onto_bundled(result.offers, old)  # type: ignore[arg-type]
+    covered = {o.provider for o in folded.values()}
+    diff = refresh(
+        old,
+        folded,
+        owned=lambda row: row.provider in covered and "skypilot" in row.source.lower(),  # type: ignore[attr-defined]
+        compare=("usd_per_chip_hour", "chips_per_instance", "accelerator"),
+    )
     counts = [
         {"provider": provider, "term": term, "offers": n} for (provider, term), n in result.counts().items()
     ]
     skipped = [s._asdict() for s in result.skipped]
-    data = {"offers": len(result.offers), "counts": counts, "skipped": skipped}
+    data = {"offers": len(result.offers), "counts": counts, "skipped": skipped, "refresh": diff.to_dict()}
 
     def tables() -> Any:
         group = Table.grid()
@@ -139,9 +178,14 @@ def import_skypilot_cmd(directory: Path, out: Path | None, fmt: str) -> None:
         return group
 
     _emit(_render(data, fmt, tables), None)
+    if fmt == "table":
+        click.echo(render_diff(diff, f"bundled offers -> {target}"), nl=False)
     if out is not None:
         _write_atomic(out, offers_csv(result.offers))
         _wrote(out)
+    if write:
+        _write_atomic(target, csv_text(diff.rows, Offer))
+        _wrote(target)
 
 
 _PATHS_COLUMNS = [
@@ -169,9 +213,8 @@ def paths_cmd(
 
     Prices are USD per million tokens, input and output blended at the given mix.
     """
-    from polyfleet.plan.paths import buy_paths
-
     from polyfleet.catalog.lifecycle import without_retired
+    from polyfleet.plan.paths import buy_paths
 
     catalog = without_retired(load_bundled(), date.today())  # a retired row is no way to buy
     rows = buy_paths(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,6 +52,11 @@ from polyfleet.spec import load_spec
     type=click.Path(dir_okay=False, path_type=Path),
     help="offer id -> backend url, key variable and prices (docs/gateway.md)",
 )
+@click.option(
+    "--offline-ok",
+    is_flag=True,
+    help="no warning about catalog rows older than catalog.max_age_days or estimated prices",
+)
 @_handles_errors
 def plan_cmd(
     spec_path: Path,
@@ -60,6 +67,7 @@ def plan_cmd(
     time_limit: float,
     routes_out: Path | None,
     backends_map: Path | None,
+    offline_ok: bool = False,
 ) -> None:
     """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
     if (routes_out is None) != (backends_map is None):
@@ -70,10 +78,11 @@ def plan_cmd(
     data = result.to_dict()
     for line in data.get("warnings", []):  # the spec's, planned as given (spec_checks)
         click.echo(f"polyfleet: warning: {line}", err=True)
+    catalog_notes = _catalog_notes(spec, data, offline_ok)  # estimates in the JSON, warnings on stderr
     routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     # an infeasible run (or one with no plan in the time limit) never touches --out
-    _emit(_render(data, fmt, lambda: tables(data)), out if result.feasible else None)
+    _emit(_render(data, fmt, lambda: catalog_notes(tables(data))), out if result.feasible else None)
     if routes_out is not None and routes_text is not None:
         _write_atomic(routes_out, routes_text)
         _wrote(routes_out)
@@ -84,3 +93,34 @@ def plan_cmd(
             err=True,
         )
         sys.exit(1)
+
+
+def _catalog_notes(spec: Any, data: dict[str, Any], offline_ok: bool) -> Callable[[Any], Any]:
+    """Catalog hook (issue 18): name estimated rows in ``data`` and under the table; warn on stderr.
+
+    Retired models a spec names are always said; rows older than ``catalog.max_age_days``
+    and estimated prices only without ``--offline-ok``.
+    """
+    from rich.console import Group
+    from rich.text import Text
+
+    from polyfleet.catalog.settings import catalog_max_age_days
+    from polyfleet.catalog.staleness import estimated_rows_used, plan_warnings
+
+    estimates = estimated_rows_used(data, spec.catalog) if data.get("feasible", True) else []
+    if estimates:
+        data["estimates"] = estimates
+    models = [w.model for w in spec.workloads if getattr(w, "kind", "") == "api"]  # api: named by the user
+    max_age = catalog_max_age_days(spec.model.catalog)
+    warnings = plan_warnings(data, spec.catalog, models=models, max_age_days=max_age, offline_ok=offline_ok)
+    for line in warnings:
+        click.echo(f"polyfleet: {line}", err=True)
+
+    def with_note(table: Any) -> Any:
+        if not estimates:
+            return table
+        named = ", ".join(e["offer"] for e in estimates)
+        note = f"Estimated prices (no public price; `estimates` in --format json): {named}"
+        return Group(table, Text(note))
+
+    return with_note

@@ -41,6 +41,12 @@ SKYPILOT_ACCELERATORS: dict[str, str] = {
     "aws-trainium1": "Trainium",
     "aws-trainium2": "Trainium2",
     "aws-inferentia2": "Inferentia2",
+    "nvidia-b300": "B300",
+    "nvidia-gb300": "GB300",
+    "nvidia-gh200": "GH200",
+    "nvidia-a10": "A10",
+    "nvidia-rtx-pro-6000": "RTXPRO6000",
+    "amd-mi350x": "MI350X",
 }
 
 #: polyfleet provider -> SkyPilot cloud name: every public cloud in SkyPilot 0.14's registry

@@ -1,0 +1,312 @@
+"""Api offers from public price lists: pydantic/genai-prices ``data.json`` and LiteLLM's
+``model_prices_and_context_window.json``.
+
+Both list thousands of models; polyfleet imports the ones it plans with: models some
+bundled api offer or model card already names, plus any given with ``models``.  Names are
+brought to polyfleet's form (``claude-sonnet-4-5`` -> ``claude-sonnet-4.5``,
+``meta-llama/llama-4-maverick-17b-128e-instruct`` -> ``llama-4-maverick``) by
+``polyfleet_model``; providers by ``GENAI_PROVIDERS`` / ``LITELLM_PROVIDERS``.  An imported
+row takes the id of the bundled row with the same provider and model when there is
+exactly one, so a refresh reports a price change rather than a new row.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from polyfleet.catalog.models import ApiOffer
+from polyfleet.catalog.skypilot import slug
+from polyfleet.errors import SpecError
+
+#: genai-prices provider id -> polyfleet provider (``google`` serves Gemini; Claude there is Vertex)
+GENAI_PROVIDERS = {
+    "anthropic": "anthropic",
+    "aws": "aws",
+    "azure": "azure",
+    "google": "google",
+    "openai": "openai",
+    "groq": "groq",
+    "together": "together",
+    "fireworks": "fireworks",
+    "deepseek": "deepseek",
+    "moonshotai": "moonshot",
+    "zhipuai": "zai",
+    "openrouter": "openrouter",
+    "mistral": "mistral",
+    "x-ai": "xai",
+    "cerebras": "cerebras",
+    "novita": "novita",
+}
+#: LiteLLM ``litellm_provider`` -> polyfleet provider
+LITELLM_PROVIDERS = {
+    "anthropic": "anthropic",
+    "bedrock": "aws",
+    "bedrock_converse": "aws",
+    "vertex_ai-anthropic_models": "gcp",
+    "azure_ai": "azure",
+    "openai": "openai",
+    "gemini": "google",
+    "groq": "groq",
+    "together_ai": "together",
+    "fireworks_ai": "fireworks",
+    "deepseek": "deepseek",
+    "moonshot": "moonshot",
+    "openrouter": "openrouter",
+    "deepinfra": "deepinfra",
+    "cerebras": "cerebras",
+}
+#: model makers whose own api rows make another host a reseller (``resells``)
+MAKERS = {"claude": "anthropic", "gpt-5": "openai", "gpt-6": "openai", "gemini": "google",
+          "deepseek": "deepseek", "kimi": "moonshot", "glm": "zai"}  # fmt: skip
+#: hosts whose chips are their own (``vendor``)
+CHIP_HOSTS = {"groq": "groq", "cerebras": "cerebras"}
+#: first matching pattern (on the lower-cased, prefix-stripped id) -> polyfleet model name
+ALIASES: list[tuple[str, str]] = [
+    (r"^llama-?4-maverick", "llama-4-maverick"),
+    (r"^llama-?4-scout", "llama-4-scout"),
+    (r"^llama-?3\.3-70b", "llama-3.3-70b"),
+    (r"^(meta-)?llama-?3\.1-405b", "llama-3.1-405b"),
+    (r"^(meta-)?llama-?3\.1-70b", "llama-3.1-70b"),
+    (r"^(meta-)?llama-?3\.1-8b", "llama-3.1-8b"),
+    (r"^gpt-oss-(120b|20b)", r"gpt-oss-\1"),
+    (r"^qwen3-coder-480b", "qwen3-coder-480b"),
+    (r"^qwen3-235b-a22b$", "qwen3-235b-a22b"),
+    (r"^qwen3-32b", "qwen3-32b"),
+    (r"^kimi-k2-instruct$", "kimi-k2"),
+    (r"^deepseek-(v[\d.]+(?:-flash|-pro)?)$", r"deepseek-\1"),
+]
+_PREFIX = re.compile(r"^(?:global|us|eu|apac|jp|au|meta|openai|qwen|anthropic|deepseek|moonshotai?|zai)\.")
+_SUFFIX = re.compile(r"(?:-v\d+:\d+|-\d+:\d+|:\d+|@\d+|-instruct(?:-basic)?|-latest)$")
+
+
+def polyfleet_model(raw: str) -> str:
+    """polyfleet's name for a price list's model id (see the module docstring)."""
+    name = raw.lower().rsplit("/", 1)[-1]
+    for _ in range(2):
+        name = _PREFIX.sub("", name)
+        name = _SUFFIX.sub("", name)
+    name = re.sub(r"(\d)p(\d)", r"\1.\2", re.sub(r"^llama-v(\d)", r"llama-\1", name))
+    name = re.sub(r"^llama(\d)-(\d)-", r"llama-\1.\2-", name)
+    name = re.sub(r"^(claude-(?:opus|sonnet|haiku|fable|mythos))-(\d+)-(\d+)$", r"\1-\2.\3", name)
+    name = re.sub(r"^claude-(\d+)-(\d+)-(opus|sonnet|haiku)$", r"claude-\3-\1.\2", name)
+    for pattern, target in ALIASES:
+        if re.search(pattern, name):
+            return re.sub(pattern + ".*$", target, name)
+    return name
+
+
+@dataclass
+class PriceImport:
+    """Imported api offers keyed by id, and what was left out (id, reason)."""
+
+    offers: dict[str, ApiOffer] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _base(value: Any) -> float | None:
+    """A price: a number, or ``{"base": n, "tiers": [...]}`` (the first tier)."""
+    if isinstance(value, dict):
+        value = value.get("base")
+    return float(value) if isinstance(value, int | float) and value > 0 else None
+
+
+def _current(prices: Any, on: date) -> tuple[dict, list[str]]:
+    """The price entry in force on ``on``, and notes on the others (scheduled changes)."""
+    if isinstance(prices, dict):
+        return prices, []
+    entries = [p for p in prices if isinstance(p, dict)]
+    best, notes = {}, []
+    best_start = ""
+    for entry in entries:
+        constraint = entry.get("constraint") or {}
+        start = str(constraint.get("start_date", ""))
+        if set(constraint) - {"start_date"}:
+            notes.append(f"other prices under {sorted(constraint)}")
+            continue
+        if start and date.fromisoformat(start[:10]) > on:
+            p = entry.get("prices", {})
+            notes.append(f"from {start[:10]}: {_base(p.get('input_mtok'))} / {_base(p.get('output_mtok'))}")
+            continue
+        if not best or start >= best_start:
+            best, best_start = entry.get("prices", {}), start
+    return best, notes
+
+
+def _row(
+    *,
+    provider: str,
+    model: str,
+    raw_id: str,
+    usd_in: float,
+    usd_out: float,
+    source: str,
+    as_of: str,
+    notes: str,
+    tier: str = "",
+) -> ApiOffer:
+    maker = next((m for prefix, m in MAKERS.items() if model.startswith(prefix)), "")
+    return ApiOffer(
+        id=slug(f"{provider}-{model}") if "." not in model else f"{provider}-{model}",
+        provider=provider,
+        model=model,
+        usd_per_mtok_in=usd_in,
+        usd_per_mtok_out=usd_out,
+        resells=maker if maker and maker != provider else "",
+        vendor=CHIP_HOSTS.get(provider, ""),
+        tier=tier or raw_id,
+        source=source,
+        as_of=as_of,
+        notes=notes,
+    )
+
+
+def _wanted(model: str, models: set[str] | None) -> bool:
+    return models is None or model in models
+
+
+def read_genai_prices(
+    path: Path, *, models: set[str] | None, on: date, source: str = "", as_of: str = ""
+) -> PriceImport:
+    """Api offers from a genai-prices ``data.json`` (``models`` None: every model)."""
+    data = _load_json(path)
+    if not isinstance(data, list):
+        raise SpecError("expected genai-prices data.json: a list of providers", file=str(path))
+    out = PriceImport()
+    for provider_entry in data:
+        gp = provider_entry.get("id", "")
+        provider = GENAI_PROVIDERS.get(gp)
+        if provider is None:
+            continue
+        for entry in provider_entry.get("models", []):
+            raw = str(entry.get("id", ""))
+            model = polyfleet_model(raw)
+            host = "gcp" if provider == "google" and model.startswith("claude") else provider
+            if not _wanted(model, models):
+                continue
+            key = f"{gp}:{raw}"
+            if entry.get("deprecated"):
+                out.skipped.append((key, "deprecated in the price list"))
+                continue
+            prices, scheduled = _current(entry.get("prices", {}), on)
+            usd_in, usd_out = _base(prices.get("input_mtok")), _base(prices.get("output_mtok"))
+            if usd_in is None or usd_out is None:
+                out.skipped.append((key, "no input/output price per Mtok"))
+                continue
+            extra = [f"genai-prices {gp} '{raw}'"]
+            cache = _base(prices.get("cache_read_mtok"))
+            if cache:
+                extra.append(f"cached input ${cache:g}/Mtok")
+            if isinstance(prices.get("input_mtok"), dict):
+                extra.append("tiered: base (first) tier taken")
+            extra += scheduled
+            row = _row(
+                provider=host,
+                model=model,
+                raw_id=raw,
+                usd_in=usd_in,
+                usd_out=usd_out,
+                source=source or f"genai-prices data.json ({gp})",
+                as_of=as_of,
+                notes="; ".join(extra) + ".",
+            )
+            _keep_cheapest(out, row, key)
+    return out
+
+
+def read_litellm(path: Path, *, models: set[str] | None, source: str = "", as_of: str = "") -> PriceImport:
+    """Api offers from LiteLLM's ``model_prices_and_context_window.json``."""
+    data = _load_json(path)
+    if not isinstance(data, dict):
+        raise SpecError("expected LiteLLM's model_prices_and_context_window.json: a mapping", file=str(path))
+    out = PriceImport()
+    for raw, entry in sorted(data.items()):
+        if not isinstance(entry, dict) or entry.get("mode", "chat") != "chat":
+            continue
+        provider = LITELLM_PROVIDERS.get(str(entry.get("litellm_provider", "")))
+        if provider is None:
+            continue
+        model = polyfleet_model(raw)
+        if not _wanted(model, models):
+            continue
+        usd_in, usd_out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
+        if (
+            not isinstance(usd_in, int | float)
+            or not isinstance(usd_out, int | float)
+            or usd_in <= 0
+            or usd_out <= 0
+        ):
+            out.skipped.append((raw, "no input/output cost per token"))
+            continue
+        row = _row(
+            provider=provider,
+            model=model,
+            raw_id=raw,
+            usd_in=round(usd_in * 1e6, 6),
+            usd_out=round(usd_out * 1e6, 6),
+            source=source or "LiteLLM model_prices_and_context_window.json",
+            as_of=as_of,
+            notes=f"LiteLLM '{raw}' ({entry.get('litellm_provider')}).",
+        )
+        _keep_cheapest(out, row, raw)
+    return out
+
+
+def _keep_cheapest(out: PriceImport, row: ApiOffer, key: str) -> None:
+    """One row per (provider, model): several list entries map to it (dated ids, aliases)."""
+    seen = out.offers.get(row.id)
+    if seen is None or (row.usd_per_mtok_in + row.usd_per_mtok_out) < (
+        seen.usd_per_mtok_in + seen.usd_per_mtok_out
+    ):
+        if seen is not None:
+            out.skipped.append((seen.tier, f"same provider and model as {key}; the cheaper is kept"))
+        out.offers[row.id] = row
+    else:
+        out.skipped.append((key, f"same provider and model as {seen.tier}; the cheaper is kept"))
+
+
+def onto_bundled_ids(imported: Mapping[str, ApiOffer], bundled: Iterable[ApiOffer]) -> dict[str, ApiOffer]:
+    """Re-key imported rows onto the bundled row with the same (provider, model) when it is unique.
+
+    A matched row keeps the bundled row's id, tier, vendor, resells, limit and retired
+    date (curated facts a price list does not carry); price, source, as_of and notes follow
+    the import.  Where several bundled rows share a (provider, model) (regional and
+    global endpoints), the import cannot tell them apart and is left out of the refresh.
+    """
+    by_key: dict[tuple[str, str], list[ApiOffer]] = {}
+    for row in bundled:
+        by_key.setdefault((row.provider, row.model), []).append(row)
+    out: dict[str, ApiOffer] = {}
+    for row in imported.values():
+        matches = by_key.get((row.provider, row.model), [])
+        if len(matches) > 1:
+            continue
+        if matches:
+            old = matches[0]
+            row = row.model_copy(
+                update={
+                    "id": old.id,
+                    "tier": old.tier,
+                    "vendor": old.vendor,
+                    "resells": old.resells,
+                    "max_tokens_per_minute": old.max_tokens_per_minute,
+                    "retired": old.retired,
+                    "notes": f"{row.notes} {old.notes}".strip() if old.notes not in row.notes else row.notes,
+                }
+            )
+        out[row.id] = row
+    return out
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read price file: {exc}", file=str(path)) from exc
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"not JSON: {exc.msg}", file=str(path), line=exc.lineno) from exc
