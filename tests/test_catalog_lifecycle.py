@@ -92,6 +92,9 @@ def test_plan_never_buys_a_retired_row(tmp_path):
     }
     # 100 Mtok in x $3 + 10 Mtok out x $15 = $450 a month at the cheapest non-retired rows
     assert data["total_usd"] == pytest.approx(450, abs=0.01)
+    # the spec named a model retired on its maker's own API: said on stderr, even --offline-ok
+    quiet = run_cli("plan", str(tmp_path / "spec.yaml"), "--offline-ok")
+    assert "warning: claude-sonnet-4.5 retired 2026-11-30 on anthropic, azure" in quiet.stderr
 
 
 def test_inline_row_restating_a_retired_one_is_named(tmp_path):
