@@ -253,6 +253,23 @@ def corpus(tmp_path_factory) -> list[list[str]]:
         cases.append(["catalog", "cheapest", request, flag, rng.choice(numbers)])
     for what in ("accelerators", "offers", "models", "api-offers"):
         cases.append(["catalog", what, "--vendor", "nvidai", "--provider", "awz", "--stack", "cudaa"])
+    # catalog CSVs named by a spec, and measurement CSVs: unknown ids, missing columns, junk
+    header = "id,provider,region,accelerator,term,chips_per_instance,usd_per_chip_hour,available_instances"
+    offers_csvs = {
+        "unknown-acc": f"{header},source,as_of\nx1,own,r,nvidia-h1000,on-demand,8,1.0,4,me,2026-01\n",
+        "missing-cols": "id,provider,region\nx1,own,r\n",
+        "header-only": header + "\n",
+        "bad-number": f"{header},source,as_of\nx1,own,r,nvidia-h100-sxm,on-demand,8,nan,4,me,2026-01\n",
+        "junk": "\x00\x01\x02,\n\xff",
+    }
+    for name, body in offers_csvs.items():
+        (d / f"{name}-offers.csv").write_text(body, encoding="utf-8", errors="surrogateescape")
+        spec = dict(BASE_SPEC, catalog=["bundled", f"{name}-offers.csv"])
+        (d / f"cat-{name}.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        cases.append(["plan", str(d / f"cat-{name}.yaml"), *quick])
+        (d / f"{name}-meas.csv").write_text(body.replace("offers", "x"), encoding="utf-8")
+        cases.append(["perf", "calibrate", str(d / f"{name}-meas.csv"), "--out", str(d / "cal.yaml")])
+        cases.append(["catalog", "cheapest", "H100:8", "--catalog", str(d / f"{name}-offers.csv")])
     (d / "empty-dir").mkdir()
     cases.append(["catalog", "import-skypilot", str(d / "empty-dir")])
     for grid in ("nan", "inf", "0,2", "a,b", "", "0.5,,1"):

@@ -39,6 +39,14 @@ def check_references(spec: Spec) -> None:
                 index,
                 "accelerator",
             )
+    inline = {o.id for o in spec.model.offers}
+    for offer in cat.offers.values():  # rows from catalog files the spec lists
+        if offer.id not in inline and offer.accelerator not in cat.accelerators:
+            raise spec.error(
+                f"offer {offer.id!r} in a catalog file names unknown accelerator {offer.accelerator!r}"
+                f"{did_you_mean(offer.accelerator, cat.accelerators)}",
+                "catalog",
+            )
     for index, api_offer in enumerate(spec.model.api_offers):
         if api_offer.id in cat.retired_api_offers:  # an inline row restating a retired one
             raise spec.error(retired_message(cat, api_offer.model) or "retired", "api_offers", index, "id")
