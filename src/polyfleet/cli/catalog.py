@@ -48,10 +48,20 @@ _CATALOG_COLUMNS = {
         "chips_per_instance",
         "usd_per_chip_hour",
         "available_instances",
+        "estimate",
         "as_of",
     ],
     "models": ["name", "params_b", "active_params_b", "layers", "kv_heads", "head_dim", "attention", "dtype"],
-    "api-offers": ["id", "provider", "model", "usd_per_mtok_in", "usd_per_mtok_out", "resells", "as_of"],
+    "api-offers": [
+        "id",
+        "provider",
+        "model",
+        "usd_per_mtok_in",
+        "usd_per_mtok_out",
+        "resells",
+        "retired",
+        "as_of",
+    ],
 }
 
 
