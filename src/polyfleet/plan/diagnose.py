@@ -183,4 +183,7 @@ def diagnose(
         active = (*active, family)
         if solve_milp(build_milp(cand, policy, families=active), options).status == Status.INFEASIBLE:
             return _culprit(cand, policy, active, family, options)
-    return Infeasibility("solver", "", "HiGHS reported no feasible plan (time limit?)")
+    names = ", ".join(w.name for w in cand.workloads)
+    return Infeasibility(
+        "solver", names, f"HiGHS reported no feasible plan for workloads {names} (time limit?)"
+    )

@@ -412,11 +412,13 @@ def _diagnose(spec: Spec, model: MonthlyMilp, options: SolveOptions) -> Infeasib
 
             info = diagnose(c, policy, FAMILIES, options)
             return Infeasibility(info.family, info.subject, f"month {t}: {info.message}")
+    names = ", ".join(w.name for w in model.months[0].workloads)
     return Infeasibility(
         "months",
-        "",
-        "every month can be planned alone, but not all together: reserved commitments, one "
-        "placement per training job, porting or the budget over the whole horizon cannot all be met",
+        names,
+        f"every month can be planned alone, but not all together for workloads {names}: reserved "
+        "commitments, one placement per training job, porting or the budget over the whole "
+        "horizon cannot all be met",
     )
 
 
