@@ -18,7 +18,8 @@ def monthly_tables(plan: dict[str, Any]) -> RenderableType:
             ("monthly plan ", "bold"),
             (plan["status"], "green"),
             f"  total {_usd(plan['total_usd'])} over {plan['horizon_months']:g} months"
-            f" (incl. {_usd(plan.get('commitment_usd_after_horizon', 0))} of reserved terms after it)",
+            f" (incl. {_usd(plan.get('commitment_usd_after_horizon', 0))} of reserved terms after it"
+            f" and {_usd(plan.get('move_usd', 0))} moving capacity)",
             f"  solved in {plan['solve_seconds']:.2f} s",
         )
     ]
