@@ -260,7 +260,9 @@ Workload = Annotated[InferenceWorkload | TrainingWorkload | ApiWorkload, Field(d
 class SpecModel(_Strict):
     """The YAML document, field for field."""
 
-    horizon_months: float = Field(1.0, gt=0)
+    horizon_months: float = Field(
+        1.0, gt=0, le=1200, description="months the plan covers (at most a century: costs scale with it)"
+    )
     periods: Literal["single", "monthly"] = Field(
         "single", description="single: one period of horizon_months; monthly: one MILP over every month"
     )

@@ -116,6 +116,13 @@ def _demand_bound(cand: Candidates, only: str | None = None) -> Infeasibility:
         name = only or next((w.name for w in cand.workloads), "")
         return Infeasibility("demand", name, f"workload {name!r} cannot be met within the offers' capacity")
     served, name, detail = worst
+    if served >= 1.0:  # capacity is there: the solver failed on the numbers, not the demand
+        return Infeasibility(
+            "demand",
+            name,
+            f"workload {name!r}: no plan found although its offers could serve its whole peak "
+            f"({detail}); the spec's numbers may be out of the solver's range",
+        )
     return Infeasibility(
         "demand",
         name,
