@@ -107,3 +107,28 @@ def test_every_row_is_sourced_and_dated(catalog, section):
     for record in getattr(catalog, section).values():
         assert record.source.strip(), record
         assert record.as_of.strip(), record
+
+
+def test_committed_rows_undercut_their_on_demand_row(catalog):
+    """Each reserved row has an on-demand row for the same provider x instance, and 3y < 1y < on-demand.
+
+    Hand-computed from the Cyclenerd dump (month = 730 h): a2-highgpu-8g us-central1 1y
+    $13,514.9691136 / 730 / 8 = $2.3142/GPU-h and 3y $7,508.53662384 / 730 / 8 = $1.2857/GPU-h.
+    """
+    offers = catalog.offers.values()
+    reserved = [o for o in offers if o.term.startswith("reserved")]
+    assert {o.provider for o in reserved} >= {"gcp"}
+    for r in reserved:
+        on_demand = [
+            o.usd_per_chip_hour
+            for o in offers
+            if o.term == "on-demand" and o.provider == r.provider and o.accelerator == r.accelerator
+        ]
+        assert on_demand, r.id
+        assert r.usd_per_chip_hour < min(on_demand), r.id
+    by_id = catalog.offers
+    one_year = by_id["gcp-a2-highgpu-8g-us-central1-reserved-1y"].usd_per_chip_hour
+    three_year = by_id["gcp-a2-highgpu-8g-us-central1-reserved-3y"].usd_per_chip_hour
+    assert one_year == pytest.approx(2.3142, abs=1e-4)
+    assert three_year == pytest.approx(1.2857, abs=1e-4)
+    assert three_year < one_year
