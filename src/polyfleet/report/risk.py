@@ -62,13 +62,21 @@ def risk_tables(report: dict[str, Any]) -> RenderableType:
             _pct(w["p99_unserved_fraction"], 2),
         )
     providers = Table(title=f"Provider failure ({report['worst_provider_method']}), worst first")
-    for col in ("provider", "extra cost if down", "mean unserved if down", "MC outages", "MC extra | outage"):
+    for col in (
+        "provider",
+        "extra cost if down",
+        "mean unserved if down",
+        "worst service kept (plan's rule)",
+        "MC outages",
+        "MC extra | outage",
+    ):
         providers.add_column(col, justify="left" if col == "provider" else "right")
     for row in report["providers"]:
         providers.add_row(
             row["provider"],
             _usd(row["down_extra_usd"]),
             _pct(row["down_mean_unserved_fraction"], 2),
+            _pct(row.get("down_served_fraction"), 1),
             f"{row['mc_outage_scenarios']:,}",
             _usd(row["mc_extra_usd_given_outage"]),
         )
