@@ -47,62 +47,66 @@ def wait_for(check: Any, timeout: float = 10.0) -> bool:
 # --- streams that break off ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["cut", "cut-clean"])
-def test_an_openai_stream_cut_by_the_upstream_raises_in_the_sdk_and_is_partial(fresh, gateway, mode):
-    a = fresh[0]
-    a.control(mode=mode)
-    gw = gateway(model(backend(a)))
-    text = ""
-    with pytest.raises(openai.APIError) as info:
-        for chunk in gw.openai().chat.completions.create(
-            model="llama", messages=MESSAGES, max_tokens=8, stream=True
+def test_an_openai_stream_cut_by_the_upstream_raises_in_the_sdk_and_is_partial(fresh, gateway):
+    a, b, _ = fresh
+    a.control(mode="cut")  # the connection drops half way
+    b.control(mode="cut-clean")  # the stream ends half way, without [DONE]
+    gw = gateway({"models": [{"name": n, "backends": [backend(u)]} for n, u in (("cut", a), ("clean", b))]})
+    for name, first in (("cut", "a "), ("clean", "b ")):
+        text = ""
+        with pytest.raises(openai.APIError) as info:
+            for chunk in gw.openai().chat.completions.create(
+                model=name, messages=MESSAGES, max_tokens=8, stream=True
+            ):
+                text += chunk.choices[0].delta.content or ""
+        assert "before its end" in str(info.value) or "broke off" in str(info.value)
+        assert text.startswith(first)  # what came before the cut reached the client
+    gw.terminate()
+    rows = gw.ledger_rows("SELECT model, status, partial FROM requests ORDER BY model")
+    assert rows == [("clean", 502, 1), ("cut", 502, 1)]
+
+
+def test_anthropic_clients_on_cut_streams_get_an_error_not_a_made_up_end_turn(fresh, gateway):
+    a, b, _ = fresh
+    a.control(mode="cut")  # an OpenAI backend, translated for the Anthropic client
+    b.control(mode="cut-clean")  # an Anthropic backend whose stream stops before message_stop
+    gw = gateway(
+        {
+            "models": [
+                {"name": "translated", "backends": [backend(a)]},
+                {"name": "direct", "backends": [backend(b, api="anthropic")]},
+            ]
+        }
+    )
+    sdk = gw.anthropic()
+    for name in ("translated", "direct"):
+        kinds: list[str] = []
+        with (
+            pytest.raises(anthropic.APIError),
+            sdk.messages.stream(model=name, max_tokens=8, messages=MESSAGES) as s,
         ):
-            text += chunk.choices[0].delta.content or ""
-    assert "before its end" in str(info.value) or "broke off" in str(info.value)
-    assert text.startswith("a ")  # what came before the cut reached the client
+            for event in s:  # appended one by one: the events before the error count
+                kinds.append(event.type)
+        assert "content_block_delta" in kinds, name
+        assert "message_stop" not in kinds and "message_delta" not in kinds, name
     gw.terminate()
-    [(status, partial)] = gw.ledger_rows("SELECT status, partial FROM requests")
-    assert (status, partial) == (502, 1)
-
-
-def test_an_anthropic_client_on_a_cut_openai_stream_gets_an_error_not_a_made_up_end_turn(fresh, gateway):
-    a = fresh[0]
-    a.control(mode="cut")
-    gw = gateway(model(backend(a)))
-    kinds: list[str] = []
-    sdk = gw.anthropic()
-    with (
-        pytest.raises(anthropic.APIError),
-        sdk.messages.stream(model="llama", max_tokens=8, messages=MESSAGES) as s,
-    ):
-        for event in s:  # appended one by one: the events before the error count
-            kinds.append(event.type)
-    assert "content_block_delta" in kinds
-    assert "message_stop" not in kinds and "message_delta" not in kinds
-
-
-def test_an_anthropic_backend_stream_cut_short_is_an_error_event(fresh, gateway):
-    a = fresh[0]
-    a.control(mode="cut-clean")
-    gw = gateway(model(backend(a, api="anthropic")))
-    sdk = gw.anthropic()
-    with (
-        pytest.raises(anthropic.APIError),
-        sdk.messages.stream(model="llama", max_tokens=8, messages=MESSAGES) as s,
-    ):
-        list(s)
-    gw.terminate()
-    assert gw.ledger_rows("SELECT partial FROM requests") == [(1,)]
+    assert gw.ledger_rows("SELECT partial FROM requests") == [(1,), (1,)]
 
 
 # --- 401/403 and non-protocol 200s -----------------------------------------------------------
 
 
 def test_a_401_marks_that_backend_unhealthy_fails_over_and_never_shows_its_body(fresh, gateway):
-    a, b, _ = fresh
+    a, b, c = fresh
     a.control(mode="401")
+    c.control(mode="401")
     gw = gateway(
-        model(backend(a, api_key_env="A_KEY"), backend(b)),
+        {
+            "models": [
+                {"name": "llama", "backends": [backend(a, api_key_env="A_KEY"), backend(b)]},
+                {"name": "solo", "backends": [backend(c, api_key_env="A_KEY")]},
+            ]
+        },
         env={"A_KEY": "sk-upstream-secret-123"},
     )
     sdk = gw.openai()
@@ -114,12 +118,8 @@ def test_a_401_marks_that_backend_unhealthy_fails_over_and_never_shows_its_body(
     metrics = httpx.get(gw.url + "/metrics", timeout=5).text
     assert 'polyfleet_upstream_auth_failures_total{backend="a",model="llama"} 1.0' in metrics
     # a model whose only backend refuses our key: 502; the upstream's body (echoing the key) is not passed on
-    solo = gateway(
-        model(backend(a, api_key_env="A_KEY")), env={"A_KEY": "sk-upstream-secret-123"}, name="solo"
-    )
-    a.control(mode="401")
     reply = httpx.post(
-        solo.url + "/v1/chat/completions", json={"model": "llama", "messages": MESSAGES}, timeout=10
+        gw.url + "/v1/chat/completions", json={"model": "solo", "messages": MESSAGES}, timeout=10
     )
     assert reply.status_code == 502 and "sk-upstream-secret" not in reply.text
     assert "credentials" in reply.json()["error"]["message"]
@@ -127,21 +127,26 @@ def test_a_401_marks_that_backend_unhealthy_fails_over_and_never_shows_its_body(
     assert "refused the gateway's credentials" in gw.popen.stderr.read().decode()
 
 
-@pytest.mark.parametrize("mode", ["html", "truncated"])
-def test_a_200_that_is_not_json_fails_over_or_is_a_502(fresh, gateway, mode):
-    a, b, _ = fresh
-    a.control(mode=mode)
-    gw = gateway(model(backend(a), backend(b, weight=0.0)))
-    answer = gw.openai().chat.completions.with_raw_response.create(
-        model="llama", messages=MESSAGES, max_tokens=3
+def test_a_200_that_is_not_json_fails_over_or_is_a_502(fresh, gateway):
+    a, b, c = fresh
+    gw = gateway(
+        {
+            "models": [
+                {"name": "llama", "backends": [backend(a), backend(b, weight=0.0)]},
+                {"name": "solo", "backends": [backend(c)]},
+            ]
+        }
     )
-    assert answer.headers["x-polyfleet-backend"] == "b"
-    assert answer.parse().choices[0].message.content == "b tok tok "
-    a.control(mode=mode)
-    solo = gateway(model(backend(a)), name="solo")
-    with pytest.raises(openai.APIStatusError) as info:
-        solo.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
-    assert info.value.status_code == 502
+    sdk = gw.openai()
+    for mode in ("html", "truncated"):
+        a.control(mode=mode, times=1)
+        c.control(mode=mode, times=1)
+        answer = sdk.chat.completions.with_raw_response.create(model="llama", messages=MESSAGES, max_tokens=3)
+        assert answer.headers["x-polyfleet-backend"] == "b", mode
+        assert answer.parse().choices[0].message.content == "b tok tok "
+        with pytest.raises(openai.APIStatusError) as info:
+            sdk.chat.completions.create(model="solo", messages=MESSAGES, max_tokens=3)
+        assert info.value.status_code == 502, mode
 
 
 # --- timeouts --------------------------------------------------------------------------------
