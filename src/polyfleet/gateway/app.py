@@ -103,6 +103,21 @@ def _count(counter: Counter, model: str, payload: dict[str, Any], chunks: list[b
     return counter.usage(model, request_texts(payload), texts)
 
 
+# scope key set by ``server.GuardedHttpTools``: the request puts (its task, its _Outcome) there,
+# and the protocol cancels the task when the client's connection is lost (no watcher task per request)
+DISCONNECT_HOOK = "polyfleet.on_disconnect"
+
+
+def client_gone(scope: Scope) -> None:
+    """The connection of the request in ``scope`` was lost: cancel its handler (called by the protocol)."""
+    hook = scope.get(DISCONNECT_HOOK)
+    if hook:
+        task, out = hook
+        if not out.finished and task is not None:
+            out.client_gone = True
+            task.cancel()
+
+
 class _ClientGone(Exception):
     """The client disconnected before its request body was complete."""
 
@@ -333,7 +348,11 @@ class Gateway:
         req = _Request(key, day, model, path.lstrip("/"), stream, started, reserved, payload, api)
         out = _Outcome()
         task = asyncio.current_task()
-        watcher = asyncio.create_task(self._watch(receive, task, out)) if task is not None else None
+        watcher = None
+        if scope.get(DISCONNECT_HOOK) is not None:  # our protocol cancels us on a disconnect
+            scope[DISCONNECT_HOOK] = (task, out)
+        elif task is not None:  # another ASGI server: watch receive() for http.disconnect
+            watcher = asyncio.create_task(self._watch(receive, task, out))
         try:
             await self._forward(send, req, out, pool, apis, body, extra, tokens, hide_usage)
         except GatewayError as exc:
@@ -467,7 +486,7 @@ class Gateway:
             iterator = response.rest()
             while True:
                 chunks.append(chunk)
-                if end in tail + chunk:
+                if not complete and (end in chunk or end in tail + chunk[:16]):
                     complete = True
                 tail = chunk[-16:]
                 passed = meter.feed(chunk)

@@ -28,6 +28,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from polyfleet.gateway.app import DISCONNECT_HOOK, client_gone
 from polyfleet.gateway.config import ClientLimits
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
@@ -70,6 +71,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            client_gone(cycle.scope)  # the request's handler stops at once, its upstream request dropped
         super().connection_lost(exc)
 
     def _refuse(self, status: int, message: str, code: str) -> None:
@@ -160,6 +164,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_head = False
         self._cancel_timer()
         self._timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        self.scope[DISCONNECT_HOOK] = ()  # tells the app that this protocol reports disconnects
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

@@ -33,9 +33,16 @@ def usage_from_body(body: bytes) -> Usage | None:
         return None
 
 
+def _null_usage(line: bytes) -> bool:
+    """OpenAI's ``"usage": null`` on every chunk but the last: nothing to read (checked without parsing)."""
+    return b'"usage":null' in line or b'"usage": null' in line
+
+
 def _usage_only(line: bytes) -> bool:
     """Whether an SSE line is the data of OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
-    if not line.startswith(b"data:") or b'"usage"' not in line:
+    if not line.startswith(b"data:") or b'"usage"' not in line or _null_usage(line):
+        return False
+    if b'"choices":[]' not in line and b'"choices": []' not in line:
         return False
     try:
         data = orjson.loads(line[5:])
@@ -74,7 +81,7 @@ class StreamUsage:
         lines = data.split(b"\n")
         self._tail = lines.pop()
         for line in lines:
-            if line.startswith(b"data:") and b'"usage"' in line:
+            if line.startswith(b"data:") and b'"usage"' in line and not _null_usage(line):
                 self._event(line[5:])
         return self._pass(chunk) if self._hide else chunk
 
@@ -92,7 +99,7 @@ class StreamUsage:
             return b""
         self._held = data[cut + 1 :]
         lines = data[: cut + 1]
-        if b'"usage"' not in lines:
+        if b'"choices":[]' not in lines and b'"choices": []' not in lines:
             return lines
         return b"\n".join(line for line in lines.split(b"\n") if not _usage_only(line))
 
