@@ -421,3 +421,129 @@ def test_binding_constraints_in_words() -> None:
         "budget: the plan spends the whole $1,000",
         "spot: chat has 50.0% of its peak on spot, the 50.0% limit",
     ]
+
+
+def _deal_doc() -> dict[str, Any]:
+    """A 12-month spec with two deals and three named scenarios (as in tests/test_deals.py)."""
+    acc = {"id": "acc-a", "vendor": "va", **ACC}
+
+    def on(oid: str, provider: str, price: float) -> dict[str, Any]:
+        return offer(oid, provider, "acc-a", price) | {"available_instances": 50}
+
+    chat = {"name": "chat", "kind": "inference", "model": {"name": "m", "params_b": 1}, "requests_per_s": 4.0,
+            "input_tokens": 100, "output_tokens": 100, "growth_per_month": 0.05,
+            "throughput": {"acc-a": {"chips_per_replica": 1, "requests_per_s": 1.0}}}  # fmt: skip
+    deals = [
+        {"kind": "spend", "name": "big-commit", "provider": "big", "discount": 0.3,
+         "usd_per_year": [4000.0, 8000.0], "years": 1},
+        {"kind": "reservation", "name": "block", "offer": "rival", "instances": [2, 4],
+         "usd_per_instance_month": 900.0, "months": 6},
+    ]  # fmt: skip
+    unc = {"scenarios": [
+        {"name": "base", "probability": 0.5},
+        {"name": "slow", "probability": 0.25, "demand_growth_per_year": -0.5},
+        {"name": "fast", "probability": 0.25, "demand_growth_per_year": 1.0},
+    ], "gap": 1e-7}  # fmt: skip
+    return {"horizon_months": 12, "periods": "monthly", "catalog": "none", "accelerators": [acc],
+            "offers": [on("list", "big", 1.6), on("rival", "rival", 2.0)], "workloads": [chat],
+            "deals": deals, "uncertainty": unc}  # fmt: skip
+
+
+class _DealPage(HTMLParser):
+    """Cells (``data-deal-key``: (data-value, text)) of the deal tables, and the deal spans' values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[dict[str, tuple[str, str]]]] = {}
+        self.spans: dict[str, tuple[str, list[str]]] = {}
+        self._table = ""
+        self._cell: tuple[str, str] | None = None
+        self._span = ""
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("id") or ""
+            self.tables[self._table] = []
+        if tag == "tr" and self._table and self._cell is None:
+            self.tables[self._table].append({})
+        if tag == "td" and a.get("data-deal-key"):
+            self._cell, self._text = (a["data-deal-key"] or "", a.get("data-value") or ""), []
+        if tag == "span" and (a.get("id") or "").startswith("deal-"):
+            self._span = a["id"] or ""
+            self.spans[self._span] = (a.get("data-value") or "", [])
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.tables[self._table][-1][self._cell[0]] = (self._cell[1], "".join(self._text))
+            self._cell = None
+        if tag == "span":
+            self._span = ""
+        if tag == "table":
+            self._table = ""
+
+    def handle_data(self, text: str) -> None:
+        if self._cell is not None:
+            self._text.append(text)
+        if self._span:
+            self.spans[self._span][1].append(text)
+
+
+def test_cli_deal_section_equals_polyfleet_deal_json(tmp_path: Path) -> None:
+    """--deal: every figure of "Should we sign?" (embedded data, table cells, chart, VSS, EVPI,
+    unused commitment) equals `polyfleet deal --format json` on the same spec; no deals: exit 2."""
+    from polyfleet.report.html_deal import usd
+
+    path = tmp_path / "deal.yaml"
+    path.write_text(yaml.safe_dump(_deal_doc(), sort_keys=False))
+    runner = CliRunner()
+    result = runner.invoke(main, ["deal", str(path), "--format", "json", "--out", str(tmp_path / "d.json")])
+    assert result.exit_code == 0, result.output
+    want = json.loads((tmp_path / "d.json").read_text())
+    out = tmp_path / "r.html"
+    result = runner.invoke(main, ["report", str(path), "--out", str(out), "--deal"])
+    assert result.exit_code == 0, result.output
+    page = out.read_text()
+    got = embedded(page, "polyfleet-report-data")["deal"]
+    for volatile in ("seconds", "engine"):
+        want.pop(volatile, None)
+        got.pop(volatile, None)
+    assert got == want
+    assert want["recommended"]["deals"], "the instance should sign something"
+    assert "Should we sign?" in page and want["recommended"]["label"] in page
+    for d in want["recommended"]["deals"]:
+        size = usd(d["usd_per_year"]) + " a year" if "usd_per_year" in d else f"{d['instances']:g} instances"
+        assert f"{d['deal']} ({d['kind']}): {size}" in page
+
+    parsed = _DealPage()
+    parsed.feed(page)
+    rows = [r for r in parsed.tables["deal-alternatives"] if r]  # the header row has no cells
+    assert [r["alternative"][1] for r in rows] == [a["alternative"] for a in want["alternatives"]]
+    assert {"recommended", "no deal", "big-commit alone", "block alone"} <= {
+        r["alternative"][1] for r in rows
+    }
+    for row, alt in zip(rows, want["alternatives"], strict=True):
+        assert row["deals"][1] == alt["deals"]
+        for key in ("expected_usd", "p50_usd", "p95_usd", "cvar_usd", "minus_recommended_usd", "se_usd"):
+            assert float(row[key][0]) == alt[key]
+            assert row[key][1] == usd(alt[key])
+    assert float(parsed.spans["deal-vss"][0]) == want["vss"]["usd"]
+    assert "".join(parsed.spans["deal-vss"][1]) == usd(want["vss"]["usd"])
+    assert float(parsed.spans["deal-evpi"][0]) == want["evpi"]["usd"]
+    assert "".join(parsed.spans["deal-evpi"][1]) == usd(want["evpi"]["usd"])
+    unused = [r for r in parsed.tables["deal-unused"] if r]
+    assert [r["deal"][1] for r in unused] == [u["deal"] for u in want["unused_worst_5pct"]]
+    for row, u in zip(unused, want["unused_worst_5pct"], strict=True):
+        assert float(row["unused_usd"][0]) == u["unused_usd"] and row["unused_usd"][1] == usd(u["unused_usd"])
+        assert row["idle_instance_months"][0] == str(u.get("idle_instance_months", ""))
+
+    chart = embedded(page, "polyfleet-charts")["deal"]
+    bars = {(v["alternative"], v["measure"]): v["usd"] for v in chart["data"]["values"]}
+    measures = {"expected": "expected_usd", "p50": "p50_usd", "p95": "p95_usd", "CVaR": "cvar_usd"}
+    assert bars == {(a["alternative"], m): a[k] for a in want["alternatives"] for m, k in measures.items()}
+
+    plain = _write_spec(tmp_path)
+    result = runner.invoke(main, ["report", str(plain), "--out", str(tmp_path / "p.html"), "--deal"])
+    assert result.exit_code == 2 and "--deal needs a spec with a deals:" in result.output
+    assert "Traceback" not in result.output

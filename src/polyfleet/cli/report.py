@@ -12,7 +12,7 @@ import click
 from polyfleet.cli._app import main
 from polyfleet.cli._common import OutputPath, _handles_errors, _write_atomic, _wrote
 from polyfleet.cli._terminal import working
-from polyfleet.errors import SpecError
+from polyfleet.errors import InfeasibleError, SpecError
 from polyfleet.spec import Spec, build_spec, load_spec
 from polyfleet.yamlio import dotted, line_of, read_yaml
 
@@ -79,6 +79,9 @@ def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
 @click.option("--frontier", is_flag=True, help="add the cost vs lock-in frontier (a plan per provider cap)")
 @click.option("--monthly", is_flag=True, help="add the month-by-month capacity (spec with months)")
 @click.option(
+    "--deal", is_flag=True, help="add `polyfleet deal`'s answer: should we sign? (spec with deals:)"
+)
+@click.option(
     "--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="per plan, s"
 )
 @_handles_errors
@@ -91,6 +94,7 @@ def report_cmd(
     seed: int,
     frontier: bool,
     monthly: bool,
+    deal: bool,
     time_limit: float,
 ) -> None:
     """Write one self-contained HTML report of SPEC_OR_PLAN (a spec is planned first)."""
@@ -116,9 +120,11 @@ def report_cmd(
             err=True,
         )
         sys.exit(1)
-    if (frontier or monthly) and spec is None:
-        flag = "--frontier" if frontier else "--monthly"
+    if (frontier or monthly or deal) and spec is None:
+        flag = "--frontier" if frontier else "--monthly" if monthly else "--deal"
         raise SpecError(f"{flag} needs the spec: pass a spec, or --spec with a plan file", file=flag)
+    if deal and spec is not None and (not spec.model.deals or spec.model.uncertainty is None):
+        raise SpecError("--deal needs a spec with a deals: and an uncertainty: section", file="--deal")
     monthly_plan = None
     if monthly and plan_dict.get("periods") != "monthly":
         assert spec is not None
@@ -137,6 +143,7 @@ def report_cmd(
         *(["single-provider and single-vendor plans"] if spec is not None else []),
         *([f"risk ({scenarios:,} scenarios)"] if risk else []),
         *(["frontier"] if frontier else []),
+        *(["deal (should we sign?)"] if deal else []),
         "page",
     ]
     try:
@@ -147,10 +154,19 @@ def report_cmd(
                 risk_scenarios=scenarios if risk else None,
                 frontier=frontier,
                 monthly_plan=monthly_plan,
+                deal=deal,
                 seed=seed,
                 options=options,
             )
             page = render(figures, f"polyfleet report: {source.name}")
+    except InfeasibleError as exc:  # --deal: the mean scenario cannot be served without deals
+        click.echo(f"polyfleet: {exc}", err=True)
+        sys.exit(1)
+    except RuntimeError as exc:  # --deal: a scenario LP HiGHS could not solve (as `polyfleet deal`)
+        if not deal:
+            raise
+        click.echo(f"polyfleet: deal: {exc}", err=True)
+        sys.exit(1)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if spec is not None and not _is_plan(data):
             raise  # a spec we planned ourselves: a bug, not bad input

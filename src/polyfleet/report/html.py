@@ -22,6 +22,7 @@ from typing import Any
 from polyfleet.plan import SolveOptions
 from polyfleet.report import html_charts as charts
 from polyfleet.report import html_data as data
+from polyfleet.report import html_deal as deal_section
 from polyfleet.report import html_runs as runs
 from polyfleet.spec import Spec
 
@@ -46,6 +47,7 @@ def collect(
     risk_scenarios: int | None = None,
     frontier: bool = False,
     monthly_plan: dict[str, Any] | None = None,
+    deal: bool = False,
     seed: int = 0,
     options: SolveOptions | None = None,
     progress: data.Progress = data._quiet,
@@ -56,7 +58,8 @@ def collect(
     perf-model $/Mtok per accelerator, and makes ``risk_scenarios`` (a Monte Carlo run)
     use its ``risk:`` assumptions and ``frontier`` (plans at each provider cap) possible.
     ``monthly_plan`` is a monthly plan of the same spec shown as the capacity area chart
-    (the plan itself when it is monthly).
+    (the plan itself when it is monthly).  ``deal`` adds ``polyfleet deal``'s answer for
+    the spec's ``deals:`` (the same dictionary as its JSON).
     """
     from polyfleet.risk.assumptions import RiskAssumptions
 
@@ -91,6 +94,10 @@ def collect(
         # a chart point, not a bill: stop each plan within 0.1% of its bound
         sweep = dataclasses.replace(options or SolveOptions(), mip_rel_gap=FRONTIER_GAP)
         figures["frontier"] = runs.frontier_figures(spec, plan_dict, caps, seed=seed, options=sweep)
+    figures["deal"] = None
+    if deal and spec is not None:
+        progress("deal: should we sign?")
+        figures["deal"] = deal_section.deal_figures(spec)
     return figures
 
 
@@ -316,6 +323,9 @@ def render(figures: dict[str, Any], title: str) -> str:
             '<section id="risk"><h2>Risk</h2><div class="chart" id="chart-risk"></div>'
             f"{_risk_html(figures['risk'])}</section>"
         )
+    if figures.get("deal"):
+        specs["deal"] = charts.deal_chart(figures["deal"]["alternatives"])
+        sections.append(deal_section.deal_html(figures["deal"]))
     if figures.get("monthly"):
         specs["monthly"] = charts.monthly_chart(figures["monthly"])
         sections.append(

@@ -251,3 +251,26 @@ def accelerator_chart(rows: list[dict[str, Any]]) -> dict[str, Any]:
     )
     height = max(120, 18 * len({r["accelerator"] for r in rows}))
     return _spec(chart.properties(width=WIDTH, height=height, title="$/Mtok per accelerator"))
+
+
+def deal_chart(alternatives: list[dict[str, Any]]) -> dict[str, Any]:
+    """Expected cost, p50, p95 and CVaR of each alternative of ``polyfleet deal``, side by side."""
+    measures = {"expected_usd": "expected", "p50_usd": "p50", "p95_usd": "p95", "cvar_usd": "CVaR"}
+    rows = [
+        {"alternative": a["alternative"], "deals": a["deals"], "measure": label, "usd": a[key]}
+        for a in alternatives
+        for key, label in measures.items()
+    ]
+    order = [a["alternative"] for a in alternatives]
+    chart = (
+        alt.Chart(alt.Data(values=rows))
+        .mark_bar()
+        .encode(
+            x=alt.X("alternative:N", sort=order, title=None, axis=alt.Axis(labelAngle=-20)),
+            xOffset=alt.XOffset("measure:N", sort=list(measures.values())),
+            y=alt.Y("usd:Q", title="cost over the horizon, USD", axis=alt.Axis(format="$,.3s")),
+            color=alt.Color("measure:N", sort=list(measures.values()), title=None),
+            tooltip=["alternative:N", "deals:N", "measure:N", alt.Tooltip("usd:Q", format="$,.2f")],
+        )
+    )
+    return _spec(chart.properties(width=WIDTH, height=260, title="should we sign? cost by alternative"))
