@@ -302,3 +302,17 @@ def test_five_year_example_builds() -> None:
     assert [t.name for t in pb.deals] == ["gcp-5y", "azure-stopgap", "nebius-3y"]
     assert pb.axes.uncertain == ["own-maia-westus3"] and len(pb.periods) == 24 + 12
     assert pb.deals[0].ramp.tolist() == [0.5, 0.75, 1, 1, 1] and pb.deals[2].exit_month == 12
+
+
+def test_risk_section_sets_the_mean_cvar_objective() -> None:
+    """``risk.cvar_alpha``/``risk.cvar_weight`` (the issue's spelling) override ``uncertainty``'s."""
+    from polyfleet.deals.analysis import deal_cvar
+
+    plain = _brute_force_doc(False, 0.0)
+    assert deal_cvar(build_spec(plain)) == (0.8, 0.0)
+    via_risk = _brute_force_doc(False, 0.0)
+    via_risk["risk"] = {"cvar_alpha": 0.9, "cvar_weight": 0.5}
+    assert deal_cvar(build_spec(via_risk)) == (0.9, 0.5)
+    only_weight = _brute_force_doc(False, 0.0)
+    only_weight["risk"] = {"cvar_weight": 0.25}
+    assert deal_cvar(build_spec(only_weight)) == (0.8, 0.25)

@@ -95,6 +95,16 @@ def _se(diff: np.ndarray, prob: np.ndarray, named: bool) -> float:
     return float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
 
 
+
+def deal_cvar(spec: Spec) -> tuple[float, float]:
+    """The mean-CVaR objective's (alpha, weight): ``risk.cvar_*`` where the spec sets them
+    (the issue's spelling), else ``uncertainty.cvar_*``."""
+    risk, unc = spec.model.risk, spec.model.uncertainty
+    assert unc is not None
+    alpha = risk.cvar_alpha if risk.cvar_alpha is not None else unc.cvar_alpha
+    weight = risk.cvar_weight if risk.cvar_weight is not None else unc.cvar_weight
+    return alpha, weight
+
 def analyse(
     spec: Spec,
     mapper: Mapper = local_mapper,
@@ -116,7 +126,7 @@ def analyse(
     risk = spec.model.risk
     sc = in_sample(pb, unc, risk)
     _check_base(pb, sc)
-    alpha, weight = unc.cvar_alpha, unc.cvar_weight
+    alpha, weight = deal_cvar(spec)
     pool = PoolEvaluations(pb, sc, workers) if workers > 1 else None
     try:
         solvers = [] if pool else build_solvers(pb, sc)

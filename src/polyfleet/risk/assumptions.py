@@ -73,6 +73,20 @@ class RiskAssumptions(BaseModel):
         description="most emergency capacity a workload can buy, as a fraction of its peak demand; "
         "null: unlimited (nothing is ever unserved)",
     )
+    cvar_alpha: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="tail level of the mean-CVaR objective of `polyfleet deal` (issue 17); "
+        "null: uncertainty.cvar_alpha (default 0.95)",
+    )
+    cvar_weight: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="weight w of CVaR in `polyfleet deal`'s objective (1 - w) E[cost] + w CVaR; "
+        "null: uncertainty.cvar_weight (default 0)",
+    )
 
     @field_validator("capacity_shock_fraction_beta")
     @classmethod
