@@ -7,6 +7,8 @@ temporary directory that sees the repository's ``examples/`` and ``tests/`` (so
 a server until stopped and ``usage`` reads the ledger ``serve`` writes: both are left to
 tests/test_gateway_*.py, which run them against real processes.  The two sweeps
 (``heavy``, about 20 s each) run with ``POLYFLEET_README_ALL=1``; every line is parsed either way.
+The deal example's line runs with ``--format json`` so that the expected costs the README
+quotes for its answer are checked against that run.
 """
 
 from __future__ import annotations
@@ -99,14 +101,31 @@ def test_every_readme_command_parses():
         assert not rest, f"polyfleet {shlex.join(args)}: unexpected {rest}"
 
 
-def test_every_readme_command_exits_0(workdir):
-    failures = []
+#: the tour's line whose answer the README's "The answer (a run on the catalog ..." paragraph
+#: quotes; it runs once, with ``--format json`` added, so its figures can be checked (the
+#: table form of ``deal`` is covered by tests/test_deals.py)
+DEAL_EXAMPLE = ["deal", "examples/five-year-deal.yaml"]
+
+
+@pytest.fixture(scope="module")
+def readme_runs(workdir) -> dict:
+    """Every README line run once, in order: the failures and the deal example's JSON report."""
+    failures, deal = [], None
     for args in readme_commands():
         if args[0] in NEEDS_A_SERVER or (heavy(args) and not RUN_ALL):
             continue
+        if args == DEAL_EXAMPLE:
+            args = [*args, "--format", "json"]
         result = _run(args, workdir)
         if result.exit_code != 0:
             failures.append(f"polyfleet {shlex.join(args)}: exit {result.exit_code}: {result.output[-400:]}")
+        elif args[:2] == DEAL_EXAMPLE:
+            deal = json.loads(result.output)
+    return {"failures": failures, "deal": deal}
+
+
+def test_every_readme_command_exits_0(workdir, readme_runs):
+    failures = readme_runs["failures"]
     assert not failures, "\n".join(failures)
     # what the tour's lines wrote is there for the lines after them
     written = ["calibration.yaml", "skypilot-offers.csv", "perf.png"]
@@ -140,3 +159,21 @@ def test_readme_catalog_counts_match_the_bundled_catalog():
         len(cat.models),
     )
     assert shown == actual
+
+
+def test_readme_deal_answer_matches_a_fresh_run(readme_runs):
+    """The README's expected five-year cost of the recommended deal and of no deal ($M, one
+    decimal) are those of a fresh ``polyfleet deal examples/five-year-deal.yaml`` run."""
+    report = readme_runs["deal"]
+    assert report is not None, "the README no longer runs `polyfleet deal examples/five-year-deal.yaml`"
+    text = README.read_text(encoding="utf-8")
+    match = re.search(
+        r"The answer \(a run on the catalog.*?cost\s+\$(\d+\.\d)M\s+expected\s+against\s+"
+        r"\$(\d+\.\d)M\s+with\s+no\s+deal",
+        text,
+        flags=re.S,
+    )
+    assert match, "the README's deal answer sentence moved"
+    expected = {a["alternative"]: a["expected_usd"] for a in report["alternatives"]}
+    shown = (float(match[1]), float(match[2]))
+    assert shown == (round(expected["recommended"] / 1e6, 1), round(expected["no deal"] / 1e6, 1))
