@@ -15,16 +15,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import StrMethodFormatter
 
-#: one colour per chip vendor (others grey)
-VENDOR_COLOURS = {
-    "nvidia": "#76b900",
-    "amd": "#ed1c24",
-    "google": "#4285f4",
-    "aws": "#ff9900",
-    "microsoft": "#737373",
-    "intel": "#0071c5",
-}
-_OTHER = "#999999"
+from polyfleet.report.colours import OTHER as _OTHER
+from polyfleet.report.colours import VENDOR_COLOURS
+
 _WRAP = 130  # footnote characters per line
 
 

@@ -11,15 +11,6 @@ from typing import Any
 
 import altair as alt
 
-#: one colour per chip vendor, as in the perf chart
-VENDOR_COLOURS = {
-    "nvidia": "#76b900",
-    "amd": "#ed1c24",
-    "google": "#4285f4",
-    "aws": "#ff9900",
-    "microsoft": "#737373",
-    "intel": "#0071c5",
-}
 WIDTH = 720
 
 
