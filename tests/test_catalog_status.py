@@ -62,6 +62,18 @@ def test_coverage_matrix_takes_the_cheapest_per_provider_and_chip() -> None:
     assert coverage_matrix(offers, "on-demand")["cells"]["aws"]["h100"] == 6.0
 
 
+def test_capacity_block_is_a_term_and_a_coverage_choice() -> None:
+    block = _offer("cb", "aws", "h100", 3.0, term="capacity-block")
+    assert block.term == "capacity-block"
+    offers = [_offer("a1", "aws", "h100", 6.0), block]
+    assert coverage_matrix(offers, "capacity-block")["cells"] == {"aws": {"h100": 3.0}}
+    cov = run_cli("catalog", "coverage", "--term", "capacity-block", "--format", "json")
+    assert cov.exit_code == 0, cov.stderr
+    assert json.loads(cov.stdout)["term"] == "capacity-block"
+    bad = run_cli("catalog", "coverage", "--term", "weekly")
+    assert bad.exit_code == 2 and "capacity-block" in bad.stderr
+
+
 def test_catalog_coverage_and_status_commands() -> None:
     cov = run_cli("catalog", "coverage", "--format", "json")
     assert cov.exit_code == 0, cov.stderr

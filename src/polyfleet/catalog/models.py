@@ -13,7 +13,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Stack = Literal["cuda", "rocm", "xla", "neuron", "maia", "synapse"]
-Term = Literal["on-demand", "spot", "reserved-1y", "reserved-3y"]
+# capacity-block: a short reservation booked for a fixed number of days (AWS EC2 Capacity Blocks
+# for ML, GCP DWS calendar mode), paid up front for the whole block, no lock beyond it.
+Term = Literal["on-demand", "spot", "reserved-1y", "reserved-3y", "capacity-block"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 
 BYTES_PER_DTYPE: dict[str, float] = {

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import click
 
 from polyfleet.catalog.io import load_bundled
-from polyfleet.catalog.models import ApiOffer, ModelCard
+from polyfleet.catalog.models import ApiOffer, ModelCard, Term
 from polyfleet.catalog.refresh import Diff, csv_text, read_rows, refresh, render_diff
 from polyfleet.cli._common import _emit, _fail, _handles_errors, _render, _write_atomic, _wrote
 from polyfleet.cli.catalog import catalog_cmd
@@ -312,7 +312,7 @@ def status_cmd(max_age_days: float | None, fmt: str) -> None:
 @catalog_cmd.command("coverage")
 @click.option(
     "--term",
-    type=click.Choice(["on-demand", "spot", "reserved-1y", "reserved-3y", "any"]),
+    type=click.Choice([*get_args(Term), "any"]),
     default="any",
     show_default=True,
 )
