@@ -1,0 +1,289 @@
+"""Validate the inference model against MLPerf Inference datacenter LLM results, by scenario.
+
+Run from the repository root::
+
+    .venv/bin/python bench/mlperf_validation.py [--measurements PATH] [--check] [--rows]
+
+The results (default ``examples/published_mlperf.csv``) are MLCommons' closed-division,
+datacenter LLM results of rounds v4.1 (2024-08-28) and v5.1 (2025-09-09): for each
+(round, benchmark, accelerator) the system with the most Offline tokens/s per chip, and
+that system's Server and Interactive results (the best-per-chip system's where it did not
+submit one).  Every row names its submitter, system and the results directory it came
+from.  None of these rows chose any default of the model: they are all held out.
+
+Each row is predicted as a buyer would ask polyfleet (``best_inference_perf``: the best
+tensor/pipeline/expert-parallel configuration within ``min(chips, 8)`` chips per node, at
+the row's weight precision, on the benchmark's mean input/output lengths,
+``DATASETS``)::
+
+    Offline      max throughput, no latency target (the memory/compute limits)
+    Server       the Poisson load that holds p99 TTFT and TPOT (``perf/serving.py``) at the
+    Interactive  scenario's targets (``ttft_p99_ms``/``tpot_p99_ms``, from MLCommons'
+                 loadgen/mlperf.conf)
+
+and the system's tokens/s is the per-chip figure times its chips.  Prints the rows, then
+median and max |error| by scenario, chip family, precision, benchmark and round, and the
+Server/Offline and Interactive/Offline ratios predicted vs published.  Exits 0 when it
+ran; with ``--check`` 1 unless the median |error| is at most 15% and no row is off by more
+than 50%; 2 when the file is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from polyfleet.catalog.io import load_bundled
+from polyfleet.perf import best_inference_perf
+from polyfleet.perf.result import InferencePerf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MEASUREMENTS = REPO_ROOT / "examples" / "published_mlperf.csv"
+CHECK_MEDIAN = 0.15
+CHECK_MAX = 0.50
+PERCENTILE = 0.99
+"""loadgen's ``*.Server.target_latency_percentile = 99`` (TTFT and TPOT)."""
+
+MLPERF_CONF = (
+    "https://github.com/mlcommons/inference/blob/master/loadgen/mlperf.conf (read at b66003e1, 2026-08-20)"
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Mean prompt and output tokens of one benchmark's data set, with where each comes from."""
+
+    input_tokens: int
+    output_tokens: int
+    source: str
+
+
+DATASETS: dict[str, Dataset] = {
+    "llama-2-70b": Dataset(
+        300,
+        294,
+        "output 294.45 tokens/sample (MLCommons inference language/llama2-70b/README.md, accuracy "
+        "target); input *estimate* 300: OpenOrca GPT-4 subset, 24,576 samples, prompts capped at "
+        "1,024 tokens (processorca.py --seqlen_limit=1024); no published mean was found",
+    ),
+    "mixtral-8x7b": Dataset(
+        600,
+        145,
+        "output 144.84 tokens/sample (language/mixtral-8x7b/README.md); input *estimate* 600: 5k "
+        "each of OpenOrca, GSM8K (few-shot prompts) and MBXP; no published mean was found",
+    ),
+    "llama-3.1-405b": Dataset(
+        9400,
+        685,
+        "output 684.68 tokens/sample (language/llama3.1-405b/README.md); input *estimate* 9,400: "
+        "long-context mix (LongBench, RULER, GovReport, ...), up to 20k tokens",
+    ),
+    "llama-3.1-8b": Dataset(
+        870,
+        100,
+        "*estimates*: CNN/DailyMail articles (input ~870) summarised in at most 128 new tokens "
+        "(output ~100); the README gives only gen_len in characters",
+    ),
+    "deepseek-r1": Dataset(
+        800,
+        3886,
+        "output 3,886.2 tokens/sample (language/deepseek-r1/README.md mean-output-tok-len); input "
+        "*estimate* 800 (math, code and QA prompts)",
+    ),
+}
+"""Mean lengths per benchmark (see each ``source``; *estimate* marks polyfleet's judgement)."""
+
+
+@dataclass
+class Row:
+    """One published result and the model's prediction."""
+
+    round: str
+    benchmark: str
+    model: str
+    scenario: str
+    accelerator: str
+    family: str
+    chips: int
+    dtype: str
+    measured: float
+    ttft_ms: float | None
+    tpot_ms: float | None
+    system: str
+    perf: InferencePerf | None = None
+    predicted: float | None = None
+
+    @property
+    def error(self) -> float | None:
+        """Signed relative error, predicted / measured - 1."""
+        if self.predicted is None or self.measured <= 0:
+            return None
+        return self.predicted / self.measured - 1
+
+
+def read_rows(path: Path) -> list[Row]:
+    """The rows of ``published_mlperf.csv`` (prediction not yet made)."""
+    catalog = load_bundled()
+    out = []
+    with path.open(newline="") as fh:
+        for r in csv.DictReader(fh):
+            acc = catalog.accelerators.get(r["accelerator"])
+            out.append(
+                Row(
+                    round=r["round"],
+                    benchmark=r["benchmark"],
+                    model=r["model"],
+                    scenario=r["scenario"],
+                    accelerator=r["accelerator"],
+                    family=f"{acc.vendor}/{acc.stack}" if acc else "?",
+                    chips=int(r["chips"]),
+                    dtype=r["weight_dtype"],
+                    measured=float(r["output_tokens_per_s"]),
+                    ttft_ms=float(r["ttft_p99_ms"]) if r["ttft_p99_ms"] else None,
+                    tpot_ms=float(r["tpot_p99_ms"]) if r["tpot_p99_ms"] else None,
+                    system=f"{r['submitter']} {r['system']}",
+                )
+            )
+    return out
+
+
+def predict(row: Row, **kwargs: object) -> Row:
+    """Fill ``row.perf``/``row.predicted``: the best configuration under the row's scenario."""
+    catalog = load_bundled()
+    card = catalog.models.get(row.model)
+    acc = catalog.accelerators.get(row.accelerator)
+    if card is None or acc is None:
+        return row
+    card = card.model_copy(update={"dtype": row.dtype})
+    data = DATASETS[row.model]
+    slo: dict[str, object] = {}
+    if row.scenario != "Offline":
+        slo = {"ttft_ms": row.ttft_ms, "tpot_ms": row.tpot_ms, "percentile": PERCENTILE}
+    perf = best_inference_perf(
+        card,
+        acc,
+        input_tokens=data.input_tokens,
+        output_tokens=data.output_tokens,
+        chips_per_node=min(row.chips, 8),
+        **slo,
+        **kwargs,  # type: ignore[arg-type]
+    )
+    row.perf = perf
+    row.predicted = perf.output_tokens_per_s_per_chip * row.chips if perf.feasible else None
+    return row
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:+.1f}%"
+
+
+def print_rows(rows: list[Row]) -> None:
+    """The per-row markdown table."""
+    print("| round | benchmark | scenario | accelerator | chips | dtype | measured tok/s/chip "
+          "| predicted | error | configuration | limit | system |")  # fmt: skip
+    print("|---|---|---|---|---:|---|---:|---:|---:|---|---|---|")
+    for r in rows:
+        pred = "-" if r.predicted is None else f"{r.predicted / r.chips:,.0f}"
+        err = "-" if r.error is None else _pct(r.error)
+        conf = r.perf.configuration if r.perf and r.perf.feasible else (r.perf.reason if r.perf else "")
+        limit = (r.perf.limit or r.perf.bound) if r.perf else ""
+        print(
+            f"| {r.round} | {r.benchmark} | {r.scenario} | {r.accelerator} | {r.chips} | {r.dtype} "
+            f"| {r.measured / r.chips:,.0f} | {pred} | {err} | {conf} | {limit} | {r.system} |"
+        )
+
+
+def group_table(rows: list[Row]) -> tuple[float, float, int]:
+    """Median/max |error| by group; returns (median, max, rows over CHECK_MAX or unpredicted)."""
+    scored = [r for r in rows if r.error is not None]
+    errs = [abs(r.error) for r in scored if r.error is not None]
+    over = sum(e > CHECK_MAX for e in errs) + len(rows) - len(scored)
+    print()
+    print("| group | rows | median abs error | median signed error | max abs error |")
+    print("|---|---:|---:|---:|---:|")
+
+    def group(label: str, members: list[Row]) -> None:
+        e = [r.error for r in members if r.error is not None]
+        if e:
+            print(
+                f"| {label} | {len(e)} | {statistics.median(abs(x) for x in e) * 100:.1f}% "
+                f"| {_pct(statistics.median(e))} | {max(abs(x) for x in e) * 100:.1f}% |"
+            )
+
+    group("all (held out)", scored)
+    for key, label in (
+        ("scenario", "scenario"),
+        ("family", "chip family"),
+        ("dtype", "precision"),
+        ("benchmark", "benchmark"),
+        ("round", "round"),
+        ("accelerator", "accelerator"),
+    ):
+        for value in dict.fromkeys(getattr(r, key) for r in scored):
+            group(f"{label} {value}", [r for r in scored if getattr(r, key) == value])
+    if not errs:
+        return float("inf"), float("inf"), over
+    return statistics.median(errs), max(errs), over
+
+
+def ratio_table(rows: list[Row]) -> None:
+    """Server/Offline and Interactive/Offline per system, published vs predicted."""
+    offline = {(r.round, r.benchmark, r.accelerator): r for r in rows if r.scenario == "Offline"}
+    print()
+    print("| round | benchmark | accelerator | scenario | published / Offline | predicted / Offline |")
+    print("|---|---|---|---|---:|---:|")
+    for r in rows:
+        base = offline.get((r.round, r.benchmark, r.accelerator))
+        if r.scenario == "Offline" or base is None:
+            continue
+        pub = (r.measured / r.chips) / (base.measured / base.chips)
+        pred = (
+            "-"
+            if r.predicted is None or not base.predicted
+            else f"{(r.predicted / r.chips) / (base.predicted / base.chips):.2f}"
+        )
+        print(f"| {r.round} | {r.benchmark} | {r.accelerator} | {r.scenario} | {pub:.2f} | {pred} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--measurements", type=Path, default=DEFAULT_MEASUREMENTS)
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help=f"exit 1 unless median |error| <= {CHECK_MEDIAN:.0%} and none > {CHECK_MAX:.0%}",
+    )
+    parser.add_argument("--rows", action="store_true", help="print every row, not only the summary")
+    args = parser.parse_args(argv)
+    if not args.measurements.is_file():
+        print(f"mlperf_validation: --measurements file not found: {args.measurements}", file=sys.stderr)
+        return 2
+    rows = [predict(r) for r in read_rows(args.measurements)]
+    print(f"# Inference model vs MLPerf Inference ({args.measurements.name}, {len(rows)} rows, all held out)")
+    print()
+    print(f"- latency targets (p99 TTFT/TPOT): {MLPERF_CONF}")
+    for name, d in DATASETS.items():
+        print(f"- {name}: mean input {d.input_tokens}, output {d.output_tokens} tokens ({d.source})")
+    if args.rows:
+        print()
+        print_rows(rows)
+    median_abs, max_abs, over = group_table(rows)
+    ratio_table(rows)
+    print()
+    print(
+        f"- median |error| {median_abs * 100:.1f}%, max {max_abs * 100:.1f}%, "
+        f"rows over 50% or unpredicted: {over}"
+    )
+    if args.check:
+        ok = median_abs <= CHECK_MEDIAN and over == 0
+        print(f"check: {'PASS' if ok else 'FAIL'}")
+        return 0 if ok else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
