@@ -12,6 +12,7 @@ from polyfleet.plan.explain import explain
 from polyfleet.plan.monthly import plan_monthly
 from polyfleet.plan.result import Infeasibility, Plan, read_plan
 from polyfleet.plan.solve import SolveOptions, Status, solve_milp
+from polyfleet.plan.terms import book_blocks
 from polyfleet.spec import Spec
 
 DEFAULT_OPTIONS = SolveOptions()
@@ -87,7 +88,7 @@ def _plan(spec: Spec, options: SolveOptions = DEFAULT_OPTIONS, *, with_explain: 
     be met (its ``Infeasibility`` says which family and who).
     """
     try:
-        cand = build_candidates(spec)
+        cand = book_blocks(build_candidates(spec))  # a job on a capacity block pays whole days
     except Unplaceable as exc:  # no offer meets a workload's SLO, deadline or memory
         return Plan(
             status=Status.INFEASIBLE,

@@ -8,6 +8,8 @@ block-diagonally.  What ties months together is added as extra columns and rows:
 * reserved offers (``reserved-1y``/``-3y``): ``c[o,t]`` instances committed in month t are
   held (and paid) for 12/36 months, so holdings can only fall as commitments expire;
   months past the horizon are charged to the plan (the contract obliges them);
+  capacity blocks (``capacity-block``) lock nothing beyond the month they are booked for:
+  each month's instances are that month's booking (listed in ``commitments``);
 * porting: a binary per (workload, stack) with a one-off cost, needed before any replica
   of the workload runs on that stack;
 * the budget, on the whole horizon.
@@ -30,13 +32,11 @@ from polyfleet.plan.candidates import HOURS_PER_MONTH, Candidates
 from polyfleet.plan.diagnose import diagnose
 from polyfleet.plan.result import Infeasibility, Plan, read_plan
 from polyfleet.plan.solve import Solution, SolveOptions, Status, solve_milp
+from polyfleet.plan.terms import BLOCK_TERM, LOCK_MONTHS
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec
 
 #: offer fields a horizon purchase row repeats from its monthly rows
 _OFFER_KEYS = ("offer", "provider", "vendor", "accelerator", "region", "term")
-
-#: months a reserved term locks capacity for
-LOCK_MONTHS = {"reserved-1y": 12, "reserved-3y": 36}
 
 
 @dataclass
@@ -389,6 +389,7 @@ def plan_monthly(spec: Spec, cand: Candidates, options: SolveOptions) -> Plan:
         values = sol.values[model.offsets[t] : model.offsets[t] + b.n_cols]
         month_sol = Solution(sol.status, values, float("nan"), sol.gap, 0.0)
         month_plan = read_plan(c, b, month_sol, spec.policy, 1.0).to_dict()
+        month_plan.pop("commitments", None)  # the horizon's commitments are listed once, below
         for w, workload in enumerate(month_plan["workloads"]):  # the month's demand, not the base
             demand = workload["demand"]
             for key in ("requests_per_s", "mtok_in_per_month", "mtok_out_per_month"):
@@ -459,6 +460,12 @@ def _assemble(
          "term": cand.offers[o].term, "usd_after_horizon": round(float(n * tail_usd), 2)}
         for o, t, n, tail_usd in zip(model.commit_offer, model.commit_month, commits,
                                      model.commit_tail_usd, strict=True) if n > 0
+    ]  # fmt: skip
+    # capacity blocks: each month's instances are booked for that month, no lock beyond it
+    commitments += [
+        {"offer": row["offer"], "month": t, "instances": int(n), "term": BLOCK_TERM, "usd_after_horizon": 0.0}
+        for row in by_offer.values() if row.get("term") == BLOCK_TERM
+        for t, n in enumerate(row["instances_by_month"]) if n > 0
     ]  # fmt: skip
     for c in commitments:  # months past the horizon are the reserved offer's spend too
         row = by_offer.get(c["offer"])

@@ -12,6 +12,7 @@ from polyfleet.plan.build import Milp
 from polyfleet.plan.candidates import Candidates
 from polyfleet.plan.solve import Solution, Status
 from polyfleet.plan.survival import plan_providers, survival_from_workloads, worst_by_provider
+from polyfleet.plan.terms import BLOCK_TERM, block_days, commitments
 from polyfleet.spec import InferenceWorkload, Policy, TrainingWorkload
 
 
@@ -46,6 +47,8 @@ class Plan:
     explain: dict[str, Any] | None = None
     infeasibility: Infeasibility | None = None
     monthly: dict[str, Any] | None = None  # monthly plans: months, schedule, commitments, porting
+    #: single-period plans: what the plan signs for (reserved terms, capacity blocks; plan/terms.py)
+    commitments: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # from the spec (spec_checks), planned as given
 
     @property
@@ -84,6 +87,8 @@ class Plan:
             out["warnings"] = self.warnings
         if self.explain is not None:
             out["explain"] = self.explain
+        if self.monthly is None and self.feasible:
+            out["commitments"] = self.commitments
         if self.monthly is not None:
             out["periods"] = "monthly"
             out.update(self.monthly)
@@ -177,6 +182,7 @@ def read_plan(cand: Candidates, milp: Milp, sol: Solution, policy: Policy, horiz
         survival=survival,
         capacity_shares=capacity_shares(workloads),
         policy=_policy_dict(policy),
+        commitments=commitments(purchases, workloads, {o.id: o for o in cand.offers}, horizon_months),
     )
 
 
@@ -319,6 +325,7 @@ def _workloads(
                     "instances": int(cand.tr_instances[k]),
                     "share": 1.0,
                     "run_hours": round(float(cand.tr_hours[k]), 2),
+                    **_block(cand, o, k),
                     "usd": round(float(tr_usd[k]), 2),
                     **_egress(cand, k),
                     **_confidence(cand, w, o),
@@ -368,6 +375,13 @@ def _demand(w: Any, peak_rps: float) -> dict[str, float]:
         "mtok_in_per_month": float(w.mtok_in_per_month),
         "mtok_out_per_month": float(w.mtok_out_per_month),
     }
+
+
+def _block(cand: Candidates, o: int, k: int) -> dict[str, int]:
+    """``block_days`` of a training placement on a capacity block (what it pays for)."""
+    if cand.offers[o].term != BLOCK_TERM:
+        return {}
+    return {"block_days": block_days(float(cand.tr_hours[k]))}
 
 
 def _egress(cand: Candidates, k: int) -> dict[str, float]:

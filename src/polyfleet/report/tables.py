@@ -109,6 +109,8 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
             end_section=True,
         )
     parts.append(t)
+    if plan.get("commitments"):
+        parts.append(commitments_note(plan))
     caps = plan.get("policy", {}).get("max_spend_share", {})
     capacity_caps = plan.get("policy", {}).get("max_share", {})
     if plan.get("capacity_shares") and any(v is not None for v in capacity_caps.values()):
@@ -174,6 +176,32 @@ def plan_tables(plan: dict[str, Any]) -> RenderableType:
                 )  # fmt: skip
             parts.append(cfg)
     return Group(*parts)
+
+
+def _term_words(row: dict[str, Any]) -> str:
+    if row["term"] == "capacity-block":
+        return f"{row['block_days']}-day capacity block" if row.get("block_days") else "capacity block"
+    months = int(row.get("term_months", 0))
+    return f"{months // 12}-year commitment" if months % 12 == 0 else f"{months}-month commitment"
+
+
+def commitments_note(plan: dict[str, Any]) -> Text:
+    """The plan's commitments said plainly: term, size, monthly price, obligation, end month."""
+    horizon = plan["horizon_months"]
+    lines = ["Commitments this plan signs (its total prices reserved rows by the hour, without the lock):"]
+    for row in plan["commitments"]:
+        beyond = (
+            f"; {_usd(row['beyond_plan_usd'])} of it beyond this plan's {horizon:g}-month total"
+            if row["beyond_plan_usd"] > 0
+            else ""
+        )
+        lines.append(
+            f"  {row['offer']}: a {_term_words(row)} of {row['instances']} instance"
+            f"{'' if row['instances'] == 1 else 's'} ({row['chips']} chip{'' if row['chips'] == 1 else 's'}),"
+            f" {_usd(row['usd_per_month'])}/month,"
+            f" {_usd(row['obligation_usd'])} in all, ending month {row['end_month']}{beyond}"
+        )
+    return Text("\n".join(lines), style="yellow")
 
 
 def _fallbacks(plan: dict[str, Any], provider: str) -> str:
