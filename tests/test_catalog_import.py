@@ -13,6 +13,9 @@ from conftest import run_cli
 from polyfleet.catalog.hf_config import card_from_config, read_config
 from polyfleet.catalog.import_prices import polyfleet_model, read_genai_prices, read_litellm
 from polyfleet.catalog.io import load_catalog_file
+from polyfleet.catalog.models import ApiOffer, Offer
+from polyfleet.catalog.refresh import keep_curated
+from polyfleet.catalog.skypilot_refresh import onto_bundled
 
 DATA = Path(__file__).parent / "data"
 MINI = DATA / "catalog-mini"
@@ -91,6 +94,31 @@ def test_import_prices_diff_keeps_curated_rows_and_writes_only_when_asked(catalo
     # --prune removes an earlier import's row the list no longer has
     pruned = run_cli(*args, "--catalog-dir", str(catalog_dir), "--prune", "--format", "json")
     assert json.loads(pruned.stdout)["removed"] == ["groq-llama-4-scout"]
+
+
+def test_keep_curated_takes_the_bundled_fields_and_the_imported_price() -> None:
+    old = ApiOffer(id="aws-m-global", provider="aws", model="m", usd_per_mtok_in=3, usd_per_mtok_out=15,
+                   tier="global", retired="2026-11-30", as_of="2026-01-01", notes="curated")  # fmt: skip
+    new = ApiOffer(id="aws-m", provider="aws", model="m", usd_per_mtok_in=2, usd_per_mtok_out=10,
+                   as_of="2026-08-21", notes="imported")  # fmt: skip
+    row = keep_curated(new, old, ("id", "tier", "retired"), "imported curated")
+    assert (row.id, row.tier, row.retired) == ("aws-m-global", "global", "2026-11-30")
+    assert (row.usd_per_mtok_in, row.usd_per_mtok_out, row.as_of) == (2, 10, "2026-08-21")
+    assert row.notes == "imported curated"
+
+
+def test_skypilot_fold_keeps_the_bundled_id_region_and_capacity() -> None:
+    def offer(id_: str, region: str, usd: float, avail: int) -> Offer:
+        return Offer(id=id_, provider="lambda", region=region, accelerator="nvidia-h100-sxm",
+                     chips_per_instance=8, usd_per_chip_hour=usd, available_instances=avail,
+                     notes="n")  # fmt: skip
+
+    bundled = {"lambda-8x-h100-us": offer("lambda-8x-h100-us", "us", 2.99, 10)}
+    imported = {"a": offer("a", "us-east-1", 3.99, 64), "b": offer("b", "us-west-1", 4.49, 64)}
+    (row,) = onto_bundled(imported, bundled).values()
+    assert (row.id, row.region, row.available_instances) == ("lambda-8x-h100-us", "us", 10)
+    assert row.usd_per_chip_hour == 3.99  # the cheaper imported region
+    assert row.notes.endswith("(imported region us-east-1)")
 
 
 def test_import_prices_needs_a_source() -> None:

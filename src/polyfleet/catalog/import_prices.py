@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from polyfleet.catalog.models import ApiOffer
+from polyfleet.catalog.refresh import keep_curated
 from polyfleet.catalog.skypilot import slug
 from polyfleet.errors import SpecError
 
@@ -270,6 +271,10 @@ def _keep_cheapest(out: PriceImport, row: ApiOffer, key: str) -> None:
         out.skipped.append((key, f"same provider and model as {seen.tier}; the cheaper is kept"))
 
 
+#: fields of a bundled api row that an import keeps (curated facts a price list does not carry)
+CURATED_API_FIELDS = ("id", "tier", "vendor", "resells", "max_tokens_per_minute", "retired")
+
+
 def onto_bundled_ids(imported: Mapping[str, ApiOffer], bundled: Iterable[ApiOffer]) -> dict[str, ApiOffer]:
     """Re-key imported rows onto the bundled row with the same (provider, model) when it is unique.
 
@@ -288,17 +293,8 @@ def onto_bundled_ids(imported: Mapping[str, ApiOffer], bundled: Iterable[ApiOffe
             continue
         if matches:
             old = matches[0]
-            row = row.model_copy(
-                update={
-                    "id": old.id,
-                    "tier": old.tier,
-                    "vendor": old.vendor,
-                    "resells": old.resells,
-                    "max_tokens_per_minute": old.max_tokens_per_minute,
-                    "retired": old.retired,
-                    "notes": f"{row.notes} {old.notes}".strip() if old.notes not in row.notes else row.notes,
-                }
-            )
+            notes = f"{row.notes} {old.notes}".strip() if old.notes not in row.notes else row.notes
+            row = keep_curated(row, old, CURATED_API_FIELDS, notes)
         out[row.id] = row
     return out
 

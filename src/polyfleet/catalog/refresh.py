@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
 from polyfleet.catalog.models import MONTHLY_FIELDS
+
+Row = TypeVar("Row", bound=BaseModel)
 
 
 @dataclass
@@ -95,6 +97,13 @@ def refresh(
                 diff.changed.append(Change(key, moved))
         diff.rows[key] = row
     return diff
+
+
+def keep_curated(imported: Row, bundled: Row, fields: Iterable[str], notes: str) -> Row:
+    """``imported`` re-keyed onto the bundled row it refreshes: ``fields`` (its id and the curated
+    facts a price list does not carry) come from ``bundled``; price, source and as_of stay the
+    import's; ``notes`` replaces the import's notes (each importer says how they merge)."""
+    return imported.model_copy(update={**{name: getattr(bundled, name) for name in fields}, "notes": notes})
 
 
 def _newer(old: BaseModel, new: BaseModel) -> bool:

@@ -14,6 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from polyfleet.catalog.models import Offer
+from polyfleet.catalog.refresh import keep_curated
+
+#: fields of a bundled offer that an import keeps (examples and specs name the id and region)
+CURATED_OFFER_FIELDS = ("id", "region", "instance_type", "available_instances", "available_instances_assumed")
 
 
 def _shape(offer: Offer) -> tuple[str, str, int, str]:
@@ -71,17 +75,8 @@ def onto_bundled(imported: Mapping[str, Offer], bundled: Mapping[str, Offer]) ->
     for shape, offer in end_sizes(fold_regions(imported)).items():
         old = existing.get(shape)
         if old is not None:
-            offer = offer.model_copy(
-                update={
-                    "id": old.id,
-                    "region": old.region,
-                    "instance_type": old.instance_type,
-                    "available_instances": old.available_instances,
-                    "available_instances_assumed": old.available_instances_assumed,
-                    "notes": f"{offer.notes} (imported region {offer.region})"
-                    if offer.region != old.region
-                    else offer.notes,
-                }
-            )
+            moved = offer.region != old.region
+            notes = f"{offer.notes} (imported region {offer.region})" if moved else offer.notes
+            offer = keep_curated(offer, old, CURATED_OFFER_FIELDS, notes)
         out[offer.id] = offer
     return out
