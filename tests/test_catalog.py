@@ -132,3 +132,30 @@ def test_committed_rows_undercut_their_on_demand_row(catalog):
     assert one_year == pytest.approx(2.3142, abs=1e-4)
     assert three_year == pytest.approx(1.2857, abs=1e-4)
     assert three_year < one_year
+
+
+def test_aws_reserved_and_capacity_block_rows(catalog):
+    """AWS 1-year RIs and Capacity Blocks, hand-computed from their sources (instance $/h / chips).
+
+    p4d.24xlarge 1y No Upfront $13.921094/h / 8 = $1.7401 (vantage export, 2026-01-21);
+    trn1.32xlarge $13.22895 / 16 = $0.8268; Capacity Block p5.48xlarge $39.33 / 8 = $4.916,
+    trn1.32xlarge $15.49 / 16 = $0.968 (AWS page, late-2024 rates).
+    """
+    by_id = catalog.offers
+
+    def usd(offer_id: str) -> float:
+        return by_id[offer_id].usd_per_chip_hour
+
+    assert usd("aws-p4d-24xlarge-us-east-1-reserved-1y") == pytest.approx(13.921094 / 8, abs=1e-4)
+    assert usd("aws-trn1-32xlarge-us-east-1-reserved-1y") == pytest.approx(13.22895 / 16, abs=1e-4)
+    blocks = [o for o in by_id.values() if o.term == "capacity-block"]
+    assert {o.provider for o in blocks} == {"aws"} and len(blocks) == 4
+    p5 = by_id["aws-p5-48xlarge-us-east-1-capacity-block"]
+    assert p5.usd_per_chip_hour == pytest.approx(39.33 / 8, abs=1e-3) == 4.916
+    assert usd("aws-trn1-32xlarge-ap-southeast-4-capacity-block") == pytest.approx(15.49 / 16, abs=1e-3)
+    for block in blocks:
+        # the block's limits travel with the row; 64 instances is AWS's per-block cap
+        assert "182 days" in block.notes and "64 instances per block" in block.notes, block.id
+        assert block.available_instances == 64
+    # a block is cheaper than the same chip on demand at AWS (p5: $4.916 vs $6.88)
+    assert p5.usd_per_chip_hour < usd("aws-p5-48xlarge-us-east-1-on-demand")
