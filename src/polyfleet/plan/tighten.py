@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from polyfleet.plan.build import _Ctx
+    from polyfleet.plan.model_rows import BuildContext as _Ctx
 
 #: the survival replica rows (a valid inequality) halve exact solves of small models but
 #: grow large ones ~40% in nonzeros, which HiGHS's root then runs past the time limit on
