@@ -830,7 +830,7 @@ def test_step_overhead_defaults_by_stack() -> None:
     cuda = inference_perf(toy_card(), toy_acc(), **kw)
     neuron = inference_perf(toy_card(), toy_acc(stack="neuron"), **kw)
     per_layer = defaults.STEP_OVERHEAD_S_PER_LAYER["neuron"]
-    assert per_layer == pytest.approx(150.6e-6)
+    assert per_layer == pytest.approx(150.5e-6)
     assert "cuda" not in defaults.STEP_OVERHEAD_S_PER_LAYER
     assert neuron.tpot_ms == pytest.approx(cuda.tpot_ms + 10 * per_layer * 1000)
     off = inference_perf(toy_card(), toy_acc(stack="neuron"), step_overhead_s_per_layer=0.0, **kw)

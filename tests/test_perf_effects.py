@@ -342,3 +342,35 @@ def test_mixtral_decode_is_25_to_54_percent_slower_than_the_plain_prediction(
     assert slow[1] / plain[1] == pytest.approx(1.284, abs=0.002)
     for b in (1, 8, 64):
         assert 1.25 <= slow[b] / plain[b] <= 1.54  # issue 14: measured 25-54% slower
+
+
+# ------------------------------------------------------------------- attention FLOPs
+
+
+def test_attention_flops_per_context_token_by_hand() -> None:
+    from polyfleet.perf.attention import attention_flops_per_context_token, attention_rate_scale
+
+    # GQA: 4 FLOP x layers x query heads x head_dim per context token: 4 x 10 x 8 x 100
+    assert attention_flops_per_context_token(toy_card(heads=8)) == 32_000
+    assert attention_flops_per_context_token(toy_card()) == 0  # no query heads: unknown, 0
+    catalog = load_bundled()
+    r1 = catalog.models["deepseek-r1"]
+    # MLA over the 576-dim latent: 4 x 61 layers x 128 heads x 576
+    assert attention_flops_per_context_token(r1) == 4 * 61 * 128 * 576 == 17_989_632
+    # fp4 GEMMs on a B200, attention at the card's bf16 KV precision:
+    # (9000 TFLOPS x 0.55) / (2250 x 1.25) = 1.76 GEMM FLOPs per attention FLOP
+    b200 = catalog.accelerators["nvidia-b200"]
+    assert attention_rate_scale(b200, r1.model_copy(update={"dtype": "fp4"}), "fp4") == pytest.approx(1.76)
+    # fp8 weights without a kv_dtype keep an fp8 cache: attention at the GEMM precision
+    l8 = catalog.models["llama-3.1-8b"].model_copy(update={"dtype": "fp8"})
+    assert attention_rate_scale(catalog.accelerators["nvidia-h200"], l8, "fp8") == 1.0
+
+
+def test_attention_flops_add_to_decode_and_prefill_compute() -> None:
+    kw = {"input_tokens": 1000, "output_tokens": 200, "tensor_parallel": 1, "batch": 10, **TOY}
+    bare = inference_perf(toy_card(), toy_acc(), **kw)
+    attn = inference_perf(toy_card(heads=8), toy_acc(), **kw)
+    # decode: 10 requests x 32,000 FLOP x ctx_mean 1,100 / (100 TFLOPS x 0.5) = 0.00704 ms
+    assert attn.tpot_ms - bare.tpot_ms == pytest.approx(0.00704, rel=1e-6)
+    # prefill: 1,000 prompt tokens x 32,000 x their mean context 500 / 5e13 = 0.32 ms
+    assert attn.ttft_ms - bare.ttft_ms == pytest.approx(0.32, rel=1e-6)

@@ -59,15 +59,16 @@ def efficiency_for(accelerator: str) -> tuple[float, float]:
     return EFFICIENCY_BY_ACCELERATOR.get(accelerator, (COMPUTE_EFFICIENCY, MEMORY_EFFICIENCY))
 
 
-STEP_OVERHEAD_S_PER_LAYER: dict[str, float] = {"neuron": 150.6e-6}
+STEP_OVERHEAD_S_PER_LAYER: dict[str, float] = {"neuron": 150.5e-6}
 """Fixed seconds per layer of one pass through the model (a decode step or a prefill),
 per software stack: kernel launches, synchronisation and collective latency the roofline
-does not contain.  neuron 150.6 us: *fitted* (``bench/latency_validation.py``; 139.3 us
-before the catalog's Trainium1 row moved to 0.88 TB/s in 2026-12) as the median over
+does not contain.  neuron 150.5 us: *fitted* (``bench/latency_validation.py``; 139.3 us
+before the catalog's Trainium1 row moved to 0.88 TB/s in 2026-12, 150.6 us before attention FLOPs
+were counted) as the median over
 Neuron's published trn1 batch-1 decoder latencies (13 rows, Neuron 2.18, Llama 3 8B/70B,
 Llama 2 70B, Mistral 7B on 16 Trainium chips; ``examples/published_latency.csv``) of
 (measured TPOT - roofline TPOT) / layers; checked on Trainium2 rows it was not fitted to
-(median |error| 21.1%, max 28.9%).  Stacks not listed: 0 per layer (cuda's all-reduce
+(median |error| 21.0%, max 28.9%).  Stacks not listed: 0 per layer (cuda's all-reduce
 latency is ``ALLREDUCE_LATENCY_S``); xla, synapse, rocm and maia have no
 batch-1 latency data here; their fixed cost is per step (``STEP_OVERHEAD_S_PER_STEP``)."""
 

@@ -70,6 +70,7 @@ from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import defaults
+from polyfleet.perf.attention import attention_rate_scale
 from polyfleet.perf.defaults import BATCHING, HBM_UTILISATION, INTERNODE_GBPS
 from polyfleet.perf.layout import Memory, forced_layout, smallest_layout
 from polyfleet.perf.layout import mesh_share as _mesh_share  # noqa: F401  (old private name)
@@ -281,6 +282,7 @@ def inference_perf(
         step_overhead_s_per_layer=per_layer_s,
         step_overhead_s=per_step_s,
         expert_parallel=expert_parallel,
+        attention_scale=attention_rate_scale(acc, card, peak_info.dtype),
     )
     kv_room = chips * memory.usable - memory.weights - memory.shared_kv
     if percentile is not None:

@@ -24,7 +24,9 @@ Decode step of one micro-batch of ``b`` requests through the whole model on ``t`
 seconds (memory, compute and communication do not overlap)::
 
     mem(b)  = (R(b) + b*ctx_mean*kv) / (t*BW*me)    read weights once, each request's KV
-    comp(b) = 2*A*b / (t*peak*ce)                   2 FLOP per active parameter per token
+    comp(b) = (2*A + F*ctx_mean)*b / (t*peak*ce)    2 FLOP per active parameter per token, plus
+                                                    attention: F FLOP per context token
+                                                    (``polyfleet.perf.attention``, GEMM-rate)
     o       = L * step_overhead_s_per_layer         fixed cost of one pass through the model
               + step_overhead_s                     (launches, synchronisation) and of one
                                                     engine step, by stack (``defaults``)
@@ -41,12 +43,12 @@ sampled tokens back to the first; all ``p`` hand-offs are charged as ``x(b)``)::
 For a dense card ``tpot(b) = s0 + s1*b`` with::
 
     s0 = W / (t*BW*me) + comm(0) + o + p*x(0)
-    s1 = ctx_mean*kv / (t*BW*me) + 2*A / (t*peak*ce) + (comm(1) - comm(0)) + p*(x(1) - x(0))
+    s1 = ctx_mean*kv / (t*BW*me) + (2*A + F*ctx_mean) / (t*peak*ce) + (comm(1) - comm(0)) + p*(x(1) - x(0))
 
 Prefill (prompts are batched, so the weights are not re-read per request and prefill is
 compute-bound; not overlapped with decode; prompts are pipelined like micro-batches)::
 
-    pre     = 2*A*input_tokens / (t*peak*ce) + comm(input_tokens) + o
+    pre     = (2*A + F*input_tokens/2)*input_tokens / (t*peak*ce) + comm(input_tokens) + o
     ttft    = pre + p*x(input_tokens)                               (serial batching)
 
 Continuous batching with chunked prefill (``batching="chunked"``): each step of ``b``
@@ -73,6 +75,7 @@ from dataclasses import dataclass
 
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import defaults
+from polyfleet.perf.attention import attention_flops_per_context_token
 from polyfleet.perf.defaults import ALLREDUCE_LATENCY_S, INTERNODE_LATENCY_S
 from polyfleet.perf.layout import mesh_share
 from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
@@ -94,6 +97,7 @@ class Roofline:
     weights: float
     kv: float
     two_active: float
+    attn_req: float
     ctx_mean: float
     mem_rate: float
     comp_rate: float
@@ -127,8 +131,8 @@ class Roofline:
         return (read + b * self.ctx_mean * self.kv) / self.mem_rate
 
     def comp(self, b: float) -> float:
-        """Seconds of GEMM compute in one step of ``b`` requests."""
-        return self.two_active * self.tokens(b) / self.comp_rate
+        """Seconds of GEMM and attention compute in one step of ``b`` requests."""
+        return (self.two_active * self.tokens(b) + b * self.attn_req) / self.comp_rate
 
     def comm(self, n: float) -> float:
         """Seconds of tensor-parallel all-reduces for ``n`` tokens."""
@@ -153,7 +157,7 @@ class Roofline:
         n = b * self.one_plus_ratio
         return (
             (self.weights + b * self.ctx_mean * self.kv) / self.mem_rate
-            + self.two_active * n / self.comp_rate
+            + (self.two_active * n + b * self.attn_req) / self.comp_rate
             + (self.c0 + self.c1 * n)
             + self.o
         ) + self.stages * (self.x0 + self.x1 * n)
@@ -175,9 +179,8 @@ class Roofline:
         """``(s0, s1)`` with ``tpot(b) = s0 + s1*b`` for a dense card (docstring)."""
         p = self.stages
         s0 = self.weights / self.mem_rate + self.c0 + self.o + p * self.x0
-        s1 = self.ctx_mean * self.kv / self.mem_rate + self.one_plus_ratio * (
-            self.two_active / self.comp_rate + self.c1 + p * self.x1
-        )
+        s1 = self.ctx_mean * self.kv / self.mem_rate + self.attn_req / self.comp_rate
+        s1 += self.one_plus_ratio * (self.two_active / self.comp_rate + self.c1 + p * self.x1)
         return s0, s1
 
 
@@ -198,6 +201,7 @@ def build_roofline(
     step_overhead_s_per_layer: float,
     step_overhead_s: float,
     expert_parallel: int,
+    attention_scale: float = 1.0,
 ) -> Roofline:
     """The ``Roofline`` of ``t`` chips x ``p`` stages of ``acc`` serving ``card``.
 
@@ -228,12 +232,18 @@ def build_roofline(
     ratio = live_in / output_tokens if batching == "chunked" else 0.0
     two_active = 2 * (card.active_b * 1e9)
     o = (card.layers or 0) * step_overhead_s_per_layer + step_overhead_s
+    # Attention FLOPs (polyfleet.perf.attention), in GEMM-rate equivalents: a decoding token
+    # attends to ctx_mean tokens; a prompt token to the cached prefix and half the live prompt.
+    attn = attention_flops_per_context_token(card) * attention_scale
+    prompt_ctx = input_tokens - live_in / 2
+    attn_req = attn * (input_tokens + output_tokens / 2 + ratio * prompt_ctx)
     return Roofline(
         card=card,
         stages=p,
         weights=card.weight_bytes,
         kv=kv,
         two_active=two_active,
+        attn_req=attn_req,
         ctx_mean=input_tokens + output_tokens / 2,  # attention reads the whole context
         mem_rate=mem_rate,
         comp_rate=comp_rate,
@@ -249,6 +259,6 @@ def build_roofline(
         moe=moe,
         expert_parallel=expert_parallel if moe else 1,
         expert_scale=defaults.MOE_EXPERT_MEMORY_SCALE,
-        prefill_s=two_active * live_in / comp_rate + (c0 + c1 * live_in) + o,
+        prefill_s=(two_active + attn * prompt_ctx) * live_in / comp_rate + (c0 + c1 * live_in) + o,
         chunks=max(1, math.ceil(live_in / defaults.CHUNK_TOKENS)),
     )
