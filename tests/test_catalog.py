@@ -159,3 +159,19 @@ def test_aws_reserved_and_capacity_block_rows(catalog):
         assert block.available_instances == 64
     # a block is cheaper than the same chip on demand at AWS (p5: $4.916 vs $6.88)
     assert p5.usd_per_chip_hour < usd("aws-p5-48xlarge-us-east-1-on-demand")
+
+
+def test_late_2026_gap_rows_from_the_skypilot_v8_files(catalog):
+    """GCP a4 (B200) and TPU v6e-256, RunPod MI300X and L40S: instance $/h / chips, by hand.
+
+    a4-highgpu-8g $90.216 / 8 = $11.277; v6e-256 $691.2 / 256 = $2.70 and spot $146.6496 / 256
+    = $0.57285 (the v6e-1 spot row's rate too); RunPod 1x MI300X $2.29, 1x L40S $0.86.
+    """
+    offers = catalog.offers
+    assert offers["gcp-a4-highgpu-8g-us-central1-on-demand"].usd_per_chip_hour == pytest.approx(90.216 / 8)
+    v6e = offers["gcp-v6e-256-us-central1-on-demand"]
+    assert v6e.chips_per_instance == 256 and v6e.usd_per_chip_hour == pytest.approx(691.2 / 256)
+    spot = offers["gcp-v6e-256-us-central1-spot"].usd_per_chip_hour
+    assert spot == pytest.approx(146.6496 / 256) == offers["gcp-v6e-1-us-central1-spot"].usd_per_chip_hour
+    assert offers["runpod-1x-mi300x-secure-us-on-demand"].usd_per_chip_hour == 2.29
+    assert offers["runpod-1x-l40s-secure-us-on-demand"].usd_per_chip_hour == 0.86
