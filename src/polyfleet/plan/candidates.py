@@ -18,7 +18,7 @@ import numpy as np
 from polyfleet.catalog.models import Offer
 from polyfleet.errors import SpecError
 from polyfleet.perf import InferencePerf, training_perf
-from polyfleet.perf.configs import best_inference_perf
+from polyfleet.perf.configs import ConfigSearch, search_for
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
 HOURS_PER_MONTH = 730.0
@@ -118,26 +118,28 @@ def _inference_rows(
         return np.zeros(0, int), np.zeros(0, int), np.zeros(0), np.zeros(0, object)
 
     targets = w.slo.tpot_ms is not None or w.slo.ttft_ms is not None
+    searches: dict[tuple[str, int, int], ConfigSearch] = {}
 
     def bucket_perf(acc_id: str, cpi: int, n_in: int, n_out: int, weight: float) -> InferencePerf:
         # the configuration (TP/PP/EP, precision, batch) that serves the bucket's peak on
-        # the fewest chips; SLO targets hold at the workload's percentile (Poisson arrivals)
-        return best_inference_perf(
-            card,
-            accs[acc_id],
-            input_tokens=n_in,
-            output_tokens=n_out,
-            tpot_ms=w.slo.tpot_ms,
-            ttft_ms=w.slo.ttft_ms,
-            chips_per_node=cpi,
-            multi_node=w.allow_multi_instance,
-            dtypes=w.precisions,
-            percentile=w.slo_percentile if targets else None,
-            prefix_cache_hit=w.prefix_cache_hit,
-            batching=w.batching,
-            demand_rps=w.peak_requests_per_s * weight,
-            **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
-        )
+        # the fewest chips; SLO targets hold at the workload's percentile (Poisson arrivals).
+        # One search per (accelerator, bucket), shared by its instance sizes (ConfigSearch).
+        search = searches.get((acc_id, n_in, n_out))
+        if search is None:
+            search = searches[(acc_id, n_in, n_out)] = search_for(
+                card,
+                accs[acc_id],
+                input_tokens=n_in,
+                output_tokens=n_out,
+                tpot_ms=w.slo.tpot_ms,
+                ttft_ms=w.slo.ttft_ms,
+                dtypes=w.precisions,
+                percentile=w.slo_percentile if targets else None,
+                prefix_cache_hit=w.prefix_cache_hit,
+                batching=w.batching,
+                **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
+            )
+        return search.best(cpi, w.allow_multi_instance, w.peak_requests_per_s * weight)
 
     for k, (acc_id, cpi) in enumerate(key_list):
         if acc_id in w.throughput:
