@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean refresh-catalog
+.PHONY: install demo test lint bench validate clean refresh-catalog
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -21,6 +21,15 @@ test: install
 
 bench: install
 	$(PY) bench/plan_scale.py
+
+# The performance model against published results (docs/perf-validation.md): offline
+# throughput (TensorRT-LLM, Gaudi, MI300X; fit vs held out, leave-one-out), MLPerf
+# Inference Offline/Server/Interactive (all held out), batch-1 latency, training MFU.
+validate: install
+	$(PY) bench/perf_validation.py --leave-one-out
+	$(PY) bench/mlperf_validation.py
+	$(PY) bench/latency_validation.py
+	$(PY) bench/training_validation.py
 
 # Refresh the bundled catalog from local copies (nothing downloads): SkyPilot offers, then
 # genai-prices api offers. Each step prints its diff; review `git diff src/polyfleet/catalog/data`.
