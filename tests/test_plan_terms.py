@@ -7,11 +7,14 @@ A month is 730 h.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import yaml
 
 import polyfleet
+from conftest import run_cli, write_spec
 from polyfleet.gateway.routes import routes_from_plan
 from polyfleet.plan.terms import block_days
 from polyfleet.report.tables import commitments_note
@@ -42,10 +45,10 @@ def block(offer_id: str, provider: str, price: float) -> dict[str, Any]:
     return offer(offer_id, provider, "acc-a", price=price) | {"term": "capacity-block"}
 
 
-def test_block_days_follow_the_sold_steps() -> None:
-    # 1-14 days in 1-day steps, then 7-day steps
-    hours = (1, 16.667, 24, 24.5, 14 * 24, 15 * 24, 182 * 24)
-    assert [block_days(h) for h in hours] == [1, 1, 1, 2, 14, 21, 182]
+def test_block_days_are_whole_days() -> None:
+    # a 15-day run books a 14-day and a 1-day block (blocks past 14 days come in 7-day steps)
+    hours = (1, 16.667, 24, 24.5, 14 * 24, 15 * 24, 200 * 24)
+    assert [block_days(h) for h in hours] == [1, 1, 1, 2, 14, 15, 200]
 
 
 @pytest.mark.parametrize(
@@ -150,3 +153,19 @@ def test_monthly_blocks_lock_nothing_beyond_their_month() -> None:
     assert result["total_usd"] == pytest.approx(3 * 0.5 * MONTH_H)
     assert [(c["month"], c["instances"]) for c in result["commitments"]] == [(0, 2), (1, 1)]
     assert all("commitments" not in m for m in result["months"])
+
+
+def test_cli_prints_the_commitment_under_the_table(tmp_path) -> None:
+    # the reserved-3y case above through `polyfleet plan`: table footer and JSON agree
+    offers = [
+        offer("od", "p1", "acc-a", price=2.7),
+        offer("r3", "p2", "acc-a", price=1.22) | {"term": "reserved-3y"},
+    ]
+    path = write_spec(tmp_path, yaml.safe_dump(spec(offers, [inference("w", 2, ONE_RPS)]), sort_keys=False))
+    table = run_cli("plan", str(path), "--wide")
+    assert table.exit_code == 0, table.stderr
+    flat = " ".join(table.stdout.split())
+    said = "r3: a 3-year commitment of 2 instances (2 chips), $1.8k/month, $64.1k in all, ending month 36"
+    assert said in flat
+    data = json.loads(run_cli("plan", str(path), "--format", "json").stdout)
+    assert [c["obligation_usd"] for c in data["commitments"]] == [pytest.approx(64123.2)]

@@ -10,8 +10,8 @@ What each term means to a plan (``docs/planning-model.md``, *Terms*):
 * ``capacity-block``: a short reservation (AWS EC2 Capacity Blocks for ML) booked for a
   whole number of days, 1-14 in 1-day steps or 7-182 in 7-day steps, paid up front for the
   whole block, guaranteed (not reclaimable like spot) and with no lock beyond the block.
-  A training job on one pays for the block that covers its run (``block_hours``); serving
-  capacity books the plan's horizon (a monthly plan: each month).
+  A training job on one pays for the whole days that cover its run (``block_days``);
+  serving capacity books the plan's horizon (a monthly plan: each month).
 
 Pure: no I/O.
 """
@@ -32,20 +32,17 @@ LOCK_MONTHS = {"reserved-1y": 12, "reserved-3y": 36}
 BLOCK_TERM = "capacity-block"
 #: terms a plan signs for: reported in ``commitments``
 COMMITTED_TERMS = (*LOCK_MONTHS, BLOCK_TERM)
-#: blocks up to this many days are sold in 1-day steps; longer ones in 7-day steps
-BLOCK_DAY_STEP_UP_TO = 14
-BLOCK_MAX_DAYS = 182
 
 
 def block_days(run_hours: float) -> int:
-    """Days of the capacity block that covers a run of ``run_hours``.
+    """Whole days of capacity blocks that cover a run of ``run_hours`` (at least one).
 
-    1-14 days in 1-day steps, then 7-day steps (AWS EC2 Capacity Blocks,
-    docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-capacity-blocks.html, read 2026-12).
-    A run past 182 days books consecutive blocks: the same 7-day steps.
+    Blocks are sold for 1-14 days in 1-day steps and 7-182 days in 7-day steps (AWS EC2
+    Capacity Blocks, docs.aws.amazon.com/AWSEC2/latest/UserGuide/ec2-capacity-blocks.html,
+    read 2026-12), so consecutive blocks (a 7-day multiple plus a 1-6 day block) buy any
+    whole number of days: a 15-day run books 14 + 1, not 21.
     """
-    days = max(math.ceil(run_hours / 24 - 1e-9), 1)
-    return days if days <= BLOCK_DAY_STEP_UP_TO else 7 * math.ceil(days / 7)
+    return max(math.ceil(run_hours / 24 - 1e-9), 1)
 
 
 def book_blocks(cand: Candidates) -> Candidates:

@@ -59,7 +59,7 @@ def monthly_tables(plan: dict[str, Any]) -> RenderableType:
     if plan.get("schedule"):
         parts.append(Text("Schedule\n" + "\n".join(f"  {line}" for line in plan["schedule"])))
     if plan.get("commitments"):
-        c = Table(title="Reserved commitments", title_justify="left")
+        c = Table(title="Commitments (reserved terms; capacity blocks: one month each)", title_justify="left")
         for col in ("offer", "month", "instances", "term", "usd_after_horizon"):
             c.add_column(col)
         for row in plan["commitments"]:
