@@ -152,3 +152,11 @@ def _emit(text: str, out: Path | None) -> None:
     else:
         _write_atomic(out, text)
         _wrote(out)
+
+
+def _show(data: Any, fmt: str, table: Callable[[], Any], out: Path | None = None) -> None:
+    """``data`` as ``fmt`` (``table`` builds the table only when asked) to ``out`` or stdout.
+
+    The one call a command makes to print its result: ``_render`` then ``_emit``.
+    """
+    _emit(_render(data, fmt, table), out)

@@ -1,8 +1,11 @@
-"""``polyfleet perf`` and ``polyfleet perf calibrate``."""
+"""``polyfleet perf``: one model's estimate on one accelerator, or on every accelerator with $/Mtok.
+
+The subcommands live beside it: ``perf calibrate`` (``cli/perf_calibrate.py``) and
+``perf configs`` (``cli/perf_configs.py``); they register on ``perf_cmd``.
+"""
 
 from __future__ import annotations
 
-import datetime
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,19 +14,9 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._app import main
-from polyfleet.cli._common import (
-    FORMATS,
-    OutputPath,
-    _emit,
-    _handles_errors,
-    _render,
-    _write_atomic,
-    _write_atomic_with,
-    _wrote,
-)
+from polyfleet.cli._common import FORMATS, OutputPath, _handles_errors, _show, _write_atomic_with, _wrote
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf import inference_perf
-from polyfleet.perf.calibration import dump_yaml, fit, read_measurements
 from polyfleet.perf.configs import best_inference_perf
 from polyfleet.perf.defaults import SLO_PERCENTILE
 from polyfleet.report.tables import records_table
@@ -126,18 +119,15 @@ def _perf_compare(
         "term": term,
         "accelerators": rows,
     }
-    _emit(
-        _render(
-            data,
-            fmt,
-            lambda: records_table(
-                title,
-                [_compare_table_row(r) for r in rows],
-                [_COMPARE_HEADERS.get(c, c) for c in _COMPARE_COLUMNS],
-                drop_order=("reason", "vendor", "provider", "batch", "usd_per_chip_hour", "chips"),
-            ),
+    _show(
+        data,
+        fmt,
+        lambda: records_table(
+            title,
+            [_compare_table_row(r) for r in rows],
+            [_COMPARE_HEADERS.get(c, c) for c in _COMPARE_COLUMNS],
+            drop_order=("reason", "vendor", "provider", "batch", "usd_per_chip_hour", "chips"),
         ),
-        None,
     )
     if chart is not None and any(r["feasible"] for r in rows):  # a run that exits 1 writes no chart
         from polyfleet.report.charts import perf_chart
@@ -293,217 +283,14 @@ def perf_cmd(
         "configuration": perf.configuration,
         **perf.to_dict(),
     }
-    _emit(
-        _render(
-            data,
-            fmt,
-            lambda: records_table(
-                f"{model_name} on {accelerator_id}",
-                [{"field": k, "value": v} for k, v in data.items()],
-                ["field", "value"],
-            ),
+    _show(
+        data,
+        fmt,
+        lambda: records_table(
+            f"{model_name} on {accelerator_id}",
+            [{"field": k, "value": v} for k, v in data.items()],
+            ["field", "value"],
         ),
-        None,
     )
     if not perf.feasible:
-        sys.exit(1)
-
-
-@perf_cmd.command("calibrate")
-@click.argument("measurements", type=click.Path(dir_okay=False, path_type=Path))
-@click.option(
-    "--out",
-    type=OutputPath(),
-    default=Path("calibration.yaml"),
-    show_default=True,
-    help="calibration file to write (name it in a spec as `calibration: FILE`)",
-)
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-@_handles_errors
-def calibrate_cmd(measurements: Path, out: Path, fmt: str) -> None:
-    """Fit compute and memory efficiencies per accelerator from measured throughput points."""
-    cat = load_bundled()
-    points = read_measurements(measurements, cat)
-    cal = fit(points, cat, fitted_at=datetime.date.today().isoformat(), source=str(measurements))
-    _write_atomic(out, dump_yaml(cal))
-    data = cal.to_dict()
-    rows = [
-        {
-            "accelerator": acc,
-            "points": f.n_points,
-            "compute": f.efficiency.compute,
-            "memory": f.efficiency.memory,
-            "error_before_pct": f.error_before_pct,
-            "error_after_pct": f.error_after_pct,
-            "fitted": f.fitted,
-        }
-        for acc, f in sorted(cal.accelerators.items())
-    ]
-    _emit(
-        _render(
-            data,
-            fmt,
-            lambda: records_table(
-                f"calibration from {len(points)} points: median error {cal.error_before_pct:.1f}% -> "
-                f"{cal.error_after_pct:.1f}%",
-                rows,
-                list(rows[0]) if rows else ["accelerator"],
-            ),
-        ),
-        None,
-    )
-    _wrote(out)
-
-
-_CONFIG_COLUMNS = [
-    "configuration",
-    "chips_per_replica",
-    "tpot_ms",
-    "ttft_ms",
-    "output_tokens_per_s_per_chip",
-    "usd_per_mtok_out",
-    "limit",
-    "bound",
-]
-
-
-@perf_cmd.command("configs")
-@click.option("--model", "model_name", required=True, help="bundled model card name")
-@click.option("--accelerator", "accelerator_id", required=True, help="bundled accelerator id")
-@click.option("--input-tokens", type=click.IntRange(min=1), default=1000, show_default=True)
-@click.option("--output-tokens", type=click.IntRange(min=1), default=200, show_default=True)
-@click.option("--tpot-ms", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--ttft-ms", type=click.FloatRange(min=0, min_open=True), default=None)
-@click.option("--chips-per-node", type=click.IntRange(min=1), default=_SEARCH_CHIPS, show_default=True)
-@click.option("--dtype", "dtypes", type=click.Choice(_DTYPES), multiple=True, help="precisions to try")
-@click.option(
-    "--percentile",
-    type=click.FloatRange(min=0, max=100, min_open=True, max_open=True),
-    default=None,
-    help="meet the targets at this percentile under Poisson arrivals (default 99 with a target)",
-)
-@click.option("--batching", type=click.Choice(["serial", "chunked"]), default="serial", show_default=True)
-@click.option("--term", type=click.Choice(["on-demand", "spot"]), default="on-demand", show_default=True)
-@click.option(
-    "--chart",
-    type=OutputPath(),
-    default=None,
-    help="write a .png or .svg chart of the Pareto front",
-)
-@click.option("--all", "show_all", is_flag=True, help="list every evaluated configuration")
-@click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
-@_handles_errors
-def configs_cmd(
-    model_name: str,
-    accelerator_id: str,
-    input_tokens: int,
-    output_tokens: int,
-    tpot_ms: float | None,
-    ttft_ms: float | None,
-    chips_per_node: int,
-    dtypes: tuple[str, ...],
-    percentile: float | None,
-    batching: str,
-    term: str,
-    chart: Path | None,
-    show_all: bool,
-    fmt: str,
-) -> None:
-    """Serving configurations on the throughput-per-dollar vs latency Pareto front.
-
-    Searches tensor/pipeline/expert parallelism within --chips-per-node chips, the
-    precisions given (default: the card's) and batches up to the SLO-limited one, and
-    lists the configurations no other beats on both tokens per dollar and TPOT.  The
-    price is the cheapest --term offer of the accelerator whose instance holds the
-    replica (tokens/s per chip when the chip has no such offer).  Exit 1 when no
-    configuration meets the SLO.
-    """
-    from polyfleet.perf.configs import pareto_front, search_configs
-
-    if chart is not None and chart.suffix.lower() not in _CHART_SUFFIXES:
-        raise SpecError(f"chart file must end in .png or .svg, got {chart.name!r}", file="--chart")
-    cat = load_bundled()
-    if model_name not in cat.models:
-        raise SpecError(f"unknown model {model_name!r}{did_you_mean(model_name, cat.models)}", file="--model")
-    if accelerator_id not in cat.accelerators:
-        raise SpecError(
-            f"unknown accelerator {accelerator_id!r}{did_you_mean(accelerator_id, cat.accelerators)}",
-            file="--accelerator",
-        )
-    targets = tpot_ms is not None or ttft_ms is not None
-    pct = percentile / 100 if percentile is not None else (SLO_PERCENTILE if targets else None)
-    configs = search_configs(
-        cat.models[model_name], cat.accelerators[accelerator_id], input_tokens=input_tokens,
-        output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms, percentile=pct,
-        chips_per_node=chips_per_node, dtypes=list(dtypes) or None, batching=batching, batches=True,
-    )  # fmt: skip
-    offers = sorted(
-        (o for o in cat.offers.values() if o.accelerator == accelerator_id and o.term == term),
-        key=lambda o: (o.usd_per_chip_hour, o.id),
-    )
-
-    def row(c: Any) -> dict[str, Any]:
-        out = c.to_dict()
-        offer = next((o for o in offers if o.chips_per_instance >= c.perf.chips_per_replica), None)
-        rate = c.perf.output_tokens_per_s_per_chip
-        out["offer"] = offer.id if offer else None
-        priced = offer is not None and rate > 0
-        out["usd_per_mtok_out"] = offer.usd_per_chip_hour / (rate * 3600) * 1e6 if priced else None
-        out["tokens_per_usd"] = rate * 3600 / offer.usd_per_chip_hour if priced else None
-        return out
-
-    def per_usd(c: Any) -> float:
-        offer = next((o for o in offers if o.chips_per_instance >= c.perf.chips_per_replica), None)
-        return c.perf.output_tokens_per_s_per_chip / offer.usd_per_chip_hour if offer else 0.0
-
-    front = [row(c) for c in pareto_front(configs, per_usd if offers else None)]
-    every = [row(c) for c in configs if c.perf.feasible]
-    slo = ", ".join(
-        p
-        for p in (
-            f"{input_tokens} in / {output_tokens} out",
-            f"tpot <= {tpot_ms:g} ms" if tpot_ms is not None else "",
-            f"ttft <= {ttft_ms:g} ms" if ttft_ms is not None else "",
-            f"p{pct * 100:g}" if pct is not None else "full batch",
-        )
-        if p
-    )
-    title = f"{model_name} on {accelerator_id}: Pareto configurations ({slo})"
-    shown = every if show_all else front
-    data = {"model": model_name, "accelerator": accelerator_id, "percentile": pct, "pareto": front}
-    if show_all:
-        data["configurations"] = every
-
-    def cells(r: dict[str, Any]) -> dict[str, Any]:
-        out = {k: r.get(k) for k in _CONFIG_COLUMNS}
-        for k, f in (("tpot_ms", ".1f"), ("ttft_ms", ".0f"), ("output_tokens_per_s_per_chip", ",.1f")):
-            out[k] = format(r[k], f)
-        out["usd_per_mtok_out"] = None if r["usd_per_mtok_out"] is None else f"{r['usd_per_mtok_out']:.3f}"
-        return out
-
-    headers = {
-        "chips_per_replica": "chips",
-        "output_tokens_per_s_per_chip": "tok/s/chip",
-        "usd_per_mtok_out": "$/Mtok",
-    }
-    _emit(
-        _render(
-            data,
-            fmt,
-            lambda: records_table(
-                title,
-                [{headers.get(k, k): v for k, v in cells(r).items()} for r in shown],
-                [headers.get(c, c) for c in _CONFIG_COLUMNS],
-            ),
-        ),
-        None,
-    )
-    if chart is not None:
-        from polyfleet.report.configs_chart import configs_chart
-
-        _write_chart_atomic(chart, configs_chart(every, front, title))
-        _wrote(chart)
-    if not front:
-        reasons = {c.perf.reason.split(":")[0] for c in configs}
-        click.echo(f"polyfleet: no configuration meets the SLO ({', '.join(sorted(reasons))})", err=True)
         sys.exit(1)

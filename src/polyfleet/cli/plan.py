@@ -10,16 +10,7 @@ from typing import Any
 import click
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import (
-    FORMATS,
-    OutputPath,
-    _emit,
-    _handles_errors,
-    _render,
-    _write_atomic,
-    _wrote,
-    working,
-)
+from polyfleet.cli._common import FORMATS, OutputPath, _handles_errors, _show, _write_atomic, _wrote, working
 from polyfleet.gateway.routes import routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
@@ -82,7 +73,7 @@ def plan_cmd(
     routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     # an infeasible run (or one with no plan in the time limit) never touches --out
-    _emit(_render(data, fmt, lambda: catalog_notes(tables(data))), out if result.feasible else None)
+    _show(data, fmt, lambda: catalog_notes(tables(data)), out if result.feasible else None)
     if routes_out is not None and routes_text is not None:
         _write_atomic(routes_out, routes_text)
         _wrote(routes_out)
