@@ -25,7 +25,7 @@ import numpy as np
 HOURS_PER_MONTH = 730.0
 #: terms whose price moves in a scenario; reserved and per-token prices are contracted, and a
 #: capacity block's price is paid up front for the whole block: it cannot move within the block
-#: (nor can the block be reclaimed like spot: it keeps serving unless its provider is lost)
+#: (its capacity, like any bought capacity, is lost only to its provider's outages and shocks)
 MOVING_TERMS = ("on-demand", "spot")
 
 
