@@ -374,3 +374,35 @@ def test_attention_flops_add_to_decode_and_prefill_compute() -> None:
     assert attn.tpot_ms - bare.tpot_ms == pytest.approx(0.00704, rel=1e-6)
     # prefill: 1,000 prompt tokens x 32,000 x their mean context 500 / 5e13 = 0.32 ms
     assert attn.ttft_ms - bare.ttft_ms == pytest.approx(0.32, rel=1e-6)
+
+
+def test_chunked_tpot_tail_counts_the_extra_prompts_at_the_percentile() -> None:
+    # flat step T = 20 ms, n = 100 tokens, a prompt is 0.5 s of work: requests decoding N,
+    # load lam = N/(n*T) = N/2 per s, prompts arriving during one request K_mean = lam*n*T = N.
+    # TPOT_p = T + (K_p99 - N) * 0.5/100 <= 50 ms  ->  K_p99 - N <= 6.  K_p99 = 10 holds up to
+    # the N where P(Poisson(N) <= 10) = 0.99 (4.7712); past it K_p99 = 11 and 11 - N > 6.
+    def cdf10(mean: float) -> float:
+        return sum(math.exp(-mean) * mean**k / math.factorial(k) for k in range(11))
+
+    lo, hi = 4.0, 5.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf10(mid) >= 0.99 else (lo, mid)
+    kw = {"chunked": True, "chunks": 1, "kv_room_bytes": 1000.0, "kv_bytes_per_request": 1.0}
+    kw |= {"stages": 1, "chips": 1, "output_tokens": 100, "input_tokens": 100}
+    r = Replica(tpot_s=lambda b: 0.02, prefill_s=0.5, **kw)
+    perf = planned_load(r, percentile=0.99, tpot_ms=50, ttft_ms=None, tags={})
+    n_flight = perf.replica_requests_per_s * 100 * 0.02
+    assert perf.limit == "slo: tpot" and perf.max_batch == 10
+    assert n_flight == pytest.approx(lo, rel=1e-6)  # 4.7712
+    assert perf.tpot_ms == pytest.approx(20 + (10 - lo) * 5, rel=1e-6)  # 46.14 ms
+    assert perf.tpot_mean_ms == pytest.approx(20)
+    # prompts that cost nothing leave no tail: the memory binds (1,000 requests)
+    free = planned_load(
+        Replica(tpot_s=lambda b: 0.02, prefill_s=0.0, **kw),
+        percentile=0.99,
+        tpot_ms=50,
+        ttft_ms=None,
+        tags={},
+    )
+    assert free.limit == "capacity" and free.tpot_ms == pytest.approx(20)

@@ -31,10 +31,13 @@ context for every slot): each request holds its mean live KV, ``((1-h)*input + n
 
 TPOT at the percentile, a request's mean time per output token.  Serial: the number of
 prompts that arrive during its ``n`` tokens is Poisson with mean ``lam*n*T_wall``; at the
-percentile ``K`` of them each stall it for ``pre/p``::
+percentile ``K`` of them each stall it for ``pre/p``.  Chunked: ``T`` already carries the
+mean number of prompts, ``K_mean = lam*n*T(N/p)``; at the percentile the ``K - K_mean``
+extra prompts' work rides in the request's steps (a 9,400-token prompt is seconds of
+work: ignoring its variance made long-prompt TPOT tails look free)::
 
-    TPOT_p = T(B/p) + K*(pre/p)/n          mean: T_wall
-    chunked: TPOT_p = T(B/p)               mean: T(N/p)
+    TPOT_p = T(B/p) + K*(pre/p)/n                        mean: T_wall
+    chunked: TPOT_p = T(B/p) + (K - K_mean)*(pre/p)/n    mean: T(N/p)
 
 TTFT at the percentile: the prompt waits for the prefill lane (M/M/1 waiting time with
 service ``S`` and utilisation ``u``, ``P(W > w) = u*exp(-(1-u)*w/S)``, conservative for
@@ -165,7 +168,11 @@ def _state(
     t_tail = r.tpot_s(micro(batch))
     if r.chunked:
         u = lam * max(r.input_tokens, 1) * t_tail / defaults.CHUNK_TOKENS
-        tpot_p, tpot_mean = t_tail, t_mean
+        # T carries the mean prompt share; at the percentile more prompts arrive during a
+        # request's n tokens than on average, each adding its prompt work to the steps
+        k_mean = lam * n * t_mean
+        excess = max(0, poisson_quantile(k_mean, percentile) - k_mean)
+        tpot_p, tpot_mean = t_tail + excess * pre_slot / n, t_mean
         service = run = r.chunks * t_tail
         run_mean = r.chunks * t_mean
     else:
