@@ -21,6 +21,7 @@ from polyfleet.catalog.io import load_bundled
 from polyfleet.errors import SpecError
 from polyfleet.perf import configs, inference_perf
 from polyfleet.perf.configs import ConfigSearch, reference_best_inference_perf
+from polyfleet.perf.inference import inference_at, prepare_inference
 from polyfleet.plan import build_candidates
 
 EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
@@ -121,3 +122,26 @@ def test_a_small_demand_skips_the_larger_layouts() -> None:
     search.best(4, False, 0.1)
     assert len(search._memo) == 4
     assert search.perf(0, 2, 1, 1) == inference_perf(card, acc, tensor_parallel=2, pipeline_stages=1, **kw)
+
+
+def test_prepared_estimate_equals_inference_perf_with_the_layout_forced() -> None:
+    cat = load_bundled()
+    kw = {"input_tokens": 2000, "output_tokens": 400, "tpot_ms": 60, "ttft_ms": 3000, "percentile": 0.99}
+    for model in ("llama-3.1-70b", "mixtral-8x7b"):
+        card = cat.models[model]
+        for acc_id in ("nvidia-h100-sxm", "amd-mi300x", "nvidia-l4"):
+            acc = cat.accelerators[acc_id]
+            prepared = prepare_inference(card, acc, **kw)
+            for t, p, ep in ((1, 1, 1), (2, 1, 2), (4, 2, 1), (8, 1, 8)):
+                want = inference_perf(
+                    card, acc, tensor_parallel=t, pipeline_stages=p, expert_parallel=ep, **kw
+                )
+                assert inference_at(prepared, t, p, ep) == want, (model, acc_id, t, p, ep)
+    # a chip without the precision: the same "spec:" answer for every layout
+    maia = cat.accelerators["microsoft-maia-200"]  # publishes FP8/FP4 peaks only
+    spec = prepare_inference(cat.models["llama-3.1-8b"], maia, **kw)
+    assert inference_at(spec, 2) == inference_perf(cat.models["llama-3.1-8b"], maia, tensor_parallel=2, **kw)
+    assert not inference_at(spec, 2).feasible and inference_at(spec, 2).reason.startswith("spec:")
+    # arguments no workload can have raise as inference_perf does
+    with pytest.raises(ValueError, match="tpot_ms must be > 0"):
+        prepare_inference(card, acc, input_tokens=10, output_tokens=10, tpot_ms=0)

@@ -40,7 +40,7 @@ from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL, MIN_BATCH
-from polyfleet.perf.inference import inference_perf
+from polyfleet.perf.inference import Prepared, inference_at, inference_perf, prepare_inference
 from polyfleet.perf.moe import moe_split
 from polyfleet.perf.precision import DEFAULT_ACTIVATION, PrecisionError, compute_peak
 from polyfleet.perf.result import InferencePerf
@@ -227,7 +227,10 @@ class ConfigSearch:
 
     - each (precision, ``t``, ``p``, ``e``) estimate is computed once and shared by every
       ``chips_per_node`` (``inference_perf`` does not depend on it once the layout is
-      fixed; the instance size only bounds which layouts are searched);
+      fixed; the instance size only bounds which layouts are searched), and what no
+      layout changes is derived once per precision (``prepare_inference``, then
+      ``inference_at`` per layout: the same result as ``inference_perf`` with that
+      layout forced);
     - with a demand, a layout of ``t*p`` chips is skipped once a configuration already
       serves the demand on fewer than ``t*p`` chips: it needs at least one replica, so at
       least ``t*p`` chips, and ``best_config`` ranks by chips first.  Skipped
@@ -255,21 +258,17 @@ class ConfigSearch:
         self.moe = moe_split(card) is not None
         self.kwargs = {"input_tokens": input_tokens, "output_tokens": output_tokens, **kwargs}
         self._memo: dict[tuple[int, int, int, int], InferencePerf] = {}
+        self._prepared: dict[int, Prepared | InferencePerf] = {}
 
     def perf(self, i: int, t: int, p: int, ep: int) -> InferencePerf:
         """``inference_perf`` of precision ``self.cards[i]`` on TP ``t`` x PP ``p`` x EP ``ep`` (memoised)."""
         key = (i, t, p, ep)
         found = self._memo.get(key)
         if found is None:
-            found = inference_perf(
-                self.cards[i],
-                self.acc,
-                tensor_parallel=t,
-                pipeline_stages=p,
-                expert_parallel=ep,
-                **self.kwargs,
-            )
-            self._memo[key] = found
+            prepared = self._prepared.get(i)
+            if prepared is None:  # checks and derives what no layout changes, once
+                prepared = self._prepared[i] = prepare_inference(self.cards[i], self.acc, **self.kwargs)
+            found = self._memo[key] = inference_at(prepared, t, p, ep)
         return found
 
     def configs(

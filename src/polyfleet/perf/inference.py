@@ -32,7 +32,8 @@ experts, the shared parameters plus the experts ``b`` tokens route to
 (``polyfleet.perf.moe``, with the formulas).  Compute still counts the active parameters
 only (``2*A`` FLOP per token) and memory capacity still holds all of ``W``.
 
-The model in four steps, one module each:
+The model in steps, one module each (``polyfleet.perf.prepared`` first checks the
+arguments and derives what no layout changes: precision, peak, efficiencies, memory):
 
 1. ``polyfleet.perf.layout``: chips per replica, ``t`` tensor-parallel x ``p`` pipeline
    stages, the fewest whose memory holds the weights and the KV of ``min_batch``
@@ -69,16 +70,14 @@ from __future__ import annotations
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator, ModelCard
-from polyfleet.perf import defaults
-from polyfleet.perf.attention import attention_rate_scale
 from polyfleet.perf.defaults import BATCHING, HBM_UTILISATION, INTERNODE_GBPS
-from polyfleet.perf.layout import Memory, forced_layout, smallest_layout
+from polyfleet.perf.layout import forced_layout, smallest_layout
 from polyfleet.perf.layout import mesh_share as _mesh_share  # noqa: F401  (old private name)
 from polyfleet.perf.layout import pow2_floor as _pow2_floor  # noqa: F401  (old private name)
 from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
 from polyfleet.perf.precision import PrecisionError, compute_peak
+from polyfleet.perf.prepared import Prepared, _check_arguments, _prepare, prepare_inference
 from polyfleet.perf.result import InferencePerf
-from polyfleet.perf.result import infeasible as _infeasible
 from polyfleet.perf.roofline import build_roofline
 from polyfleet.perf.sizing import floor_eps as _floor  # noqa: F401  (old private name)
 from polyfleet.perf.sizing import idealised_perf, percentile_perf
@@ -86,82 +85,80 @@ from polyfleet.perf.sizing import idealised_perf, percentile_perf
 __all__ = [
     "InferencePerf",
     "PrecisionError",
+    "Prepared",
     "compute_peak",
     "expert_imbalance",
+    "inference_at",
     "inference_perf",
     "moe_split",
+    "prepare_inference",
     "weight_bytes_read",
 ]
 
 
-def _check_arguments(
-    *,
-    input_tokens: int,
-    output_tokens: int,
-    tpot_ms: float | None,
-    ttft_ms: float | None,
-    positive: dict[str, int | None],
-    min_batch: int,
-    expert_parallel: int,
-    internode_gbps: float,
-    batching: str,
-    percentile: float | None,
-    prefix_cache_hit: float,
-) -> None:
-    """Raise ``ValueError`` for an argument no workload can have (why: a caller's bug, not data)."""
-    if input_tokens < 0 or output_tokens < 1:
-        raise ValueError("need input_tokens >= 0 and output_tokens >= 1")
-    if tpot_ms is not None and tpot_ms <= 0:
-        raise ValueError("tpot_ms must be > 0")
-    if ttft_ms is not None and ttft_ms <= 0:
-        raise ValueError("ttft_ms must be > 0")
-    for name, value in positive.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{name} must be >= 1")
-    if min_batch < 1 or expert_parallel < 1:
-        raise ValueError("min_batch and expert_parallel must be >= 1")
-    if internode_gbps <= 0:
-        raise ValueError("internode_gbps must be > 0")
-    if batching not in ("serial", "chunked"):
-        raise ValueError('batching must be "serial" or "chunked"')
-    if percentile is not None and not 0 < percentile < 1:
-        raise ValueError("percentile must be in (0, 1)")
-    if not 0 <= prefix_cache_hit < 1:
-        raise ValueError("prefix_cache_hit must be in [0, 1)")
+def _evaluate(prep: Prepared, t: int, p: int, expert_parallel: int, tags: dict[str, Any]) -> InferencePerf:
+    """The estimate on ``t`` chips x ``p`` stages (a layout that holds the weights): roofline,
+    then the batch (idealised) or the load (at the percentile)."""
+    chips = t * p
+    tags.update(tensor_parallel=t, pipeline_stages=p, expert_parallel=expert_parallel if prep.moe else 1)
+    memory = prep.memory
+    roof = build_roofline(
+        prep.card,
+        prep.acc,
+        t=t,
+        p=p,
+        peak_flops=prep.peak_flops,
+        memory_efficiency=prep.memory_efficiency,
+        compute_efficiency=prep.compute_efficiency,
+        input_tokens=prep.input_tokens,
+        output_tokens=prep.output_tokens,
+        live_in=prep.live_in,
+        batching=prep.batching,
+        internode_gbps=prep.internode_gbps,
+        step_overhead_s_per_layer=prep.per_layer_s,
+        step_overhead_s=prep.per_step_s,
+        expert_parallel=expert_parallel,
+        attention_scale=prep.attention_scale,
+    )
+    kv_room = chips * memory.usable - memory.weights - memory.shared_kv
+    if prep.percentile is not None:
+        return percentile_perf(
+            roof,
+            chips=chips,
+            kv_room=kv_room,
+            output_tokens=prep.output_tokens,
+            max_batch=prep.max_batch,
+            percentile=prep.percentile,
+            tpot_ms=prep.tpot_ms,
+            ttft_ms=prep.ttft_ms,
+            tags=tags,
+        )
+    return idealised_perf(
+        roof,
+        chips=chips,
+        kv_room=kv_room,
+        ctx_full=memory.ctx_full,
+        output_tokens=prep.output_tokens,
+        tpot_ms=prep.tpot_ms,
+        ttft_ms=prep.ttft_ms,
+        max_batch=prep.max_batch,
+        batch=prep.batch,
+        tags=tags,
+    )
 
 
-def _overheads(acc: Accelerator, per_layer_s: float | None, per_step_s: float | None) -> tuple[float, float]:
-    """Per-layer and per-step fixed costs: the caller's, else the stack's defaults."""
-    if per_layer_s is None:
-        per_layer_s = defaults.STEP_OVERHEAD_S_PER_LAYER.get(acc.stack, 0.0)
-    if per_step_s is None:
-        per_step_s = defaults.STEP_OVERHEAD_S_PER_STEP.get(acc.stack, 0.0)
-    if per_layer_s < 0 or per_step_s < 0:
-        raise ValueError("step_overhead_s_per_layer and step_overhead_s must be >= 0")
-    return per_layer_s, per_step_s
-
-
-def _efficiencies(
-    acc: Accelerator,
-    compute_efficiency: float | None,
-    memory_efficiency: float | None,
-    hbm_utilisation: float,
-) -> tuple[float, float, bool]:
-    """(compute, memory) efficiency: the caller's, else the chip's defaults; and whether the
-    compute one is a default (only defaults get the precision scale: a caller's value,
-    e.g. a calibration, already is the precision's)."""
-    default_eff = defaults.efficiency_for(acc.id)
-    scale_compute = compute_efficiency is None
-    compute_efficiency = default_eff[0] if compute_efficiency is None else compute_efficiency
-    memory_efficiency = default_eff[1] if memory_efficiency is None else memory_efficiency
-    for name, value in (
-        ("hbm_utilisation", hbm_utilisation),
-        ("memory_efficiency", memory_efficiency),
-        ("compute_efficiency", compute_efficiency),
-    ):
-        if not 0 < value <= 1:
-            raise ValueError(f"{name} must be in (0, 1]")
-    return compute_efficiency, memory_efficiency, scale_compute
+def inference_at(
+    prep: Prepared | InferencePerf, t: int, p: int = 1, expert_parallel: int = 1
+) -> InferencePerf:
+    """The estimate on the forced layout TP ``t`` x PP ``p`` (x EP ``expert_parallel``) of a
+    ``prepare_inference`` result (``t, p, expert_parallel >= 1``)."""
+    if isinstance(prep, InferencePerf):
+        return prep
+    tags = prep.tags()
+    layout = forced_layout(prep.memory, t, p, tags)
+    if isinstance(layout, InferencePerf):
+        return layout
+    return _evaluate(prep, t, p, expert_parallel, tags)
 
 
 def inference_perf(
@@ -223,89 +220,35 @@ def inference_perf(
         percentile=percentile,
         prefix_cache_hit=prefix_cache_hit,
     )
-    per_layer_s, per_step_s = _overheads(acc, step_overhead_s_per_layer, step_overhead_s)
-    compute_efficiency, memory_efficiency, scale_compute = _efficiencies(
-        acc, compute_efficiency, memory_efficiency, hbm_utilisation
-    )
-
-    kv = card.kv_bytes_per_token
-    if kv is None:
-        return _infeasible("spec: model card lacks layers/kv_heads/head_dim")
-    try:
-        peak_info = compute_peak(acc, card.dtype, activation_dtype)
-    except PrecisionError as exc:
-        return _infeasible(f"spec: {exc}")
-    if batch is not None:
-        percentile = None  # a fixed batch is the idealised estimate, no queueing
-    tags: dict[str, Any] = {
-        "dtype": peak_info.dtype,
-        "precision_note": peak_info.note,
-        "percentile": percentile,
-    }
-    if scale_compute:
-        compute_efficiency *= defaults.PRECISION_COMPUTE_SCALE.get(peak_info.dtype, 1.0)
-
-    live_in = input_tokens * (1 - prefix_cache_hit)  # per-request prompt KV (prefix stored once)
-    memory = Memory(
-        usable=acc.hbm_gb * 1e9 * hbm_utilisation,
-        weights=card.weight_bytes,
-        shared_kv=input_tokens * prefix_cache_hit * kv,
-        ctx_full=live_in + output_tokens,
-        kv=kv,
-    )
-    if tensor_parallel is not None:
-        layout = forced_layout(memory, tensor_parallel, pipeline_stages, tags)
-    else:
-        layout = smallest_layout(
-            memory, min_batch=min_batch, max_chips=max_chips, chips_per_node=chips_per_node, tags=tags
-        )
-    if isinstance(layout, InferencePerf):
-        return layout
-    t, p = layout
-    chips = t * p
-    moe = moe_split(card) is not None
-    tags.update(tensor_parallel=t, pipeline_stages=p, expert_parallel=expert_parallel if moe else 1)
-
-    roof = build_roofline(
+    prep = _prepare(
         card,
         acc,
-        t=t,
-        p=p,
-        peak_flops=peak_info.tflops * 1e12 * defaults.clock_derate(acc.id),
-        memory_efficiency=memory_efficiency,
-        compute_efficiency=compute_efficiency,
         input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        live_in=live_in,
-        batching=batching,
-        internode_gbps=internode_gbps,
-        step_overhead_s_per_layer=per_layer_s,
-        step_overhead_s=per_step_s,
-        expert_parallel=expert_parallel,
-        attention_scale=attention_rate_scale(acc, card, peak_info.dtype),
-    )
-    kv_room = chips * memory.usable - memory.weights - memory.shared_kv
-    if percentile is not None:
-        return percentile_perf(
-            roof,
-            chips=chips,
-            kv_room=kv_room,
-            output_tokens=output_tokens,
-            max_batch=max_batch,
-            percentile=percentile,
-            tpot_ms=tpot_ms,
-            ttft_ms=ttft_ms,
-            tags=tags,
-        )
-    return idealised_perf(
-        roof,
-        chips=chips,
-        kv_room=kv_room,
-        ctx_full=memory.ctx_full,
         output_tokens=output_tokens,
         tpot_ms=tpot_ms,
         ttft_ms=ttft_ms,
         max_batch=max_batch,
+        hbm_utilisation=hbm_utilisation,
+        memory_efficiency=memory_efficiency,
+        compute_efficiency=compute_efficiency,
+        internode_gbps=internode_gbps,
+        batching=batching,
+        step_overhead_s_per_layer=step_overhead_s_per_layer,
+        step_overhead_s=step_overhead_s,
+        activation_dtype=activation_dtype,
         batch=batch,
-        tags=tags,
+        percentile=percentile,
+        prefix_cache_hit=prefix_cache_hit,
     )
+    if isinstance(prep, InferencePerf):
+        return prep
+    tags = prep.tags()
+    if tensor_parallel is not None:
+        layout = forced_layout(prep.memory, tensor_parallel, pipeline_stages, tags)
+    else:
+        layout = smallest_layout(
+            prep.memory, min_batch=min_batch, max_chips=max_chips, chips_per_node=chips_per_node, tags=tags
+        )
+    if isinstance(layout, InferencePerf):
+        return layout
+    return _evaluate(prep, *layout, expert_parallel, tags)

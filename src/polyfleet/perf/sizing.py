@@ -62,6 +62,19 @@ def largest_true(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
     return lo
 
 
+def _memoised(fn: Callable[[float], float]) -> Callable[[float], float]:
+    """``fn`` with its results kept per argument (a pure function of one number)."""
+    seen: dict[float, float] = {}
+
+    def cached(b: float) -> float:
+        value = seen.get(b)
+        if value is None:
+            value = seen[b] = fn(b)
+        return value
+
+    return cached
+
+
 def percentile_perf(
     roof: Roofline,
     *,
@@ -82,8 +95,11 @@ def percentile_perf(
     from polyfleet.perf.serving import Replica, planned_load
 
     p = roof.stages
+    tpot: Callable[[float], float] = roof.tpot
+    if roof.moe:  # MoE steps cost ~4x a dense one; the queueing model asks the same batch often
+        tpot = _memoised(roof.tpot)
     replica = Replica(
-        tpot_s=roof.tpot,
+        tpot_s=tpot,
         prefill_s=roof.prefill_s + p * roof.xfer(roof.input_tokens),
         chunked=roof.chunked,
         chunks=roof.chunks,
