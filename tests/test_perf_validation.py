@@ -94,3 +94,27 @@ def test_mlperf_scenarios_are_predicted_in_order_and_within_the_documented_figur
     assert worst.benchmark == "deepseek-r1"  # the documented open case
     over = {(r.benchmark, r.accelerator, r.scenario) for r in rows if abs(r.error) > 0.5}
     assert len(over) <= 9 and sum(b == "deepseek-r1" for b, _, _ in over) >= 5
+
+
+def test_mlperf_import_maps_accelerators_and_picks_the_best_system_per_chip() -> None:
+    imp = load_bench("mlperf_import")
+    assert imp.accelerator_id("NVIDIA H200-SXM-141GB") == "nvidia-h200"
+    assert imp.accelerator_id("NVIDIA GB200") == "nvidia-gb200"
+    assert imp.accelerator_id("NVIDIA B200-SXM-180GB") == "nvidia-b200"
+    assert imp.accelerator_id("AMD Instinct MI325X 256GB HBM3e") == "amd-mi325x"
+    for left_out in ("NVIDIA H200-NVL-141GB", "NVIDIA GH200 Grace Hopper Superchip 144GB", "NVIDIA A100"):
+        assert imp.accelerator_id(left_out) is None
+
+    def row(system: str, scenario: str, chips: int, tps: float) -> dict:
+        base = {"round": "v5.1", "benchmark": "llama2-70b-99", "accelerator": "nvidia-h200", "submitter": "S"}
+        return {**base, "system": system, "scenario": scenario, "chips": chips, "tokens_per_s": tps}
+
+    rows = [
+        row("a", "Offline", 8, 32_000),  # 4,000 per chip
+        row("a", "Server", 8, 30_000),
+        row("b", "Offline", 4, 17_000),  # 4,250 per chip: the best Offline system
+        row("b", "Server", 4, 15_000),
+        row("a", "Interactive", 8, 20_000),  # b submitted none: the best per chip that did
+    ]
+    picked = [(r["system"], r["scenario"]) for r in imp.select(rows)]
+    assert picked == [("b", "Offline"), ("b", "Server"), ("a", "Interactive")]

@@ -1,0 +1,210 @@
+"""Rebuild ``examples/published_mlperf.csv`` from local clones of MLCommons' results repositories.
+
+Run from the repository root (nothing downloads; clone the repositories first)::
+
+    git clone https://github.com/mlcommons/inference_results_v4.1
+    git clone https://github.com/mlcommons/inference_results_v5.1
+    .venv/bin/python bench/mlperf_import.py --v41 inference_results_v4.1 \\
+        --v51 inference_results_v5.1 --out examples/published_mlperf.csv
+
+Rows: closed division, datacenter suite, LLM benchmarks (Llama 2 70B at the 99% accuracy
+target, Llama 3.1 8B and 405B, Mixtral 8x7B, DeepSeek-R1), systems "available" or
+"preview", accelerators the catalog has (H200 NVL, GH200 and mixed-GPU systems are left
+out).  v5.1 comes from ``summary_results.json`` (its ``a#`` is per node, so chips =
+``a# x Nodes``); v4.1 from each system's ``mlperf_log_summary.txt`` (VALID runs only),
+``systems/*.json`` and ``measurements/*.json``.  v4.1 TensorRT-LLM rows state ``fp16``
+weights with "quantization": the submission code quantises to FP8 weights and KV
+(``closed/NVIDIA/code/llama2-70b/tensorrt/README.md``), so they are written as fp8.
+
+Selection: for each (round, benchmark, accelerator) the system with the most Offline
+tokens/s per chip, with that system's Server and Interactive results, or the
+best-per-chip system's for a scenario it did not submit.  Latency targets are loadgen's
+(``LOADGEN_P99_MS``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09"}
+"""Publication date of each round."""
+
+BENCHMARKS = {
+    "llama2-70b-99": "llama-2-70b",
+    "llama3.1-8b": "llama-3.1-8b",
+    "llama3.1-405b": "llama-3.1-405b",
+    "mixtral-8x7b": "mixtral-8x7b",
+    "deepseek-r1": "deepseek-r1",
+}
+"""MLPerf benchmark name -> polyfleet model card."""
+
+LOADGEN_P99_MS = {
+    ("llama2-70b-99", "Server"): (2000, 200),
+    ("llama2-70b-99", "Interactive"): (450, 40),
+    ("mixtral-8x7b", "Server"): (2000, 200),
+    ("llama3.1-405b", "Server"): (6000, 175),
+    ("llama3.1-405b", "Interactive"): (4500, 80),
+    ("llama3.1-8b", "Server"): (2000, 100),
+    ("llama3.1-8b", "Interactive"): (500, 30),
+    ("deepseek-r1", "Server"): (2000, 80),
+    ("deepseek-r1", "Interactive"): (1500, 15),
+}
+"""(TTFT, TPOT) p99 targets: mlcommons/inference loadgen/mlperf.conf @ b66003e1, the same
+in inference_policies inference_rules.adoc @ ac93e89."""
+
+ACCELERATORS = [
+    (r"H100-SXM|H100 SXM|H100_SXM", "nvidia-h100-sxm"),
+    (r"H100-NVL|H100 NVL", "nvidia-h100-nvl"),
+    (r"H200-NVL|GH200|^Virtualized|MI300X.*MI325X|MI325X.*MI300X", None),
+    (r"H200", "nvidia-h200"),
+    (r"GB200", "nvidia-gb200"),
+    (r"GB300", "nvidia-gb300"),
+    (r"B200", "nvidia-b200"),
+    (r"B300", "nvidia-b300"),
+    (r"MI300X", "amd-mi300x"),
+    (r"MI325X", "amd-mi325x"),
+    (r"MI355X", "amd-mi355x"),
+    (r"L40S", "nvidia-l40s"),
+    (r"Gaudi ?3|HL-325", "intel-gaudi3"),
+    (r"Gaudi ?2|HL-225", "intel-gaudi2"),
+    (r"TPU ?v6e|Trillium", "google-tpu-v6e"),
+]
+"""Accelerator name pattern -> catalog id, first match wins (None: left out)."""
+
+_SUMMARY = re.compile(
+    r"closed/([^/]+)/results/([^/]+)/([^/]+)/(Offline|Server|Interactive)/performance/run_1/mlperf_log_summary.txt"
+)
+
+
+def accelerator_id(name: str) -> str | None:
+    """Catalog id of an MLPerf accelerator name (None: not in the catalog or left out)."""
+    for pattern, acc in ACCELERATORS:
+        if re.search(pattern, name, re.I):
+            return acc
+    return None
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True).stdout
+
+
+def rows_v51(repo: Path) -> list[dict[str, Any]]:
+    """Results of ``summary_results.json``."""
+    out = []
+    for r in json.loads(_git(repo, "show", "HEAD:summary_results.json")):
+        acc = accelerator_id(r["Accelerator"])
+        if (r["Category"], r["Suite"]) != ("closed", "datacenter") or r["Model"] not in BENCHMARKS:
+            continue
+        if (
+            r["Performance_Units"] != "Tokens/s"
+            or r.get("Availability") not in ("available", "preview")
+            or not acc
+        ):
+            continue
+        out.append(
+            {"round": "v5.1", "benchmark": r["Model"], "scenario": r["Scenario"], "submitter": r["Submitter"],
+             "system": r["Platform"], "accelerator_name": r["Accelerator"], "accelerator": acc,
+             "chips": int(r["a#"]) * int(r["Nodes"]), "nodes": int(r["Nodes"]),
+             "dtype": r["weight_data_types"], "tokens_per_s": float(r["Performance_Result"]),
+             "location": r["Location"]}
+        )  # fmt: skip
+    return out
+
+
+def rows_v41(repo: Path) -> list[dict[str, Any]]:
+    """Results of the per-system logs (VALID runs of available systems)."""
+    out = []
+    for path in _git(repo, "ls-tree", "-r", "--name-only", "HEAD", "closed").splitlines():
+        m = _SUMMARY.match(path)
+        if not m or m.group(3) not in BENCHMARKS:
+            continue
+        sub, system, bench, scenario = m.groups()
+        log = _git(repo, "show", f"HEAD:{path}")
+        rate = re.search(r"(?:Completed tokens per second|Tokens per second)\s*:\s*([\d.]+)", log)
+        spec = json.loads(_git(repo, "show", f"HEAD:closed/{sub}/systems/{system}.json") or "{}")
+        acc = accelerator_id(spec.get("accelerator_model_name", ""))
+        if "Result is : VALID" not in log or not rate or spec.get("status") != "available" or not acc:
+            continue
+        meas = _git(
+            repo,
+            "show",
+            f"HEAD:closed/{sub}/measurements/{system}/{bench}/{scenario}/{system}_{scenario}.json",
+        )
+        dtype = json.loads(meas).get("weight_data_types", "") if meas else ""
+        if acc.startswith("nvidia") and dtype == "fp16":
+            dtype = "fp8"  # TensorRT-LLM quantize.py --qformat fp8 --kv_cache_dtype fp8
+        nodes = int(spec.get("number_of_nodes") or 1)
+        out.append(
+            {"round": "v4.1", "benchmark": bench, "scenario": scenario, "submitter": sub, "system": system,
+             "accelerator_name": spec["accelerator_model_name"], "accelerator": acc,
+             "chips": int(spec.get("accelerators_per_node", 0)) * nodes, "nodes": nodes, "dtype": dtype,
+             "tokens_per_s": float(rate.group(1)), "location": path.rsplit("/performance", 1)[0]}
+        )  # fmt: skip
+    return out
+
+
+def select(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (round, benchmark, accelerator): the best Offline system per chip and its other scenarios."""
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["round"], r["benchmark"], r["accelerator"])].append(r)
+    out = []
+    order = ["Offline", "Server", "Interactive"]
+    for key in sorted(groups):
+        members = groups[key]
+        offline = [r for r in members if r["scenario"] == "Offline"]
+        if not offline:
+            continue
+        best = max(offline, key=lambda r: r["tokens_per_s"] / r["chips"])
+        pick = [r for r in members if (r["submitter"], r["system"]) == (best["submitter"], best["system"])]
+        for scenario in order[1:]:
+            others = [r for r in members if r["scenario"] == scenario]
+            if others and not any(r["scenario"] == scenario for r in pick):
+                pick.append(max(others, key=lambda r: r["tokens_per_s"] / r["chips"]))
+        out.extend(sorted(pick, key=lambda r: order.index(r["scenario"])))
+    return out
+
+
+def to_csv_row(r: dict[str, Any]) -> dict[str, Any]:
+    """The CSV columns of one selected result."""
+    ttft, tpot = LOADGEN_P99_MS.get((r["benchmark"], r["scenario"]), ("", ""))
+    repo = f"https://github.com/mlcommons/inference_results_{r['round']}/tree/main/"
+    return {
+        "round": r["round"], "round_date": ROUNDS[r["round"]], "benchmark": r["benchmark"],
+        "model": BENCHMARKS[r["benchmark"]], "scenario": r["scenario"], "accelerator": r["accelerator"],
+        "chips": r["chips"], "nodes": r["nodes"], "weight_dtype": r["dtype"],
+        "output_tokens_per_s": round(r["tokens_per_s"], 2), "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
+        "submitter": r["submitter"], "system": r["system"], "accelerator_name": r["accelerator_name"],
+        "source": repo + r["location"],
+    }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--v41", type=Path, required=True, help="clone of mlcommons/inference_results_v4.1")
+    parser.add_argument("--v51", type=Path, required=True, help="clone of mlcommons/inference_results_v5.1")
+    parser.add_argument("--out", type=Path, default=Path("examples/published_mlperf.csv"))
+    args = parser.parse_args(argv)
+    for flag, repo in (("--v41", args.v41), ("--v51", args.v51)):
+        if not (repo / "HEAD").exists() and not (repo / ".git").exists():
+            print(f"mlperf_import: {flag} {repo}: not a git repository (clone it first)", file=sys.stderr)
+            return 2
+    rows = [to_csv_row(r) for r in select(rows_v41(args.v41) + rows_v51(args.v51))]
+    with args.out.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} rows to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
