@@ -201,8 +201,9 @@ bf16 1.25: end to end, fp8 reaches a smaller share of its (2x) peak than bf16 of
 ratio of 0.73); 0.60/0.73 = 0.82 would exceed the best bf16 GEMM share measured on the
 H100 (794.5 of 989 TFLOPS, 80%, stas00/ml-engineering), so bf16 takes 0.75 = 0.60 x 1.25
 (*estimate*).  fp4 0.55: *fitted* on the six TensorRT-LLM B200 FP4 rows (Llama 3.3 70B)
-over the grid 0.4-0.7 (B200 median |error| 4.1%, signed -0.6%); the six GB200 FP4 rows
-are held out (median |error| 6.6%).  fp6: fp4's, *estimate* (no FP6 row).  Keys are
+over the grid 0.4-0.7 (B200 median |error| 4.1%, signed -0.6% when fitted; 6.2%, -3.4%
+since attention FLOPs are counted); the six GB200 FP4 rows are held out (median |error|
+6.6%, now 6.1%).  fp6: fp4's, *estimate* (no FP6 row).  Keys are
 compute precisions, not weight dtypes."""
 
 CLOCK_DERATE: dict[str, float] = {
