@@ -16,6 +16,11 @@ out).  v5.1 comes from ``summary_results.json`` (its ``a#`` is per node, so chip
 weights with "quantization": the submission code quantises to FP8 weights and KV
 (``closed/NVIDIA/code/llama2-70b/tensorrt/README.md``), so they are written as fp8.
 
+v6.1 (optional ``--v61``, a clone of ``mlcommons/inference_results_v6.1``) comes from its
+``summary.json`` (a dict of entries with ``total_accelerators``); its Llama 2 70B results
+are at the 99.9% target and are written as ``llama2-70b-99`` (same model, lengths and
+latency targets); inferred results are left out; its date was not read (left empty).
+
 Selection: for each (round, benchmark, accelerator) the system with the most Offline
 tokens/s per chip, with that system's Server and Interactive results, or the
 best-per-chip system's for a scenario it did not submit.  Latency targets are loadgen's
@@ -34,8 +39,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09"}
-"""Publication date of each round."""
+ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09", "v6.1": ""}
+"""Publication date of each round (v6.1: not read, left empty)."""
 
 BENCHMARKS = {
     "llama2-70b-99": "llama-2-70b",
@@ -119,6 +124,38 @@ def rows_v51(repo: Path) -> list[dict[str, Any]]:
     return out
 
 
+def rows_v61(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results of v6.1's ``summary.json`` (a dict of entries; ``total_accelerators`` per system).
+
+    Both Llama 2 70B accuracy targets are read (v6.1 lists 99.9 results), inferred
+    results are left out.
+    """
+    out = []
+    for r in summary.values():
+        bench = str(r.get("MlperfModel") or r.get("Model"))
+        if bench == "llama2-70b-99.9":
+            bench = "llama2-70b-99"
+        acc = accelerator_id(str(r.get("accelerator_model_name") or ""))
+        if (r.get("Division"), r.get("SystemType")) != ("closed", "datacenter") or bench not in BENCHMARKS:
+            continue
+        if (
+            r.get("Units") != "Tokens/s"
+            or r.get("inferred")
+            or r.get("Availability") not in ("available", "preview")
+        ):
+            continue
+        if not acc or not r.get("total_accelerators"):
+            continue
+        out.append(
+            {"round": "v6.1", "benchmark": bench, "scenario": r["Scenario"], "submitter": r["Organization"],
+             "system": r["Platform"], "accelerator_name": r["accelerator_model_name"], "accelerator": acc,
+             "chips": int(r["total_accelerators"]), "nodes": int(r.get("number_of_nodes") or 1),
+             "dtype": str(r.get("weight_data_types") or ""), "tokens_per_s": float(r["Result"]),
+             "location": str(r["Location"]).removeprefix("./").rsplit("/performance", 1)[0]}
+        )  # fmt: skip
+    return out
+
+
 def rows_v41(repo: Path) -> list[dict[str, Any]]:
     """Results of the per-system logs (VALID runs of available systems)."""
     out = []
@@ -191,13 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--v41", type=Path, required=True, help="clone of mlcommons/inference_results_v4.1")
     parser.add_argument("--v51", type=Path, required=True, help="clone of mlcommons/inference_results_v5.1")
+    parser.add_argument("--v61", type=Path, help="clone of mlcommons/inference_results_v6.1 (optional)")
     parser.add_argument("--out", type=Path, default=Path("examples/published_mlperf.csv"))
     args = parser.parse_args(argv)
-    for flag, repo in (("--v41", args.v41), ("--v51", args.v51)):
+    for flag, repo in (("--v41", args.v41), ("--v51", args.v51), ("--v61", args.v61)):
+        if repo is None:
+            continue
         if not (repo / "HEAD").exists() and not (repo / ".git").exists():
             print(f"mlperf_import: {flag} {repo}: not a git repository (clone it first)", file=sys.stderr)
             return 2
-    rows = [to_csv_row(r) for r in select(rows_v41(args.v41) + rows_v51(args.v51))]
+    found = rows_v41(args.v41) + rows_v51(args.v51)
+    if args.v61 is not None:
+        found += rows_v61(json.loads(_git(args.v61, "show", "HEAD:summary.json") or "{}"))
+    rows = [to_csv_row(r) for r in select(found)]
     with args.out.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()

@@ -118,3 +118,47 @@ def test_mlperf_import_maps_accelerators_and_picks_the_best_system_per_chip() ->
     ]
     picked = [(r["system"], r["scenario"]) for r in imp.select(rows)]
     assert picked == [("b", "Offline"), ("b", "Server"), ("a", "Interactive")]
+
+
+def test_mlperf_import_reads_the_v61_summary_layout() -> None:
+    imp = load_bench("mlperf_import")
+    base = {
+        "Organization": "AMD", "Availability": "available", "Division": "closed", "SystemType": "datacenter",
+        "Platform": "8xMI355X_2xEPYC_9575F", "accelerator_model_name": "AMD Instinct MI355X 288GB HBM3e",
+        "total_accelerators": 8, "number_of_nodes": 1, "Units": "Tokens/s", "weight_data_types": "fp4",
+        "inferred": 0,
+    }  # fmt: skip
+    where = "./closed/AMD/results/8xMI355X_2xEPYC_9575F/llama2-70b-99.9/{}/performance/run_1"
+    summary = {
+        "9": {
+            **base,
+            "MlperfModel": "llama2-70b-99.9",
+            "Scenario": "Offline",
+            "Result": 106517.0,
+            "Location": where.format("Offline"),
+        },
+        "8": {
+            **base,
+            "MlperfModel": "llama2-70b-99.9",
+            "Scenario": "Interactive",
+            "Result": 73191.5,
+            "Location": where.format("Interactive"),
+            "inferred": 1,
+        },
+        "0": {
+            **base,
+            "MlperfModel": "dlrm-v3",
+            "Scenario": "Offline",
+            "Result": 10891.1,
+            "Units": "Samples/s",
+            "Location": "./closed/AMD/results/x/dlrm-v3/Offline/performance/run_1",
+        },
+    }
+    rows = imp.rows_v61(summary)
+    assert len(rows) == 1  # the inferred Interactive result and the recommender are left out
+    row = imp.to_csv_row(rows[0])
+    assert (row["benchmark"], row["accelerator"], row["chips"], row["weight_dtype"]) == (
+        "llama2-70b-99", "amd-mi355x", 8, "fp4",
+    )  # fmt: skip
+    assert row["output_tokens_per_s"] == 106517.0 and row["round_date"] == ""
+    assert row["source"].endswith("closed/AMD/results/8xMI355X_2xEPYC_9575F/llama2-70b-99.9/Offline")
