@@ -108,3 +108,44 @@ def test_replicas_stay_within_a_backends_requests_per_minute_together(fresh, gat
     for _ in range(6):
         two.openai().chat.completions.create(model="llama", messages=MESSAGES, max_tokens=3)
     assert (a.stats()["answered"], b.stats()["answered"]) == (10, 2)
+
+
+def test_a_keys_budget_holds_across_replicas_on_one_redis(fresh, gateway, redis_url):
+    """60 concurrent requests, 30 to each of two replicas: the budget holds for them together."""
+    import asyncio
+
+    from polyfleet.gateway.auth import hash_key
+
+    a = fresh[0]
+    a.control(delay_s=0.3)  # every request is in flight at once
+    routes = {
+        "state": redis_url,
+        "keys": [{"name": "team", "key_sha256": hash_key("sk-team"), "budget_usd_per_day": 0.01}],
+        # input free, output $100/Mtok: each request reserves and costs 5 x $100/Mtok = $0.0005,
+        # so exactly 0.01 / 0.0005 = 20 fit in the budget, whichever replica serves them
+        "models": [{"name": "llama", "backends": [backend(a, usd_per_mtok_in=0.0, usd_per_mtok_out=100.0)]}],
+    }
+    one, two = gateway(routes, name="one"), gateway(routes, name="two")
+
+    async def run() -> list[httpx.Response]:
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
+            body = {"model": "llama", "messages": MESSAGES, "max_tokens": 5}
+            headers = {"authorization": "Bearer sk-team"}
+            return await asyncio.gather(
+                *(
+                    client.post(gw.url + "/v1/chat/completions", json=body, headers=headers)
+                    for gw in (one, two)
+                    for _ in range(30)
+                )
+            )
+
+    replies = asyncio.run(run())
+    refused = [r for r in replies if r.status_code == 429]
+    served = [r for r in replies if r.status_code == 200]
+    assert len(served) == 20 and len(refused) == 40  # alone, each replica would have let 20 through
+    assert all(r.headers["x-should-retry"] == "false" for r in refused)
+    assert all("budget_usd_per_day $0.01" in r.json()["error"]["message"] for r in refused)
+    one.terminate()
+    two.terminate()
+    spent = sum(gw.ledger_rows("SELECT COALESCE(SUM(cost_usd), 0) FROM requests")[0][0] for gw in (one, two))
+    assert spent == pytest.approx(0.01) and spent <= 0.01 + 1e-12

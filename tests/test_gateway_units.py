@@ -272,3 +272,18 @@ def test_the_usage_only_chunk_is_dropped_line_by_line_with_crlf_and_split_chunks
     out += meter.rest()
     assert out == delta + b"\r\n" + b"data: [DONE]\r\n\r\n"  # the usage line gone, nothing else held
     assert (meter.tokens_in, meter.tokens_out) == (5, 4)
+
+
+def test_models_without_a_bundled_tokenizer_are_estimated_at_their_familys_chars_per_token():
+    from polyfleet.gateway.tokens import Counter, chars_per_token
+
+    counter = Counter()
+    texts = ["user", "say hello to the fleet"]  # 4 + 22 = 26 characters
+    # Claude: 26 / 3.5 = 7.43 -> 8; Gemini, Gemma and the rest: 26 / 4 = 6.5 -> 7
+    assert counter.tokens("claude-sonnet-4-5", texts) == 8
+    assert counter.tokens("anthropic/claude-3-haiku", texts) == 8
+    assert counter.tokens("gemini-2.5-flash", texts) == 7
+    assert counter.tokens("google/gemma-3-27b-it", texts) == 7
+    assert counter.tokens("meta-llama/Llama-3.3-70B-Instruct", texts) == 7
+    assert chars_per_token("Claude-Opus-4")[0] == 3.5
+    assert "rule of thumb" in chars_per_token("qwen3-32b")[1]

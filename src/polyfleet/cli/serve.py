@@ -75,6 +75,7 @@ def serve_cmd(routes_path: Path, host: str | None, port: int | None, ledger: str
         http=guarded_protocol(limits),
         lifespan="on",
         access_log=False,
+        proxy_headers=False,  # nothing reads the client address: skip X-Forwarded-* parsing
         log_level="warning",
         timeout_graceful_shutdown=int(routes.timeouts.shutdown_s + 0.999),
         timeout_keep_alive=max(1, round(routes.limits.keepalive_timeout_s)),

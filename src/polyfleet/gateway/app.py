@@ -1,8 +1,8 @@
-"""The gateway as an ASGI app: auth, parse, route with failover, stream, account.
+"""The gateway as an ASGI app: auth, parse, reserve the budget, route with failover, relay, account.
 
 ``Gateway(routes)`` is the app factory's product; uvicorn runs it (see
-``polyfleet.cli.serve``).  Requests never wait on the ledger or on metrics export: a
-finished request appends a record to a queue and bumps in-memory counters.
+``polyfleet.cli.serve``).  The answer is relayed by ``relay``, the request accounted
+for by ``accounting`` (off the request path), the gateway's own endpoints are ``admin``.
 """
 
 from __future__ import annotations
@@ -10,29 +10,30 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
 import logging
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from polyfleet.gateway.anthropic import ChatToMessagesStream, chat_to_message, messages_to_chat
+from polyfleet.gateway import admin
+from polyfleet.gateway.accounting import Accountant
+from polyfleet.gateway.anthropic import messages_to_chat
 from polyfleet.gateway.auth import Keys
 from polyfleet.gateway.backends import BackendState, Pool, open_upstream
+from polyfleet.gateway.budgets import SharedBudgets
 from polyfleet.gateway.config import Key, Routes
-from polyfleet.gateway.errors import GatewayError, UpstreamError
-from polyfleet.gateway.ledger import Ledger, LedgerWriter, Record, today
+from polyfleet.gateway.errors import GatewayError
+from polyfleet.gateway.ledger import Ledger, LedgerWriter, today
 from polyfleet.gateway.limits import BreakerState
 from polyfleet.gateway.metrics import Metrics
+from polyfleet.gateway.relay import Outcome, Request, relay_body, relay_stream
 from polyfleet.gateway.shared import SharedState
-from polyfleet.gateway.tokens import Counter, answer_texts, max_input_tokens, request_texts, stream_texts
+from polyfleet.gateway.tokens import max_input_tokens
 from polyfleet.gateway.transport import Transport
 from polyfleet.gateway.types import Receive, Scope, Send
-from polyfleet.gateway.usage import StreamUsage, Usage, usage_from_body
 
 log = logging.getLogger("polyfleet.gateway")
 
@@ -43,67 +44,9 @@ ENDPOINTS = {
     "/v1/embeddings": ("openai", "/embeddings"),
     "/v1/messages": ("anthropic", "/messages"),
 }
-_JSON = b"application/json"
 
 
-@dataclass(slots=True)
-class _Request:
-    """What the ledger needs to know about a request, gathered before it is routed."""
-
-    key: Key
-    day: str
-    model: str
-    endpoint: str
-    stream: bool
-    started: float
-    reserved: float  # USD of the key's budget held for this request
-    payload: dict[str, Any]
-    api: str  # the protocol the client speaks
-
-
-@dataclass(slots=True)
-class _Outcome:
-    """What became of a request, filled in as it goes (read by the ledger at the end)."""
-
-    backend: BackendState | None = None
-    status: int = 502
-    usage: Usage | None = None
-    attempts: int = 0
-    responded: bool = False  # the status line went to the client
-    partial: bool = False
-    estimated: bool = False
-    client_gone: bool = False
-    finished: bool = False
-    error: str = ""
-    chunks: list[bytes] | None = None  # the answer as received, to count tokens when usage is missing
-
-
-def _stream_error(api: str, message: str) -> bytes:
-    """The last event of a stream that broke off, in the client's protocol: the SDKs raise on it."""
-    if api == "anthropic":
-        error = {"type": "error", "error": {"type": "api_error", "message": message}}
-        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
-    error = {
-        "error": {"message": message, "type": "server_error", "param": None, "code": "upstream_stream_broken"}
-    }
-    return b"data: " + orjson.dumps(error) + b"\n\n"
-
-
-def _count(counter: Counter, model: str, payload: dict[str, Any], chunks: list[bytes], stream: bool) -> Usage:
-    """Tokens of a request and its answer (chunks as received), for an upstream that sent no usage."""
-    texts: list[str] = []
-    if stream:
-        for line in b"".join(chunks).split(b"\n"):
-            if line.startswith(b"data:"):
-                with contextlib.suppress(orjson.JSONDecodeError):
-                    texts += stream_texts(orjson.loads(line[5:]))
-    else:
-        with contextlib.suppress(orjson.JSONDecodeError):
-            texts = answer_texts(orjson.loads(b"".join(chunks)))
-    return counter.usage(model, request_texts(payload), texts)
-
-
-# scope key set by ``server.GuardedHttpTools``: the request puts (its task, its _Outcome) there,
+# scope key set by ``server.GuardedHttpTools``: the request puts (its task, its Outcome) there,
 # and the protocol cancels the task when the client's connection is lost (no watcher task per request)
 DISCONNECT_HOOK = "polyfleet.on_disconnect"
 
@@ -127,23 +70,6 @@ def _error(message: str, status: int, code: str, param: str | None = None) -> Ga
     return GatewayError(message, status=status, type=kind, code=code, param=param)
 
 
-async def _respond(
-    send: Send, status: int, body: bytes, content_type: bytes = _JSON, headers: tuple = ()
-) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", content_type),
-                (b"content-length", str(len(body)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
 class Gateway:
     """OpenAI- and Anthropic-compatible gateway over the backends of a routes file."""
 
@@ -163,9 +89,7 @@ class Gateway:
         self.transport = transport or Transport(routes.timeouts.connect_s, routes.timeouts.first_byte_s)
         self.ledger = LedgerWriter(ledger_url or routes.ledger)
         self.shared = SharedState(routes.state, self.pools.values()) if routes.state != "memory" else None
-        self._series: dict[tuple[str, str, int], Any] = {}
-        self.counter = Counter()
-        self._counting: set[asyncio.Task[None]] = set()
+        self.accounts = Accountant(self.keys, self.ledger, self.metrics)
         self._prober: asyncio.Task[None] | None = None
         self._stopped = False
 
@@ -184,23 +108,15 @@ class Gateway:
                     raise _error(f"{path} takes POST", 405, "method_not_allowed")
                 await self._proxy(scope, receive, send, *ENDPOINTS[path])
             elif path == "/v1/models" and method == "GET":
-                await self._models(scope, send)
+                await admin.models(self.keys, self.pools, scope, send)
             elif path == "/healthz":
-                await self._health(scope, send)
+                await admin.health(self.routes, self.pools, scope, send)
             elif path == "/metrics":
-                if not self._may_see(scope):
-                    raise GatewayError(
-                        "/metrics needs the metrics key",
-                        status=401,
-                        type="invalid_request_error",
-                        code="invalid_api_key",
-                    )
-                self._gauge_backends()
-                await _respond(send, 200, self.metrics.render(), b"text/plain; version=0.0.4; charset=utf-8")
+                await admin.metrics(self.routes, self.pools, self.metrics, scope, send)
             else:
                 raise _error(f"no route for {method} {path}", 404, "unknown_url")
         except GatewayError as exc:
-            await _respond(send, exc.status, exc.body(), headers=exc.headers)
+            await admin.respond(send, exc.status, exc.body(), headers=exc.headers)
         except _ClientGone:
             return
 
@@ -237,6 +153,10 @@ class Gateway:
                     self.keys.spent[(name, day)] = usd
             finally:
                 reader.close()
+            if self.shared is not None and self.routes.keys:
+                budgets = SharedBudgets(self.keys, self.shared.redis, self.shared.prefix)
+                await budgets.seed(list(self.routes.keys), day)
+                self.accounts.budgets = budgets
         self._prober = asyncio.create_task(self._probe_forever(), name="polyfleet-probe")
         gc.collect()
         gc.freeze()  # what startup built lives as long as we do: keep it out of every collection
@@ -253,8 +173,7 @@ class Gateway:
             self._prober.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._prober
-        if self._counting:  # rows waiting for a token count
-            await asyncio.wait(set(self._counting), timeout=30)
+        await self.accounts.drain()  # rows waiting for a token count, budgets being settled
         if self.shared is not None:
             await self.shared.stop()
         await self.ledger.stop()
@@ -344,9 +263,13 @@ class Gateway:
         reserved = 0.0
         if key.budget_usd_per_day is not None:
             worst = pool.max_cost_usd(max_input_tokens(payload), limit or self.routes.budget_max_tokens)
-            reserved = self.keys.reserve(key, day, worst)
-        req = _Request(key, day, model, path.lstrip("/"), stream, started, reserved, payload, api)
-        out = _Outcome()
+            budgets = self.accounts.budgets
+            if budgets is not None:
+                reserved = await budgets.reserve(key, day, worst)
+            else:
+                reserved = self.keys.reserve(key, day, worst)
+        req = Request(key, day, model, path.lstrip("/"), stream, started, reserved, payload, api)
+        out = Outcome()
         task = asyncio.current_task()
         watcher = None
         if scope.get(DISCONNECT_HOOK) is not None:  # our protocol cancels us on a disconnect
@@ -372,10 +295,10 @@ class Gateway:
                 watcher.cancel()
             if out.backend is not None:
                 out.backend.release(tokens, sum(out.usage) if out.usage else None)
-            self._finish(req, out)
+            self.accounts.finish(req, out)
 
     @staticmethod
-    async def _watch(receive: Receive, task: asyncio.Task[Any], out: _Outcome) -> None:
+    async def _watch(receive: Receive, task: asyncio.Task[Any], out: Outcome) -> None:
         """Cancel the request's task as soon as its client disconnects (mid-stream or before a byte)."""
         while not out.finished:
             message = await receive()
@@ -388,8 +311,8 @@ class Gateway:
     async def _forward(
         self,
         send: Send,
-        req: _Request,
-        out: _Outcome,
+        req: Request,
+        out: Outcome,
         pool: Pool,
         apis: set[str],
         body: bytes,
@@ -435,82 +358,11 @@ class Gateway:
             (b"x-polyfleet-backend", backend.name.encode()),
         ]
         if stream and status < 300:
-            await self._stream(send, req, out, response, opened.body, headers, translate, hide_usage)
-            return
-        answer = opened.body
-        if status < 300:
-            out.usage = usage_from_body(answer)
-            if out.usage is None:
-                out.chunks = [answer]
-            answer = chat_to_message(answer, model) if translate else answer
-        headers.append((b"content-length", str(len(answer)).encode()))
-        out.responded = True
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": answer})
-
-    async def _stream(
-        self,
-        send: Send,
-        req: _Request,
-        out: _Outcome,
-        response: Any,
-        first: bytes,
-        headers: list,
-        translate: bool,
-        hide_usage: bool,
-    ) -> None:
-        """Pass SSE chunks through as they arrive; a stream that breaks off is an error the client sees.
-
-        When translating for an Anthropic client, OpenAI chunks become Anthropic events,
-        event by event.  The stream is complete only at its protocol's end (``[DONE]``, or
-        ``message_stop`` from an Anthropic backend); if the upstream stops short, breaks,
-        stalls past ``inter_chunk_s`` or runs past ``total_s``, the client gets an error event
-        in its protocol (never a made-up normal finish) and the ledger row says partial.
-        """
-        headers.append((b"cache-control", b"no-cache"))
-        recode = ChatToMessagesStream(req.model) if translate else None
-        meter = StreamUsage(hide_usage_chunk=hide_usage)
-        end = (
-            b"message_stop"
-            if out.backend is not None and out.backend.config.api == "anthropic"
-            else b"[DONE]"
-        )
-        chunks: list[bytes] = []
-        out.chunks = chunks
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        out.responded = True
-        complete = False
-        tail = b""
-        chunk = first
-        try:
-            iterator = response.rest()
-            while True:
-                chunks.append(chunk)
-                if not complete and (end in chunk or end in tail + chunk[:16]):
-                    complete = True
-                tail = chunk[-16:]
-                passed = meter.feed(chunk)
-                if recode is not None:
-                    passed = recode.feed(chunk)
-                if passed:
-                    await send({"type": "http.response.body", "body": passed, "more_body": True})
-                try:
-                    chunk = await anext(iterator)
-                except StopAsyncIteration:
-                    break
-        except UpstreamError as exc:
-            out.error = str(exc)
-        finally:
-            response.close()
-            if meter.seen:
-                out.usage = (meter.tokens_in, meter.tokens_out)
-        if complete:
-            last = meter.rest() + (recode.finish() if recode is not None else b"")
+            await relay_stream(
+                send, req, out, response, opened.body, headers, translate, hide_usage, self.metrics
+            )
         else:
-            out.status, out.partial = 502, True
-            self.metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
-            last = _stream_error(req.api, out.error or "the upstream ended the stream before its end")
-        await send({"type": "http.response.body", "body": last})
+            await relay_body(send, req, out, status, opened.body, headers, translate)
 
     async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
         limit = self.routes.max_body_bytes
@@ -529,132 +381,3 @@ class Gateway:
             parts.append(chunk)
             if not message.get("more_body"):
                 return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _finish(self, req: _Request, out: _Outcome) -> None:
-        """Account for the request now, or once its tokens are counted when upstream sent no usage."""
-        if out.usage is None and out.backend is not None and out.chunks:
-            task = asyncio.create_task(self._account_counted(req, out))
-            self._counting.add(task)
-            task.add_done_callback(self._counting.discard)
-            return
-        self._account(req, out)
-
-    async def _account_counted(self, req: _Request, out: _Outcome) -> None:
-        """Count the tokens of a request and its answer in a worker thread, then account."""
-        assert out.backend is not None
-        name = out.backend.config.model or req.model
-        try:
-            out.usage = await asyncio.to_thread(
-                _count, self.counter, name, req.payload, out.chunks, req.stream
-            )
-            out.estimated = True
-        except Exception as exc:  # never lose the ledger row over a tokenizer
-            log.warning("polyfleet: could not count tokens for %s: %s", req.model, exc)
-        self._account(req, out)
-
-    def _account(self, req: _Request, out: _Outcome) -> None:
-        tokens_in, tokens_out = out.usage or (0, 0)
-        model, backend, status = req.model, out.backend, out.status
-        if backend is None:
-            name, provider, cost = "", "", 0.0
-        else:
-            name, provider = backend.name, backend.config.provider
-            cost = backend.config.cost_usd(tokens_in, tokens_out)
-        elapsed = time.perf_counter() - req.started
-        self.keys.settle(req.key, req.day, req.reserved, cost)
-        self.ledger.add(
-            Record(
-                time.time(),
-                req.day,
-                req.key.name,
-                model,
-                name,
-                provider,
-                req.endpoint,
-                status,
-                round(elapsed * 1000, 3),
-                tokens_in,
-                tokens_out,
-                cost,
-                out.attempts,
-                req.stream,
-                out.partial,
-                out.estimated,
-            )
-        )
-        series = self._series.get((model, name, status))
-        if series is None:
-            m = self.metrics
-            series = self._series[(model, name, status)] = (
-                m.requests.labels(model, name, str(status)),
-                m.tokens.labels(model, name, "in"),
-                m.tokens.labels(model, name, "out"),
-                m.cost.labels(model, name, provider),
-                m.latency.labels(model, name),
-            )
-        requests, t_in, t_out, usd, latency = series
-        requests.inc()
-        latency.observe(elapsed)
-        if out.usage:
-            t_in.inc(tokens_in)
-            t_out.inc(tokens_out)
-            usd.inc(cost)
-
-    # --- small endpoints --------------------------------------------------------------------
-
-    async def _models(self, scope: Scope, send: Send) -> None:
-        headers = dict(scope["headers"])
-        key = self.keys.authenticate(headers.get(b"authorization"), headers.get(b"x-api-key"))
-        data = [
-            {"id": name, "object": "model", "created": 0, "owned_by": "polyfleet"}
-            for name in self.pools
-            if key.models is None or name in key.models
-        ]
-        await _respond(send, 200, orjson.dumps({"object": "list", "data": data}))
-
-    def _may_see(self, scope: Scope) -> bool:
-        """Whether the request may see /metrics and /healthz detail (all may without a metrics key)."""
-        wanted = self.routes.metrics_key_sha256
-        if wanted is None:
-            return True
-        headers = dict(scope["headers"])
-        secret = headers.get(b"x-api-key")
-        authorization = headers.get(b"authorization")
-        if authorization is not None and authorization[:7].lower() == b"bearer ":
-            secret = authorization[7:].strip()
-        return secret is not None and hashlib.sha256(secret).hexdigest() == wanted.lower()
-
-    async def _health(self, scope: Scope, send: Send) -> None:
-        """``ok``, or ``degraded`` when some model has no backend that may take a request now."""
-        now = time.monotonic()
-        models = {name: {b.name: b.state(now) for b in pool.backends} for name, pool in self.pools.items()}
-        degraded = sorted(
-            name
-            for name, states in models.items()
-            if not any(s in ("up", "half-open") for s in states.values())
-        )
-        status = "degraded" if degraded else "ok"
-        if not self._may_see(scope):
-            await _respond(send, 200, orjson.dumps({"status": status}))
-            return
-        plan = {
-            name: {
-                b.name: {"role": b.role, "planned_rps": b.planned_rps, "rate_rps": round(b.rate_rps, 3)}
-                for b in pool.backends
-            }
-            for name, pool in self.pools.items()
-            if any(b.role for b in pool.backends)
-        }
-        body = {"status": status, "models": models, "degraded": degraded, "plan": plan}
-        await _respond(send, 200, orjson.dumps(body))
-
-    def _gauge_backends(self) -> None:
-        now = time.monotonic()
-        for pool in self.pools.values():
-            for b in pool.backends:
-                self.metrics.inflight.labels(b.name).set(b.inflight)
-                self.metrics.breaker_open.labels(pool.name, b.name).set(0 if b.state(now) == "up" else 1)
-                if b.role is not None:
-                    self.metrics.rate.labels(pool.name, b.name, b.role).set(b.rate_rps)
-                    if b.planned_rps is not None:
-                        self.metrics.planned_rate.labels(pool.name, b.name, b.role).set(b.planned_rps)

@@ -27,6 +27,19 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
+def budget_refusal(key: Key, day: str, spent: float, held: float, usd: float) -> GatewayError:
+    """The 429 for a request whose maximum cost does not fit in what is left of the key's budget."""
+    return GatewayError(
+        f"key {key.name!r}: budget_usd_per_day ${key.budget_usd_per_day:g} for {day} (UTC) has "
+        f"${spent:.6g} spent and ${held:.6g} held by requests in flight; this request may cost up to "
+        f"${usd:.6g}",
+        status=429,
+        type="insufficient_quota",
+        code="budget_exceeded",
+        headers=((b"x-should-retry", b"false"),),
+    )
+
+
 class Keys:
     """Authenticates requests and enforces per-key models and daily budgets."""
 
@@ -81,14 +94,7 @@ class Keys:
         slot = (key.name, day)
         spent, held = self.spent.get(slot, 0.0), self.reserved.get(slot, 0.0)
         if spent + held + usd > budget + 1e-12:
-            raise GatewayError(
-                f"key {key.name!r}: budget_usd_per_day ${budget:g} for {day} (UTC) has ${spent:.6g} spent "
-                f"and ${held:.6g} held by requests in flight; this request may cost up to ${usd:.6g}",
-                status=429,
-                type="insufficient_quota",
-                code="budget_exceeded",
-                headers=((b"x-should-retry", b"false"),),
-            )
+            raise budget_refusal(key, day, spent, held, usd)
         self.reserved[slot] = held + usd
         return usd
 

@@ -94,38 +94,43 @@ class ModelRoute(_Strict):
         return self
 
 
+def _positive(default: float) -> Any:
+    """A field that must be above zero (a count, a size, a duration in seconds), with its default."""
+    return Field(default, gt=0)
+
+
 class Breaker(_Strict):
     """Circuit breaker: open after ``failures`` in a row, probe again after ``cooldown_s``."""
 
-    failures: int = Field(5, gt=0)
-    cooldown_s: float = Field(10.0, gt=0)
+    failures: int = _positive(5)
+    cooldown_s: float = _positive(10.0)
 
 
 class Timeouts(_Strict):
     """Upstream limits per attempt (every backend's default); bound on draining at shutdown."""
 
-    connect_s: float = Field(2.0, gt=0)
-    first_byte_s: float = Field(60.0, gt=0)
-    inter_chunk_s: float = Field(60.0, gt=0)
-    total_s: float = Field(600.0, gt=0)
-    shutdown_s: float = Field(20.0, gt=0)
+    connect_s: float = _positive(2.0)
+    first_byte_s: float = _positive(60.0)
+    inter_chunk_s: float = _positive(60.0)
+    total_s: float = _positive(600.0)
+    shutdown_s: float = _positive(20.0)
 
 
 class ClientLimits(_Strict):
     """What one client connection may hold: header size, read timeouts, idle keep-alive, connections."""
 
     max_header_bytes: int = Field(16384, ge=1024)
-    header_timeout_s: float = Field(10.0, gt=0)
-    body_timeout_s: float = Field(30.0, gt=0)
-    keepalive_timeout_s: float = Field(5.0, gt=0)
-    max_connections: int = Field(1024, gt=0)
+    header_timeout_s: float = _positive(10.0)
+    body_timeout_s: float = _positive(30.0)
+    keepalive_timeout_s: float = _positive(5.0)
+    max_connections: int = _positive(1024)
 
 
 class Probe(_Strict):
     """Active health check of a backend whose breaker is open: a request every ``interval_s``."""
 
-    interval_s: float = Field(1.0, gt=0)
-    timeout_s: float = Field(2.0, gt=0)
+    interval_s: float = _positive(1.0)
+    timeout_s: float = _positive(2.0)
     method: Literal["GET", "POST", "HEAD"] = "GET"
     path: str = Field("/models", pattern=r"^/")
 
@@ -144,7 +149,7 @@ class Routes(_Strict):
     models: list[ModelRoute] = Field(min_length=1)
     max_attempts: int = Field(3, gt=0, le=10)
     max_body_bytes: int = Field(8 * 1024 * 1024, gt=0)
-    max_retry_after_s: float = Field(60.0, gt=0)
+    max_retry_after_s: float = _positive(60.0)
     breaker: Breaker = Breaker()
     timeouts: Timeouts = Timeouts()
     limits: ClientLimits = ClientLimits()

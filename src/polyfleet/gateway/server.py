@@ -49,6 +49,53 @@ def _error_response(status: int, message: str, code: str) -> bytes:
     )
 
 
+class CoalescedWrites:
+    """A connection's transport whose writes within one event-loop turn go out as one.
+
+    uvicorn writes a response's head and each body part separately, so a JSON answer, or
+    a stream's head and first event, cost two ``send()`` calls and two TCP segments (a
+    loopback ``send()`` costs about 20 us on the development machine, as much as the
+    Python work of a small response).  Writes are gathered and handed to the real
+    transport once, at the end of the turn (``call_soon``): nothing waits longer than the
+    handlers already ready to run.  ``close`` sends what is gathered first; ``abort``
+    drops it.
+    """
+
+    __slots__ = ("_loop", "_parts", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
+        self._transport = transport
+        self._loop = loop
+        self._parts: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._parts:
+            self._loop.call_soon(self._flush)
+        self._parts.append(data)
+
+    def _flush(self) -> None:
+        parts = self._parts
+        if not parts:
+            return
+        self._parts = []
+        if not self._transport.is_closing():
+            self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._parts = []
+        self._transport.abort()
+
+    def get_write_buffer_size(self) -> int:
+        return self._transport.get_write_buffer_size() + sum(map(len, self._parts))
+
+    def __getattr__(self, name: str) -> Any:  # everything else: the real transport's
+        return getattr(self._transport, name)
+
+
 class GuardedHttpTools(HttpToolsProtocol):
     """uvicorn's httptools protocol with head size, head/body timeouts and a connection cap."""
 
@@ -65,7 +112,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     # --- connection ------------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        super().connection_made(CoalescedWrites(transport, self.loop))  # type: ignore[arg-type]
         self._over_capacity = len(self.connections) > self.limits.max_connections
         self._start_head()
 

@@ -93,6 +93,11 @@ class SharedState:
             await self._redis.aclose()
             self._redis = None
 
+    @property
+    def redis(self) -> Any:
+        """The Redis client (after ``start``), for other shared state such as key budgets."""
+        return self._redis
+
     def _key(self, kind: str, model: str, backend: str) -> str:
         return f"{self.prefix}:{kind}:{model}:{backend}"
 

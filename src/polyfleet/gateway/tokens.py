@@ -7,9 +7,15 @@ not depend on, so the files come from the ``bpe-openai`` wheel, which bundles th
 are checked against the SHA-256 tiktoken expects before use.  Chat requests add
 OpenAI's per-message overhead (3 tokens per message, 3 to prime the reply).
 
-Other models are estimated at ``CHARS_PER_TOKEN`` characters per token (4: the usual
-rule of thumb for English text on Llama-, Mistral- and Qwen-class tokenizers; it can be
-off by 20-30 % on code or other languages).  Either way the ledger row says ``estimated``.
+Other families have no tokenizer that installs from PyPI without a download at run time
+from a well-kept source (Anthropic publishes none for Claude 3 and later; Llama's, Qwen's
+and Gemma's come from model hubs), so they are estimated at a stated number of characters
+per token, per family (``FAMILIES``): Claude 3.5 (Anthropic's glossary: a token is about
+3.5 English characters), Gemini and Gemma 4 (Google's token docs: about 4 characters;
+Gemma uses Gemini's SentencePiece tokenizer), and ``CHARS_PER_TOKEN`` = 4 for the rest
+(Llama, Mistral, Qwen, DeepSeek…: the usual rule of thumb for English, with no published
+per-family figure; it can be off by 20-30 % on code or other languages).  Either way the
+ledger row says ``estimated``.
 
 Loading an encoding takes seconds: ``Counter.count`` is synchronous and meant to run in a
 worker thread (``asyncio.to_thread``), never on the event loop.
@@ -20,11 +26,17 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import math
 import threading
 from importlib import resources
 from typing import Any
 
 CHARS_PER_TOKEN = 4.0
+# (name prefixes, characters per token, basis): the first family whose prefix starts the model name
+FAMILIES: tuple[tuple[tuple[str, ...], float, str], ...] = (
+    (("claude",), 3.5, "Anthropic glossary: a token is about 3.5 English characters"),
+    (("gemini", "gemma"), 4.0, "Google Gemini API token docs: a token is about 4 characters"),
+)
 _OPENAI_PREFIXES = ("gpt-", "o1", "o3", "o4", "chatgpt-", "text-embedding-", "ft:gpt-")
 # tiktoken's expected_hash for each file (tiktoken_ext/openai_public.py)
 _SHA256 = {
@@ -112,6 +124,15 @@ def stream_texts(event: Any) -> list[str]:
     return texts
 
 
+def chars_per_token(model: str) -> tuple[float, str]:
+    """The characters per token a model without a bundled tokenizer is estimated at, and why."""
+    name = model.lower().rsplit("/", 1)[-1]
+    for prefixes, chars, basis in FAMILIES:
+        if name.startswith(prefixes):
+            return chars, basis
+    return CHARS_PER_TOKEN, "rule of thumb for English text (no published figure for the family)"
+
+
 def encoding_name(model: str) -> str | None:
     """tiktoken's encoding for an OpenAI-family model name, else None."""
     name = model.lower().rsplit("/", 1)[-1]
@@ -162,11 +183,12 @@ class Counter:
             return self._encodings[name]
 
     def tokens(self, model: str, texts: list[str]) -> int:
-        """Tokens in ``texts`` for ``model``: tiktoken for OpenAI models, else chars / 4 (rounded up)."""
+        """Tokens in ``texts`` for ``model``: tiktoken for OpenAI models, else characters / the
+        family's characters per token, rounded up."""
         name = encoding_name(model)
         if name is None:
             chars = sum(len(t) for t in texts)
-            return int(-(-chars // CHARS_PER_TOKEN))
+            return math.ceil(chars / chars_per_token(model)[0])
         encoding = self._encoding(name)
         return sum(len(encoding.encode_ordinary(t)) for t in texts)
 

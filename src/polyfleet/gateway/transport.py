@@ -6,7 +6,7 @@ subclass, so the failover loop catches one class.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -22,7 +22,6 @@ class UpstreamResponse:
         self._response = response
         self.status = response.status
         self.headers: Mapping[str, str] = response.headers
-        self._stream: AsyncIterator[bytes] | None = None
 
     async def read(self) -> bytes:
         """The whole body (a failure here is still an attempt failure)."""
@@ -35,15 +34,18 @@ class UpstreamResponse:
         finally:
             self._response.release()
 
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """Body chunks as they arrive, unbuffered."""
+    async def next_chunk(self) -> bytes:
+        """The stream's next bytes as they arrive (all that is buffered), or ``b""`` at its end."""
         try:
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+            return await self._response.content.readany()
         except TimeoutError as exc:
             raise UpstreamTimeout("upstream stalled while streaming") from exc
         except _FAILURES as exc:
             raise UpstreamUnavailable(f"upstream broke off its stream: {type(exc).__name__}") from exc
+
+    def at_eof(self) -> bool:
+        """Whether the stream has ended and every byte of it was read (no read needed to know)."""
+        return self._response.content.at_eof()
 
     async def first_chunk(self, inter_chunk_s: float | None = None) -> bytes:
         """Wait for a stream's first bytes (until then the attempt may still fail over).
@@ -51,11 +53,8 @@ class UpstreamResponse:
         From then on, each later chunk must come within ``inter_chunk_s`` (the socket read
         timeout of this response's connection, which was the first-byte timeout until now).
         """
-        self._stream = self.chunks()
         try:
-            first = await anext(self._stream)
-        except StopAsyncIteration:
-            return b""
+            first = await self.next_chunk()
         except BaseException:
             self.close()
             raise
@@ -64,11 +63,6 @@ class UpstreamResponse:
             connection.protocol.read_timeout = inter_chunk_s
             connection.protocol.start_timeout()  # re-armed from now with the new limit
         return first
-
-    def rest(self) -> AsyncIterator[bytes]:
-        """The chunks after ``first_chunk``."""
-        assert self._stream is not None, "first_chunk() was not awaited"
-        return self._stream
 
     def close(self) -> None:
         """Drop the connection (mid-stream) or hand it back to the pool (after ``read``)."""

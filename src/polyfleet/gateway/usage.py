@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -33,16 +34,15 @@ def usage_from_body(body: bytes) -> Usage | None:
         return None
 
 
-def _null_usage(line: bytes) -> bool:
-    """OpenAI's ``"usage": null`` on every chunk but the last: nothing to read (checked without parsing)."""
-    return b'"usage":null' in line or b'"usage": null' in line
+# where an event carries a usage object (not OpenAI's ``"usage": null`` on every other chunk),
+# and OpenAI's usage-only chunk: found by a C-speed scan, so only those lines are parsed
+_USAGE = re.compile(rb'"usage"\s*:\s*\{')
+_NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
 
 
 def _usage_only(line: bytes) -> bool:
     """Whether an SSE line is the data of OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
-    if not line.startswith(b"data:") or b'"usage"' not in line or _null_usage(line):
-        return False
-    if b'"choices":[]' not in line and b'"choices": []' not in line:
+    if not line.startswith(b"data:") or _USAGE.search(line) is None:
         return False
     try:
         data = orjson.loads(line[5:])
@@ -51,15 +51,21 @@ def _usage_only(line: bytes) -> bool:
     return isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
+def _line_at(data: bytes, pos: int) -> tuple[int, int]:
+    """Start and end (the index of its newline, -1 when unfinished) of the line holding ``pos``."""
+    return data.rfind(b"\n", 0, pos) + 1, data.find(b"\n", pos)
+
+
 class StreamUsage:
     """Watches SSE bytes go by and keeps the usage they report, without holding the stream.
 
     OpenAI sends usage in the last ``data:`` event (with ``stream_options.include_usage``);
     Anthropic sends input tokens in ``message_start`` and output tokens in ``message_delta``.
-    Only the unfinished last line is kept between chunks.
+    The bytes are scanned for ``"usage": {`` and only the lines holding it are parsed (the
+    other events pass unparsed); only the unfinished last line is kept between chunks.
 
     With ``hide_usage_chunk`` (an OpenAI client that did not ask for usage, while the
-    gateway did, to bill it), ``feed`` holds back the unfinished last event and drops the
+    gateway did, to bill it), ``feed`` holds back the unfinished last line and drops the
     usage-only event (``choices: []``), so the client's stream is what the OpenAI API
     would have sent it; otherwise ``feed`` returns the chunk untouched.
     """
@@ -75,14 +81,17 @@ class StreamUsage:
     def feed(self, chunk: bytes) -> bytes:
         """Scan one chunk; the bytes to pass on to the client."""
         data = self._tail + chunk if self._tail else chunk
-        if b"usage" not in data:
-            self._tail = data[data.rfind(b"\n") + 1 :]
-            return self._pass(chunk) if self._hide else chunk
-        lines = data.split(b"\n")
-        self._tail = lines.pop()
-        for line in lines:
-            if line.startswith(b"data:") and b'"usage"' in line and not _null_usage(line):
-                self._event(line[5:])
+        done = 0  # lines before this index were read
+        for found in _USAGE.finditer(data):
+            if found.start() < done:
+                continue  # a second usage object on a line already read
+            start, end = _line_at(data, found.start())
+            if end < 0:
+                break  # unfinished: kept in the tail
+            if data.startswith(b"data:", start):
+                self._event(data[start + 5 : end])
+            done = end
+        self._tail = data[data.rfind(b"\n") + 1 :]
         return self._pass(chunk) if self._hide else chunk
 
     def _pass(self, chunk: bytes) -> bytes:
@@ -99,9 +108,19 @@ class StreamUsage:
             return b""
         self._held = data[cut + 1 :]
         lines = data[: cut + 1]
-        if b'"choices":[]' not in lines and b'"choices": []' not in lines:
+        if _NO_CHOICES.search(lines) is None:
             return lines
-        return b"\n".join(line for line in lines.split(b"\n") if not _usage_only(line))
+        kept: list[bytes] = []
+        done = 0
+        for found in _NO_CHOICES.finditer(lines):
+            if found.start() < done:
+                continue
+            start, end = _line_at(lines, found.start())
+            if _usage_only(lines[start:end]):
+                kept.append(lines[done:start])
+                done = end + 1  # the line and its newline
+        kept.append(lines[done:])
+        return b"".join(kept)
 
     def rest(self) -> bytes:
         """What ``feed`` held back, at the end of the stream."""

@@ -1,0 +1,139 @@
+"""Relaying an upstream's answer to the client: a JSON body whole, an SSE stream as it comes.
+
+``Request`` is what the ledger needs to know about a request, gathered before it is
+routed; ``Outcome`` is what became of it, filled in as the answer goes through (read by
+``accounting`` once the request ends).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from polyfleet.gateway.anthropic import ChatToMessagesStream, chat_to_message
+from polyfleet.gateway.backends import BackendState
+from polyfleet.gateway.config import Key
+from polyfleet.gateway.errors import UpstreamError
+from polyfleet.gateway.metrics import Metrics
+from polyfleet.gateway.transport import UpstreamResponse
+from polyfleet.gateway.types import Send
+from polyfleet.gateway.usage import StreamUsage, Usage, usage_from_body
+
+
+@dataclass(slots=True)
+class Request:
+    """What the ledger needs to know about a request, gathered before it is routed."""
+
+    key: Key
+    day: str
+    model: str
+    endpoint: str
+    stream: bool
+    started: float
+    reserved: float  # USD of the key's budget held for this request
+    payload: dict[str, Any]
+    api: str  # the protocol the client speaks
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What became of a request, filled in as it goes (read by the ledger at the end)."""
+
+    backend: BackendState | None = None
+    status: int = 502
+    usage: Usage | None = None
+    attempts: int = 0
+    responded: bool = False  # the status line went to the client
+    partial: bool = False
+    estimated: bool = False
+    client_gone: bool = False
+    finished: bool = False
+    error: str = ""
+    chunks: list[bytes] | None = None  # the answer as received, to count tokens when usage is missing
+
+
+def stream_error(api: str, message: str) -> bytes:
+    """The last event of a stream that broke off, in the client's protocol: the SDKs raise on it."""
+    if api == "anthropic":
+        error = {"type": "error", "error": {"type": "api_error", "message": message}}
+        return b"event: error\ndata: " + orjson.dumps(error) + b"\n\n"
+    error = {
+        "error": {"message": message, "type": "server_error", "param": None, "code": "upstream_stream_broken"}
+    }
+    return b"data: " + orjson.dumps(error) + b"\n\n"
+
+
+async def relay_body(
+    send: Send, req: Request, out: Outcome, status: int, answer: bytes, headers: list, translate: bool
+) -> None:
+    """Send a whole (non-streamed) answer; read its usage, or keep it to count tokens."""
+    if status < 300:
+        out.usage = usage_from_body(answer)
+        if out.usage is None:
+            out.chunks = [answer]
+        answer = chat_to_message(answer, req.model) if translate else answer
+    headers.append((b"content-length", str(len(answer)).encode()))
+    out.responded = True
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer})
+
+
+async def relay_stream(
+    send: Send,
+    req: Request,
+    out: Outcome,
+    response: UpstreamResponse,
+    first: bytes,
+    headers: list,
+    translate: bool,
+    hide_usage: bool,
+    metrics: Metrics,
+) -> None:
+    """Pass SSE chunks through as they arrive; a stream that breaks off is an error the client sees.
+
+    Upstream bytes go out as they came (never parsed and re-encoded); ``StreamUsage``
+    scans them for the events that carry usage.  When translating for an Anthropic
+    client, OpenAI chunks become Anthropic events, event by event.  The stream is complete
+    only at its protocol's end (``[DONE]``, or ``message_stop`` from an Anthropic backend);
+    if the upstream stops short, breaks, stalls past ``inter_chunk_s`` or runs past
+    ``total_s``, the client gets an error event in its protocol (never a made-up normal
+    finish) and the ledger row says partial.
+    """
+    headers.append((b"cache-control", b"no-cache"))
+    recode = ChatToMessagesStream(req.model) if translate else None
+    meter = StreamUsage(hide_usage_chunk=hide_usage)
+    end = b"message_stop" if out.backend is not None and out.backend.config.api == "anthropic" else b"[DONE]"
+    chunks: list[bytes] = []
+    out.chunks = chunks
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    out.responded = True
+    complete = False
+    tail = b""
+    chunk = first
+    try:
+        while chunk:
+            chunks.append(chunk)
+            if not complete and (end in chunk or end in tail + chunk[:16]):
+                complete = True
+            tail = chunk[-16:]
+            passed = meter.feed(chunk)
+            if recode is not None:
+                passed = recode.feed(chunk)
+            if passed:
+                await send({"type": "http.response.body", "body": passed, "more_body": True})
+            chunk = await response.next_chunk()
+    except UpstreamError as exc:
+        out.error = str(exc)
+    finally:
+        response.close()
+        if meter.seen:
+            out.usage = (meter.tokens_in, meter.tokens_out)
+    if complete:
+        last = meter.rest() + (recode.finish() if recode is not None else b"")
+    else:
+        out.status, out.partial = 502, True
+        metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
+        last = stream_error(req.api, out.error or "the upstream ended the stream before its end")
+    await send({"type": "http.response.body", "body": last})
