@@ -1,7 +1,7 @@
 """The fast configuration search (``ConfigSearch``) gives exactly the straightforward one's answers.
 
 ``ConfigSearch`` shares each estimate between instance sizes and skips layouts that need
-more chips than a configuration already found (``polyfleet.perf.configs``); the planner's
+more chips than a configuration already found (``polyfleet.perf.config_search``); the planner's
 candidates must come out bit for bit as with ``reference_best_inference_perf`` (every
 configuration, then ``best_config``), on the bundled examples and on a grid of cards,
 chips, demands, precisions and SLO modes.
@@ -19,8 +19,9 @@ import pytest
 import polyfleet
 from polyfleet.catalog.io import load_bundled
 from polyfleet.errors import SpecError
-from polyfleet.perf import configs, inference_perf
-from polyfleet.perf.configs import ConfigSearch, reference_best_inference_perf
+from polyfleet.perf import config_search, inference_perf
+from polyfleet.perf.config_search import ConfigSearch
+from polyfleet.perf.configs import reference_best_inference_perf
 from polyfleet.perf.inference import inference_at, prepare_inference
 from polyfleet.plan import build_candidates
 
@@ -56,7 +57,7 @@ def test_candidates_on_the_examples_equal_the_straightforward_search(monkeypatch
             spec = polyfleet.load_spec(path)
         except SpecError:
             continue  # not a plan spec (e.g. a gateway's backends file)
-        configs._search_for.cache_clear()
+        config_search._search_for.cache_clear()
         fast = _inference_columns(spec)
         with monkeypatch.context() as m:
             # polyfleet.plan is also a function's name on the package: reach the module itself

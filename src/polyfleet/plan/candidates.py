@@ -18,7 +18,7 @@ import numpy as np
 from polyfleet.catalog.models import Offer
 from polyfleet.errors import SpecError
 from polyfleet.perf import InferencePerf, training_perf
-from polyfleet.perf.configs import ConfigSearch, search_for
+from polyfleet.perf.config_search import ConfigSearch, search_for
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
 HOURS_PER_MONTH = 730.0
