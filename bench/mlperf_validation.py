@@ -64,47 +64,72 @@ MLPERF_CONF = (
 
 @dataclass(frozen=True)
 class Dataset:
-    """Mean prompt and output tokens of one benchmark's data set, with where each comes from."""
+    """Mean prompt and output tokens of one benchmark's data set and the coefficients of
+    variation of its lengths (output: requests in flight are length-biased; input: the
+    prefill lane's service-time spread; ``perf/serving.py``), with where each comes from."""
 
     input_tokens: int
     output_tokens: int
+    input_tokens_cv: float
+    output_tokens_cv: float
     source: str
 
 
+LENGTHS_SOURCE = (
+    "per-sample token lengths of MLCommons' data set files (tok_input_len / tok_ref_output_len "
+    "columns), summarised in openshift-psap/performance-dashboard mlperf-data/summaries/*.csv "
+    "@ 71007029 (2025-11-04; generate_dataset_summaries.py reads the MLCommons pickles)"
+)
+
 DATASETS: dict[str, Dataset] = {
     "llama-2-70b": Dataset(
-        300,
+        222,
         294,
-        "output 294.45 tokens/sample (MLCommons inference language/llama2-70b/README.md, accuracy "
-        "target); input *estimate* 300: OpenOrca GPT-4 subset, 24,576 samples, prompts capped at "
-        "1,024 tokens (processorca.py --seqlen_limit=1024); no published mean was found",
+        0.77,
+        0.79,
+        "input 222.3 tokens/sample over the 24,576 OpenOrca samples (median 152, max 1,021, CV "
+        "0.77) and output CV 0.79 of the GPT-4 reference outputs: " + LENGTHS_SOURCE + "; output mean "
+        "294.45 tokens/sample, what Llama 2 70B generates (MLCommons inference "
+        "language/llama2-70b/README.md, accuracy target)",
     ),
     "mixtral-8x7b": Dataset(
-        600,
+        427,
         145,
-        "output 144.84 tokens/sample (language/mixtral-8x7b/README.md); input *estimate* 600: 5k "
-        "each of OpenOrca, GSM8K (few-shot prompts) and MBXP; no published mean was found",
+        0.77,
+        0.78,
+        "input 427.4 tokens/sample over the 15,000 samples (OpenOrca, GSM8K, MBXP; median 283, "
+        "CV 0.77), "
+        "output 144.8, CV 0.78: " + LENGTHS_SOURCE + "; output 144.84 in "
+        "language/mixtral-8x7b/README.md",
     ),
     "llama-3.1-405b": Dataset(
-        9400,
+        9429,
         685,
-        "output 684.68 tokens/sample (language/llama3.1-405b/README.md); input *estimate* 9,400: "
-        "long-context mix (LongBench, RULER, GovReport, ...), up to 20k tokens",
+        0.43,
+        0.38,
+        "input 9,428.6 tokens/sample over the 8,313 samples (median 10,112, max 19,988, CV 0.43), "
+        "output "
+        "684.7, CV 0.38: " + LENGTHS_SOURCE + "; output 684.68 in language/llama3.1-405b/README.md",
     ),
     "llama-3.1-8b": Dataset(
-        950,
+        871,
         125,
-        "*estimates* from sourced figures: the 13,368 samples are CNN/DailyMail's validation "
-        "pairs, whose articles average 781 word-level tokens (See et al., ACL 2017, "
-        "https://aclweb.org/anthology/P17-1099), about 890 Llama 3 tokens plus a ~50-token "
-        "instruction; outputs: the reference gen_len is 8,167,644 characters (README), 611 per "
-        "summary, about 125 tokens at ~4.8 characters per token, under max_new_tokens 128",
+        0.49,
+        0.45,
+        "input 870.7 tokens/sample over the 13,368 CNN/DailyMail samples (CV 0.49; tok_input of "
+        "cnn_eval.json: " + LENGTHS_SOURCE + "); output *estimate* 125: the reference gen_len "
+        "is 8,167,644 characters (README), 611 per summary, about 125 tokens at ~4.8 characters "
+        "per token, under max_new_tokens 128; CV 0.45 of the reference summaries (characters/4 "
+        "in the same summary)",
     ),
     "deepseek-r1": Dataset(
-        800,
+        804,
         3886,
-        "output 3,886.2 tokens/sample (language/deepseek-r1/README.md mean-output-tok-len); input "
-        "*estimate* 800 (math, code and QA prompts)",
+        0.50,
+        1.25,
+        "input 803.8 tokens/sample over the 4,388 samples (median 902, CV 0.50), output CV 1.25 (median "
+        "2,194, capped at 32,768; reference mean 4,043): " + LENGTHS_SOURCE + "; output mean "
+        "3,886.2 tokens/sample (language/deepseek-r1/README.md mean-output-tok-len)",
     ),
 }
 """Mean lengths per benchmark (see each ``source``; *estimate* marks polyfleet's judgement)."""
@@ -183,6 +208,8 @@ def predict(row: Row, **kwargs: object) -> Row:
         acc,
         input_tokens=data.input_tokens,
         output_tokens=data.output_tokens,
+        output_tokens_cv=data.output_tokens_cv,
+        input_tokens_cv=data.input_tokens_cv,
         chips_per_node=min(row.chips, 8),
         **slo,
         **kwargs,  # type: ignore[arg-type]
@@ -290,7 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- latency targets (p99 TTFT/TPOT): {MLPERF_CONF}")
     print(f"- prompt scheduling: {args.batching or defaults.BATCHING}")
     for name, d in DATASETS.items():
-        print(f"- {name}: mean input {d.input_tokens}, output {d.output_tokens} tokens ({d.source})")
+        print(
+            f"- {name}: mean input {d.input_tokens} (CV {d.input_tokens_cv:g}), output {d.output_tokens} "
+            f"(CV {d.output_tokens_cv:g}) tokens ({d.source})"
+        )
     if args.rows:
         print()
         print_rows(rows)

@@ -19,7 +19,13 @@ from polyfleet.catalog.models import ModelCard
 from polyfleet.perf import defaults, inference_perf
 from polyfleet.perf.configs import best_config, pareto_front, search_configs
 from polyfleet.perf.precision import PrecisionError, compute_peak
-from polyfleet.perf.serving import Replica, mm1_wait_quantile, planned_load, poisson_quantile
+from polyfleet.perf.serving import (
+    Replica,
+    mg1_wait_quantile,
+    mm1_wait_quantile,
+    planned_load,
+    poisson_quantile,
+)
 
 TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5, "step_overhead_s": 0.0}
 
@@ -128,6 +134,54 @@ def test_kv_is_sized_for_the_mean_live_context_under_load() -> None:
     served = inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw)
     assert served.max_batch == 45 == math.floor(1e9 / 22e6) and served.limit == "capacity"
     assert inference_perf(toy_card(), toy_acc(), **kw).max_batch == 41 == math.floor(1e9 / 24e6)
+
+
+def test_output_length_spread_makes_requests_in_flight_hold_more_kv() -> None:
+    # Length-biased sampling: a request in flight holds n*(1 + cv^2)/2 output tokens on
+    # average.  cv = 1: 200 tokens, not 100; (1000 + 200) * 20,000 = 24e6 B -> 41 requests.
+    kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
+    spread = inference_perf(toy_card(), toy_acc(), percentile=0.99, output_tokens_cv=1.0, **kw)
+    assert spread.max_batch == 41 == math.floor(1e9 / 24e6) and spread.limit == "capacity"
+    with pytest.raises(ValueError):
+        inference_perf(toy_card(), toy_acc(), output_tokens_cv=-0.1, **kw)
+
+
+def test_output_length_spread_adds_kv_reads_and_attention_to_each_step() -> None:
+    # Llama 3.1 8B bf16 on one H100 SXM, batch 64, 1000 in / 200 out: cv = 1 adds 100 live
+    # tokens per request: 64*100*131,072 B / (3.35e12*0.8) = 0.3130 ms of KV reads plus
+    # 64*100*524,288 FLOP / (989e12*0.5) = 0.0068 ms of attention = 0.3198 ms per step.
+    catalog = load_bundled()
+    card, acc = catalog.models["llama-3.1-8b"], catalog.accelerators["nvidia-h100-sxm"]
+    kw = {"input_tokens": 1000, "output_tokens": 200, "tensor_parallel": 1, "batch": 64,
+          "memory_efficiency": 0.8, "compute_efficiency": 0.5, "step_overhead_s": 0.0}  # fmt: skip
+    equal = inference_perf(card, acc, **kw)
+    spread = inference_perf(card, acc, output_tokens_cv=1.0, **kw)
+    extra_ms = (64 * 100 * 131_072 / (3.35e12 * 0.8) + 64 * 100 * 524_288 / (989e12 * 0.5)) * 1000
+    assert spread.tpot_ms - equal.tpot_ms == pytest.approx(extra_ms, rel=1e-6)
+    assert extra_ms == pytest.approx(0.3198, abs=1e-4)
+
+
+def test_mg1_wait_scales_the_mm1_wait_by_the_service_spread() -> None:
+    # Pollaczek-Khinchine: the wait scales with (1 + cv^2)/2.  u 0.5, S 0.1 s, p99:
+    # M/M/1 0.2*ln 50 = 0.7824 s; equal prompts (cv 0) half of it; cv 0.43 (Llama 3.1 405B's
+    # prompts) 0.59245 of it = 0.4635 s.
+    assert mg1_wait_quantile(0.5, 0.1, 1.0, 0.99) == mm1_wait_quantile(0.5, 0.1, 0.99)
+    assert mg1_wait_quantile(0.5, 0.1, 0.0, 0.99) == pytest.approx(0.1 * math.log(50))
+    assert mg1_wait_quantile(0.5, 0.1, 0.43, 0.99) == pytest.approx(0.59245 * 0.2 * math.log(50))
+    assert mg1_wait_quantile(0.5, 0.1, 0.43, 0.99) == pytest.approx(0.4635, abs=1e-4)
+
+
+def test_prompt_length_spread_shortens_the_ttft_queue_and_raises_the_load() -> None:
+    # Same replica as the TTFT test above, prompts of equal length (cv 0): the p99 wait is
+    # S/2/(1-u)*ln(u/0.01) and the load meeting 300 ms TTFT is higher than with M/M/1.
+    base = {"tpot_s": _linear, "prefill_s": 0.05, "chunked": False, "chunks": 1, "kv_room_bytes": 1e10,
+            "kv_bytes_per_request": 1e7, "stages": 1, "chips": 1, "output_tokens": 100}  # fmt: skip
+    mm1 = planned_load(Replica(**base), percentile=0.99, tpot_ms=None, ttft_ms=300, tags={})
+    equal = planned_load(Replica(**base, prefill_cv=0.0), percentile=0.99, tpot_ms=None, ttft_ms=300, tags={})
+    u = equal.replica_requests_per_s * 0.05
+    ttft = 0.05 + 0.025 / (1 - u) * math.log(u / 0.01) + _linear(equal.max_batch)
+    assert equal.limit == "slo: ttft" and equal.ttft_ms == pytest.approx(ttft * 1000)
+    assert equal.replica_requests_per_s > mm1.replica_requests_per_s * 1.2
 
 
 def test_prefix_cache_hit_stores_the_prefix_once_and_skips_its_prefill() -> None:

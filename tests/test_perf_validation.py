@@ -89,11 +89,26 @@ def test_mlperf_scenarios_are_predicted_in_order_and_within_the_documented_figur
         if scen == "Interactive" and (rnd, bm, acc, "Server") in per_chip:
             assert value <= per_chip[(rnd, bm, acc, "Server")] * (1 + 1e-9)
     errors = [abs(r.error) for r in rows]
-    assert statistics.median(errors) < 0.20  # docs/perf-validation.md: 18.0%
+    assert statistics.median(errors) < 0.16  # docs/perf-validation.md: 14.8%
     worst = max(rows, key=lambda r: abs(r.error))
-    assert worst.benchmark == "deepseek-r1"  # the documented open case
+    assert worst.benchmark == "deepseek-r1"  # the documented open case (Server)
     over = {(r.benchmark, r.accelerator, r.scenario) for r in rows if abs(r.error) > 0.5}
-    assert len(over) <= 9 and sum(b == "deepseek-r1" for b, _, _ in over) >= 5
+    assert len(over) <= 7 and sum(b == "deepseek-r1" for b, _, _ in over) == 3
+    # the two 405B H200 rows the M/M/1 prefill queue put at -51%/-62% are within 15%
+    h200_405b = [r for r in rows if r.benchmark == "llama3.1-405b" and r.accelerator == "nvidia-h200"]
+    assert len(h200_405b) == 3 and all(abs(r.error) < 0.15 for r in h200_405b)
+
+
+def test_mlperf_lengths_are_the_data_sets_own() -> None:
+    bench = load_bench("mlperf_validation")
+    d = bench.DATASETS
+    # mean prompt tokens of MLCommons' data set files, not estimates
+    assert {k: v.input_tokens for k, v in d.items()} == {
+        "llama-2-70b": 222, "mixtral-8x7b": 427, "llama-3.1-405b": 9429,
+        "llama-3.1-8b": 871, "deepseek-r1": 804,
+    }  # fmt: skip
+    assert all(bench.LENGTHS_SOURCE in v.source for v in d.values())
+    assert d["deepseek-r1"].output_tokens_cv == 1.25  # long-tailed reasoning outputs
 
 
 def test_mlperf_import_maps_accelerators_and_picks_the_best_system_per_chip() -> None:

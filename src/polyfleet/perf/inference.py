@@ -25,7 +25,9 @@ Inputs (SI units)::
                                                     ``defaults.efficiency_for(acc.id)``)
 
     ctx_full = input_tokens + output_tokens         context at the end (memory sizing)
-    ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time)
+    ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time;
+                                                    output_tokens*(1 + cv^2)/2 with
+                                                    ``output_tokens_cv``: perf/serving.py)
 
 Weights read per decode step, ``R(b)``: all of ``W`` for a dense card; for a mixture of
 experts, the shared parameters plus the experts ``b`` tokens route to
@@ -113,6 +115,7 @@ def _evaluate(prep: Prepared, t: int, p: int, expert_parallel: int, tags: dict[s
         input_tokens=prep.input_tokens,
         output_tokens=prep.output_tokens,
         live_in=prep.live_in,
+        live_out=prep.live_out,
         batching=prep.batching,
         internode_gbps=prep.internode_gbps,
         step_overhead_s_per_layer=prep.per_layer_s,
@@ -129,6 +132,7 @@ def _evaluate(prep: Prepared, t: int, p: int, expert_parallel: int, tags: dict[s
             output_tokens=prep.output_tokens,
             max_batch=prep.max_batch,
             percentile=prep.percentile,
+            input_tokens_cv=prep.input_cv,
             tpot_ms=prep.tpot_ms,
             ttft_ms=prep.ttft_ms,
             tags=tags,
@@ -187,6 +191,8 @@ def inference_perf(
     batch: int | None = None,
     percentile: float | None = None,
     prefix_cache_hit: float = 0.0,
+    output_tokens_cv: float = 0.0,
+    input_tokens_cv: float = 1.0,
 ) -> InferencePerf:
     """Size one inference replica and estimate its latency and throughput.
 
@@ -239,6 +245,8 @@ def inference_perf(
         batch=batch,
         percentile=percentile,
         prefix_cache_hit=prefix_cache_hit,
+        output_tokens_cv=output_tokens_cv,
+        input_tokens_cv=input_tokens_cv,
     )
     if isinstance(prep, InferencePerf):
         return prep

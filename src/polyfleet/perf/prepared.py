@@ -126,6 +126,10 @@ class Prepared:
     memory: Memory
     live_in: float
     moe: bool
+    live_out: float = 0.0
+    """Mean output tokens a request in flight holds: ``n*(1 + cv^2)/2`` (``polyfleet.perf.serving``)."""
+    input_cv: float = 1.0
+    """Coefficient of variation of prompt lengths: the prefill lane's service-time spread."""
 
     def tags(self) -> dict[str, Any]:
         """The result fields every layout shares (a fresh dict: layouts add theirs)."""
@@ -152,6 +156,8 @@ def _prepare(
     batch: int | None,
     percentile: float | None,
     prefix_cache_hit: float,
+    output_tokens_cv: float = 0.0,
+    input_tokens_cv: float = 1.0,
 ) -> Prepared | InferencePerf:
     """``Prepared`` from arguments ``_check_arguments`` accepted, or the infeasible result
     every layout would give (the card lacks KV data, the chip the precision)."""
@@ -171,6 +177,8 @@ def _prepare(
     if scale_compute:
         compute_efficiency *= defaults.PRECISION_COMPUTE_SCALE.get(peak_info.dtype, 1.0)
     live_in = input_tokens * (1 - prefix_cache_hit)  # per-request prompt KV (prefix stored once)
+    if output_tokens_cv < 0 or input_tokens_cv < 0:
+        raise ValueError("output_tokens_cv and input_tokens_cv must be >= 0")
     return Prepared(
         card=card,
         acc=acc,
@@ -200,6 +208,8 @@ def _prepare(
         ),
         live_in=live_in,
         moe=moe_split(card) is not None,
+        live_out=output_tokens * (1 + output_tokens_cv**2) / 2,
+        input_cv=input_tokens_cv,
     )
 
 
@@ -226,6 +236,8 @@ def prepare_inference(
     batch: int | None = None,
     percentile: float | None = None,
     prefix_cache_hit: float = 0.0,
+    output_tokens_cv: float = 0.0,
+    input_tokens_cv: float = 1.0,
 ) -> Prepared | InferencePerf:
     """``inference_perf``'s arguments without the layout, checked and derived once.
 
@@ -271,4 +283,6 @@ def prepare_inference(
         batch=batch,
         percentile=percentile,
         prefix_cache_hit=prefix_cache_hit,
+        output_tokens_cv=output_tokens_cv,
+        input_tokens_cv=input_tokens_cv,
     )

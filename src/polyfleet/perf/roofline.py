@@ -115,6 +115,7 @@ class Roofline:
     expert_scale: float
     prefill_s: float
     chunks: int
+    live_out: float = 0.0
 
     def tokens(self, b: float) -> float:
         """Tokens one step of ``b`` decoding requests pushes through the model."""
@@ -202,6 +203,7 @@ def build_roofline(
     step_overhead_s: float,
     expert_parallel: int,
     attention_scale: float = 1.0,
+    live_out: float | None = None,
 ) -> Roofline:
     """The ``Roofline`` of ``t`` chips x ``p`` stages of ``acc`` serving ``card``.
 
@@ -236,7 +238,9 @@ def build_roofline(
     # attends to ctx_mean tokens; a prompt token to the cached prefix and half the live prompt.
     attn = attention_flops_per_context_token(card) * attention_scale
     prompt_ctx = input_tokens - live_in / 2
-    attn_req = attn * (input_tokens + output_tokens / 2 + ratio * prompt_ctx)
+    # live_out: mean output tokens of a request in flight, output/2 for equal lengths
+    live_out = output_tokens / 2 if live_out is None else live_out
+    attn_req = attn * (input_tokens + live_out + ratio * prompt_ctx)
     return Roofline(
         card=card,
         stages=p,
@@ -244,7 +248,7 @@ def build_roofline(
         kv=kv,
         two_active=two_active,
         attn_req=attn_req,
-        ctx_mean=input_tokens + output_tokens / 2,  # attention reads the whole context
+        ctx_mean=input_tokens + live_out,  # attention reads the whole context
         mem_rate=mem_rate,
         comp_rate=comp_rate,
         c0=c0,
@@ -261,4 +265,5 @@ def build_roofline(
         expert_scale=defaults.MOE_EXPERT_MEMORY_SCALE,
         prefill_s=(two_active + attn * prompt_ctx) * live_in / comp_rate + (c0 + c1 * live_in) + o,
         chunks=max(1, math.ceil(live_in / defaults.CHUNK_TOKENS)),
+        live_out=live_out,
     )

@@ -24,8 +24,14 @@ requests decoding, by Little's law::
 Occupancy.  Requests in service in an M/G/infinity system are Poisson with mean ``N``,
 so the batch the replica must admit at the percentile is ``B = Q(N)``, the Poisson
 ``percentile`` quantile (``poisson_quantile``).  Memory (steady state, not the full
-context for every slot): each request holds its mean live KV, ``((1-h)*input + n/2)*kv``
-(``h`` = prefix-cache hit, the shared prefix stored once), and ``B`` of them must fit::
+context for every slot): each request holds its mean live KV, ``((1-h)*input + n_live)*kv``
+(``h`` = prefix-cache hit, the shared prefix stored once), and ``B`` of them must fit.
+``n_live = n*(1 + cv^2)/2`` where ``cv`` is the coefficient of variation of output lengths
+(``output_tokens_cv``; ``n/2`` when all are equal): the requests in flight are a
+length-biased sample (a request of ``k`` tokens is in flight ``k`` steps), each halfway
+through on average, so ``E[k^2]/(2*E[k])`` (the inspection paradox of renewal theory).
+The step time's KV reads and attention use the same ``n_live``.  DeepSeek-R1's MLPerf
+outputs (cv 1.25) hold 2.56x the ``n/2`` of equal lengths::
 
     B <= floor(kv_room / kv_per_request)                       ("capacity")
 
@@ -39,15 +45,17 @@ work: ignoring its variance made long-prompt TPOT tails look free)::
     TPOT_p = T(B/p) + K*(pre/p)/n                        mean: T_wall
     chunked: TPOT_p = T(B/p) + (K - K_mean)*(pre/p)/n    mean: T(N/p)
 
-TTFT at the percentile: the prompt waits for the prefill lane (M/M/1 waiting time with
-service ``S`` and utilisation ``u``, ``P(W > w) = u*exp(-(1-u)*w/S)``, conservative for
-the deterministic service of equal prompts), for the step in flight to end (one ``T``),
-then runs::
+TTFT at the percentile: the prompt waits for the prefill lane (M/G/1 waiting time with
+mean service ``S``, utilisation ``u`` and service-time coefficient of variation ``c``, the
+prompt lengths' ``input_tokens_cv``: Pollaczek-Khinchine's mean wait ``u*S*(1+c^2)/(2(1-u))``
+with an exponential tail, ``P(W > w) = u*exp(-(1-u)*w/S')``, ``S' = S*(1+c^2)/2``; ``c = 1``,
+the default, is the M/M/1 queue, ``c = 0`` equal prompts), for the step in flight to end
+(one ``T``), then runs::
 
-    w_p    = S/(1-u) * ln(u/(1-percentile))  when u > 1-percentile, else 0
+    w_p    = S'/(1-u) * ln(u/(1-percentile))  when u > 1-percentile, else 0
     serial:  S = pre;        TTFT_p = pre + w_p + T(B/p)
     chunked: S = chunks*T;   TTFT_p = chunks*T(B/p) + w_p + T(B/p)
-    means:   w = u*S/(1-u);  T/2 for the step in flight
+    means:   w = u*S'/(1-u);  T/2 for the step in flight
 
 ``lam`` grows with ``N`` and every constraint with both, so the largest feasible load is
 found by bisection on ``N`` in ``(0, cap + 1]``.  ``limit`` names the constraint that
@@ -109,6 +117,18 @@ def mm1_wait_quantile(utilisation: float, service_s: float, percentile: float) -
     return service_s / (1 - utilisation) * math.log(utilisation / (1 - percentile))
 
 
+def mg1_wait_quantile(utilisation: float, service_s: float, cv: float, percentile: float) -> float:
+    """Waiting time at ``percentile`` in an M/G/1 queue whose service times have coefficient
+    of variation ``cv``: the M/M/1 tail with ``S`` scaled by ``(1 + cv^2)/2``.
+
+    Why: the Pollaczek-Khinchine mean wait is ``u*S*(1 + cv^2)/(2*(1 - u))``, the M/M/1
+    one times ``(1 + cv^2)/2``, and the tail of the wait is close to exponential with that
+    mean (Kingman's heavy-traffic approximation); ``cv = 1`` is the M/M/1 queue exactly,
+    ``cv = 0`` equal prompts (half the wait).
+    """
+    return mm1_wait_quantile(utilisation, service_s * ((1 + cv * cv) / 2), percentile)
+
+
 @dataclass(frozen=True)
 class Replica:
     """What ``planned_load`` needs from the roofline of one replica (see the module docstring)."""
@@ -124,6 +144,7 @@ class Replica:
     output_tokens: int
     input_tokens: int = 0
     max_batch: int | None = None
+    prefill_cv: float = 1.0
     bound_of: Callable[[float], str] = lambda b: ""
 
 
@@ -183,8 +204,9 @@ def _state(
         service = run = run_mean = r.prefill_s
     if u >= 1:
         return _State(lam, n_fl, batch, math.inf, math.inf, math.inf, math.inf, "stability")
-    ttft_p = run + mm1_wait_quantile(u, service, percentile) + t_tail
-    ttft_mean = run_mean + u * service / (1 - u) + t_mean / 2
+    spread = (1 + r.prefill_cv * r.prefill_cv) / 2  # M/G/1: the wait scales with (1 + cv^2)/2
+    ttft_p = run + mg1_wait_quantile(u, service, r.prefill_cv, percentile) + t_tail
+    ttft_mean = run_mean + u * service * spread / (1 - u) + t_mean / 2
     failed = ""
     if batch > cap:
         failed = "batch" if r.max_batch is not None and cap == r.max_batch else "capacity"

@@ -86,6 +86,7 @@ def percentile_perf(
     tpot_ms: float | None,
     ttft_ms: float | None,
     tags: dict[str, Any],
+    input_tokens_cv: float = 1.0,
 ) -> InferencePerf:
     """The load the replica takes with its SLOs met at ``percentile`` (``polyfleet.perf.serving``).
 
@@ -104,12 +105,13 @@ def percentile_perf(
         chunked=roof.chunked,
         chunks=roof.chunks,
         kv_room_bytes=kv_room,
-        kv_bytes_per_request=(roof.live_in + output_tokens / 2) * roof.kv,
+        kv_bytes_per_request=(roof.live_in + roof.live_out) * roof.kv,
         stages=p,
         chips=chips,
         output_tokens=output_tokens,
         input_tokens=round(roof.live_in),
         max_batch=max_batch,
+        prefill_cv=input_tokens_cv,
         bound_of=roof.bound_of,
     )
     return planned_load(replica, percentile=percentile, tpot_ms=tpot_ms, ttft_ms=ttft_ms, tags=tags)
