@@ -13,8 +13,8 @@ from.  None of these rows chose any default of the model: they are all held out.
 
 Each row is predicted as a buyer would ask polyfleet (``best_inference_perf``: the best
 tensor/pipeline/expert-parallel configuration within ``min(chips, 8)`` chips per node, at
-the row's weight precision, on the benchmark's mean input/output lengths,
-``DATASETS``)::
+the row's weight precision, on the benchmark's mean input/output lengths and their
+coefficients of variation, ``DATASETS``, read off MLCommons' data set files)::
 
     Offline      max throughput, no latency target: the continuous batch kept full, each
                  request holding its mean live KV (``percentile=0.5``: the occupancy is its
