@@ -21,6 +21,13 @@ v6.1 (optional ``--v61``, a clone of ``mlcommons/inference_results_v6.1``) comes
 are at the 99.9% target and are written as ``llama2-70b-99`` (same model, lengths and
 latency targets); inferred results are left out; its date was not read (left empty).
 
+v6.0 (optional ``--table``, MLCommons' results table as exported from its Tableau page: a
+UTF-16, tab-separated file such as ``mlperf-data/mlperf-6.0.csv`` of
+``openshift-psap/performance-dashboard``): the table names no weight precision, so it is
+*inferred* by chip generation (FP4 on Blackwell and MI355X, which every LLM submission of
+v5.1 on those chips used; FP8 elsewhere) and said in each row's source; its date was not
+read (left empty).  ``--table`` alone writes only that round.
+
 Selection: for each (round, benchmark, accelerator) the system with the most Offline
 tokens/s per chip, with that system's Server and Interactive results, or the
 best-per-chip system's for a scenario it did not submit.  Latency targets are loadgen's
@@ -39,8 +46,11 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09", "v6.1": ""}
-"""Publication date of each round (v6.1: not read, left empty)."""
+ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09", "v6.0": "", "v6.1": ""}
+"""Publication date of each round (v6.0, v6.1: not read, left empty)."""
+
+FP4_CHIPS = {"nvidia-b200", "nvidia-b300", "nvidia-gb200", "nvidia-gb300", "amd-mi355x"}
+"""Chips whose v5.1 LLM submissions all ran FP4 weights: the precision inferred for a table row."""
 
 BENCHMARKS = {
     "llama2-70b-99": "llama-2-70b",
@@ -156,6 +166,55 @@ def rows_v61(summary: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def rows_table(text: str, round_: str, source: str) -> list[dict[str, Any]]:
+    """Results of MLCommons' results table export (tab-separated; columns by header name).
+
+    ``Total Accelerators`` chips, ``# of Nodes`` nodes, ``Avg. Result at System Name``
+    tokens/s; closed division, "available"/"preview" systems, LLM benchmarks in
+    ``BENCHMARKS`` (99.9 Llama 2 70B as 99), accelerators the catalog has.  The weight
+    precision is inferred (``FP4_CHIPS``), ``source`` names the file.
+    """
+    lines = list(csv.reader(text.splitlines(), delimiter="\t"))
+    if not lines:
+        return []
+    head = [h.strip() for h in lines[0]]
+
+    def col(row: list[str], name: str) -> str:
+        return row[head.index(name)].strip() if name in head and head.index(name) < len(row) else ""
+
+    out = []
+    for row in lines[1:]:
+        bench = col(row, "Model MLC")
+        strict = bench == "llama2-70b-99.9"
+        bench = "llama2-70b-99" if strict else bench
+        name = re.sub(r"\s*\(.*\)$", "", col(row, "Accelerator (click + for details)"))
+        acc = accelerator_id(name) if name else None
+        if bench not in BENCHMARKS or not acc or not col(row, "Division/Power").startswith("Closed"):
+            continue
+        if col(row, "Units") != "Tokens/s" or col(row, "Availability") not in ("available", "preview"):
+            continue
+        try:
+            chips, tps = int(col(row, "Total Accelerators")), float(col(row, "Avg. Result at System Name"))
+        except ValueError:
+            continue
+        dtype = "fp4" if acc in FP4_CHIPS else "fp8"
+        out.append(
+            {"round": round_, "benchmark": bench, "scenario": col(row, "Scenario"),
+             "submitter": col(row, "Organization"), "system": col(row, "System Name (click + for details)"),
+             "accelerator_name": name, "accelerator": acc, "chips": chips,
+             "nodes": int(col(row, "# of Nodes") or 1), "dtype": dtype, "tokens_per_s": tps,
+             "source": f"{source} (Public ID {col(row, 'Public ID')}; weight precision inferred: {dtype})",
+             "strict": strict}
+        )  # fmt: skip
+    # a system that submitted both accuracy targets counts once, at the 99% one
+    loose = {(r["submitter"], r["system"], r["benchmark"], r["scenario"]) for r in out if not r["strict"]}
+    return [
+        r
+        for r in out
+        if not (r["strict"] and (r["submitter"], r["system"], r["benchmark"], r["scenario"]) in loose)
+    ]
+
+
 def rows_v41(repo: Path) -> list[dict[str, Any]]:
     """Results of the per-system logs (VALID runs of available systems)."""
     out = []
@@ -220,14 +279,17 @@ def to_csv_row(r: dict[str, Any]) -> dict[str, Any]:
         "chips": r["chips"], "nodes": r["nodes"], "weight_dtype": r["dtype"],
         "output_tokens_per_s": round(r["tokens_per_s"], 2), "ttft_p99_ms": ttft, "tpot_p99_ms": tpot,
         "submitter": r["submitter"], "system": r["system"], "accelerator_name": r["accelerator_name"],
-        "source": repo + r["location"],
+        "source": r.get("source") or repo + r["location"],
     }  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--v41", type=Path, required=True, help="clone of mlcommons/inference_results_v4.1")
-    parser.add_argument("--v51", type=Path, required=True, help="clone of mlcommons/inference_results_v5.1")
+    parser.add_argument("--v41", type=Path, help="clone of mlcommons/inference_results_v4.1")
+    parser.add_argument("--v51", type=Path, help="clone of mlcommons/inference_results_v5.1")
+    parser.add_argument("--table", type=Path, help="MLCommons results table export (UTF-16 TSV)")
+    parser.add_argument("--table-round", default="v6.0", choices=sorted(ROUNDS), help="round of --table")
+    parser.add_argument("--table-source", default="", help="where --table came from (written per row)")
     parser.add_argument("--v61", type=Path, help="clone of mlcommons/inference_results_v6.1 (optional)")
     parser.add_argument("--out", type=Path, default=Path("examples/published_mlperf.csv"))
     args = parser.parse_args(argv)
@@ -237,7 +299,21 @@ def main(argv: list[str] | None = None) -> int:
         if not (repo / "HEAD").exists() and not (repo / ".git").exists():
             print(f"mlperf_import: {flag} {repo}: not a git repository (clone it first)", file=sys.stderr)
             return 2
-    found = rows_v41(args.v41) + rows_v51(args.v51)
+    if args.table is None and (args.v41 is None or args.v51 is None):
+        print("mlperf_import: --v41 and --v51 are required unless --table is given", file=sys.stderr)
+        return 2
+    found = []
+    if args.table is not None:
+        if not args.table.is_file():
+            print(f"mlperf_import: --table {args.table}: file not found", file=sys.stderr)
+            return 2
+        raw = args.table.read_bytes()
+        utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
+        even = raw[: len(raw) // 2 * 2]
+        text = even.decode("utf-16", "replace") if utf16 else raw.decode("utf-8", "replace")
+        found += rows_table(text, args.table_round, args.table_source or str(args.table))
+    if args.v41 is not None and args.v51 is not None:
+        found += rows_v41(args.v41) + rows_v51(args.v51)
     if args.v61 is not None:
         found += rows_v61(json.loads(_git(args.v61, "show", "HEAD:summary.json") or "{}"))
     rows = [to_csv_row(r) for r in select(found)]

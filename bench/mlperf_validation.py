@@ -196,10 +196,10 @@ def predict(row: Row, **kwargs: object) -> Row:
     catalog = load_bundled()
     card = catalog.models.get(row.model)
     acc = catalog.accelerators.get(row.accelerator)
-    if card is None or acc is None:
-        return row
+    data = DATASETS.get(row.model)
+    if card is None or acc is None or data is None:
+        return row  # unpredicted (counted as over 50%): no card, chip or data set lengths
     card = card.model_copy(update={"dtype": row.dtype})
-    data = DATASETS[row.model]
     slo: dict[str, object] = {"percentile": 0.5}  # Offline: a full batch, occupancy at its mean
     if row.scenario != "Offline":
         slo = {"ttft_ms": row.ttft_ms, "tpot_ms": row.tpot_ms, "percentile": PERCENTILE}
