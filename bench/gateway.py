@@ -1,10 +1,12 @@
 """Gateway overhead, side by side in one run against the same upstream.
 
 Targets: ``direct`` (the upstream itself), ``aiohttp`` (a minimal pass-through written
-here: the floor any Python proxy pays), ``polyfleet`` (``polyfleet serve`` with every
-check on: routing, ledger, metrics, a gateway key with a daily budget (each request
-reserves and settles its maximum cost), client limits, disconnect watching, protocol
-checks of the answer, stream-end detection) and ``litellm`` (LiteLLM's proxy, one worker, local cost map, a
+here: the floor any Python proxy pays), ``uvicorn`` (the same pass-through as an ASGI app
+on polyfleet's server stack, uvicorn + httptools + uvloop: that stack's floor),
+``polyfleet`` (``polyfleet serve`` with every check on: routing, ledger, metrics, a
+gateway key with a daily budget (each request reserves and settles its maximum cost),
+client limits, disconnect watching, protocol checks of the answer, stream-end detection)
+and ``litellm`` (LiteLLM's proxy, one worker, local cost map, a
 non-default master key, the same backend).  Load: ``wrk`` (Debian package) at
 concurrency 1, 16 and 128, non-streaming and streaming chat completions.  Printed per
 cell: requests/s, added p50/p99 latency over direct, CPU ms per request of the target's
@@ -74,6 +76,49 @@ app.router.add_post("/{tail:.*}", proxy)
 app.router.add_get("/{tail:.*}", lambda r: web.Response(text="ok"))
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None,
             loop=uvloop.new_event_loop())
+"""
+
+# the same pass-through on polyfleet's own stack (uvicorn + httptools + uvloop, aiohttp client):
+# the floor of that stack, to tell what polyfleet's checks cost from what the server costs
+UVICORN_PROXY = """
+import sys, aiohttp, uvicorn
+UP = sys.argv[2]
+session = None
+async def app(scope, receive, send):
+    global session
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                connector = aiohttp.TCPConnector(limit=0)
+                session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+                await send({"type": "lifespan.startup.complete"})
+            else:
+                await session.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    if scope["method"] == "GET":
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+        return
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    headers = {"content-type": "application/json"}
+    async with session.post(UP + scope["path"], data=body, headers=headers) as up:
+        kind = up.headers.get("content-type", "application/json").encode()
+        await send({"type": "http.response.start", "status": up.status, "headers": [(b"content-type", kind)]})
+        if kind.startswith(b"text/event-stream"):
+            async for chunk in up.content.iter_any():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body", "body": await up.read()})
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
+            access_log=False, log_level="warning", proxy_headers=False)
 """
 
 
@@ -206,7 +251,9 @@ def main() -> None:
         "--bench-venv", type=Path, default=Path.home() / ".cache" / "polyfleet-bench" / "venv"
     )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 128])
-    parser.add_argument("--targets", nargs="+", default=["direct", "aiohttp", "polyfleet", "litellm"])
+    parser.add_argument(
+        "--targets", nargs="+", default=["direct", "aiohttp", "uvicorn", "polyfleet", "litellm"]
+    )
     args = parser.parse_args()
     venv = bench_venv(args.bench_venv) if "litellm" in args.targets else Path(sys.executable).parent.parent
     work = Path(tempfile.mkdtemp(prefix="polyfleet-bench-"))
@@ -228,6 +275,14 @@ def main() -> None:
             )
             wait_ready(f"http://127.0.0.1:{port}/", proc)
             targets["aiohttp"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, None)
+        if "uvicorn" in args.targets:
+            port = free_port()
+            (work / "uvicorn_proxy.py").write_text(UVICORN_PROXY)
+            proc = stack.enter_context(
+                process([sys.executable, str(work / "uvicorn_proxy.py"), str(port), upstream])
+            )
+            wait_ready(f"http://127.0.0.1:{port}/", proc)
+            targets["uvicorn"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, None)
         if "polyfleet" in args.targets:
             port = free_port()
             key_sha256 = hashlib.sha256(GATEWAY_KEY.encode()).hexdigest()
