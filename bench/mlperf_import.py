@@ -26,7 +26,9 @@ UTF-16, tab-separated file such as ``mlperf-data/mlperf-6.0.csv`` of
 ``openshift-psap/performance-dashboard``): the table names no weight precision, so it is
 *inferred* by chip generation (FP4 on Blackwell and MI355X, which every LLM submission of
 v5.1 on those chips used; FP8 elsewhere) and said in each row's source; its date was not
-read (left empty).  ``--table`` alone writes only that round.
+read (left empty).  ``--table`` alone writes only that round.  v5.0's export
+(``mlperf-data/mlperf-5.0.csv``) is a comma-separated pivot of the same table
+(``rows_pivot``); the layout is recognised by its first line.
 
 Selection: for each (round, benchmark, accelerator) the system with the most Offline
 tokens/s per chip, with that system's Server and Interactive results, or the
@@ -46,8 +48,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-ROUNDS = {"v4.1": "2024-08-28", "v5.1": "2025-09-09", "v6.0": "", "v6.1": ""}
-"""Publication date of each round (v6.0, v6.1: not read, left empty)."""
+ROUNDS = {"v4.1": "2024-08-28", "v5.0": "", "v5.1": "2025-09-09", "v6.0": "", "v6.1": ""}
+"""Publication date of each round (v5.0, v6.0, v6.1: not read, left empty)."""
 
 FP4_CHIPS = {"nvidia-b200", "nvidia-b300", "nvidia-gb200", "nvidia-gb300", "amd-mi355x"}
 """Chips whose v5.1 LLM submissions all ran FP4 weights: the precision inferred for a table row."""
@@ -215,6 +217,74 @@ def rows_table(text: str, round_: str, source: str) -> list[dict[str, Any]]:
     ]
 
 
+def rows_pivot(text: str, round_: str, source: str) -> list[dict[str, Any]]:
+    """Results of MLCommons' results table exported as a pivot (comma-separated; v5.0's layout).
+
+    Header rows above ``Public ID`` name, per column, the benchmark (blank: the one to its
+    left), the scenario and the units; each system is a ``Public ID`` row and the rows
+    under it, labelled ``# of Accelerators``, ``# of Nodes`` and ``Avg. Result at System
+    Name`` in the label column.  ``llama2-70b-interactive-99``'s Server column is the
+    Interactive scenario (its Offline column repeats the plain benchmark's: skipped).
+    ``# of Accelerators`` is per node (MangoBoost's 4-node MI300X system lists 8), so
+    chips = accelerators x nodes.  The units row is not read: it labels Llama 3.1 405B's
+    columns Samples/s and Queries/s, yet their values are tokens/s (8 H200: 558.5, where
+    v5.1's audited summary has 552.8 tokens/s for the same class of system).  Filters,
+    precision and ``source`` as ``rows_table``.
+    """
+    lines = list(csv.reader(text.splitlines()))
+    at = next((i for i, r in enumerate(lines) if r and r[0] == "Public ID"), None)
+    if at is None or at < 2 or "" not in lines[at]:
+        return []
+    benches, scenarios, units = lines[at - 2], lines[at - 1], lines[at]
+    label = units.index("")  # the column holding each row's label
+    columns: dict[int, tuple[str, str]] = {}
+    bench = ""
+    for j in range(label + 1, len(units)):
+        bench = (benches[j].strip() if j < len(benches) else "") or bench
+        columns[j] = (bench, scenarios[j].strip() if j < len(scenarios) else "")
+    out: list[dict[str, Any]] = []
+
+    def flush(system: list[str], values: dict[str, list[str]]) -> None:
+        name = re.sub(r"\s*\(.*\)$", "", system[7].strip()) if len(system) > 14 else ""
+        acc = accelerator_id(name) if name else None
+        if not acc or not system[14].startswith("Closed") or system[2] not in ("available", "preview"):
+            return
+        for j, (b, scenario) in columns.items():
+            if b == "llama2-70b-interactive-99":
+                if scenario != "Server":
+                    continue
+                b, scenario = "llama2-70b-99", "Interactive"
+            if b not in BENCHMARKS:
+                continue
+            try:
+                tps = float(values["Avg. Result at System Name"][j].replace(",", ""))
+                nodes = int(values["# of Nodes"][j] or 1)
+                chips = int(values["# of Accelerators"][j]) * nodes
+            except (KeyError, IndexError, ValueError):
+                continue
+            dtype = "fp4" if acc in FP4_CHIPS else "fp8"
+            out.append(
+                {"round": round_, "benchmark": b, "scenario": scenario, "submitter": system[1],
+                 "system": system[3], "accelerator_name": name, "accelerator": acc, "chips": chips,
+                 "nodes": nodes, "dtype": dtype, "tokens_per_s": tps,
+                 "source": f"{source} (Public ID {system[0]}; weight precision inferred: {dtype})"}
+            )  # fmt: skip
+
+    system: list[str] = []
+    values: dict[str, list[str]] = {}
+    for row in lines[at + 1 :]:
+        if len(row) <= label:
+            continue
+        if row[0].strip():
+            if system:
+                flush(system, values)
+            system, values = row, {}
+        values[row[label].strip()] = row
+    if system:
+        flush(system, values)
+    return out
+
+
 def rows_v41(repo: Path) -> list[dict[str, Any]]:
     """Results of the per-system logs (VALID runs of available systems)."""
     out = []
@@ -311,7 +381,8 @@ def main(argv: list[str] | None = None) -> int:
         utf16 = raw[:2] in (b"\xff\xfe", b"\xfe\xff")
         even = raw[: len(raw) // 2 * 2]
         text = even.decode("utf-16", "replace") if utf16 else raw.decode("utf-8", "replace")
-        found += rows_table(text, args.table_round, args.table_source or str(args.table))
+        read = rows_table if "\t" in text.split("\n", 1)[0] else rows_pivot
+        found += read(text, args.table_round, args.table_source or str(args.table))
     if args.v41 is not None and args.v51 is not None:
         found += rows_v41(args.v41) + rows_v51(args.v51)
     if args.v61 is not None:
