@@ -15,6 +15,16 @@ from polyfleet.catalog.settings import CatalogSettings
 from polyfleet.deals.spec import Deal, Uncertainty
 from polyfleet.risk.assumptions import RiskAssumptions
 
+INPUT_TOKENS_CV = 1.0
+"""Default prompt-length coefficient of variation: ``inference_perf``'s, the exponential
+spread behind the M/M/1 prefill queue plans used before the field existed."""
+OUTPUT_TOKENS_CV = 0.0
+"""Default output-length coefficient of variation: ``inference_perf``'s, every request
+the same length (requests in flight hold n/2 output tokens on average)."""
+MAX_TOKENS_CV = 10.0
+"""Largest accepted length CV: a spread beyond ten times the mean is a typo, not a workload
+(MLPerf's data sets measure 0.38 to 1.25: docs/perf-validation.md)."""
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -136,6 +146,14 @@ class InferenceWorkload(_Placed):
     )
     slo_percentile: float = Field(0.99, gt=0, lt=1, description="slo targets hold at this percentile")
     prefix_cache_hit: float = Field(0.0, ge=0, lt=1, description="share of each prompt that is cached")
+    input_tokens_cv: float = Field(
+        INPUT_TOKENS_CV, ge=0, le=MAX_TOKENS_CV,
+        description="prompt lengths' coefficient of variation: the prefill queue's wait x (1+cv^2)/2",
+    )  # fmt: skip
+    output_tokens_cv: float = Field(
+        OUTPUT_TOKENS_CV, ge=0, le=MAX_TOKENS_CV,
+        description="output lengths' coefficient of variation: live output KV n(1+cv^2)/2 per request",
+    )  # fmt: skip
     precisions: list[Dtype] | None = Field(
         None, min_length=1, description="weight precisions the configuration search may use (default: card's)"
     )

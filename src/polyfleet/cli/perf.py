@@ -20,6 +20,7 @@ from polyfleet.perf import inference_perf
 from polyfleet.perf.configs import best_inference_perf
 from polyfleet.perf.defaults import SLO_PERCENTILE
 from polyfleet.report.tables import records_table
+from polyfleet.spec_document import INPUT_TOKENS_CV, MAX_TOKENS_CV, OUTPUT_TOKENS_CV
 
 _COMPARE_COLUMNS = [
     "accelerator",
@@ -42,6 +43,28 @@ _CHART_SUFFIXES = (".png", ".svg")
 _DTYPES = ["bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 _SEARCH_CHIPS = 8
 """Chips of one instance the configuration search uses when --chips-per-node is not given."""
+
+
+def length_cv_options(fn: Any) -> Any:
+    """``--input-cv``/``--output-cv``: the request lengths' spread (``perf``, ``perf configs``)."""
+    fn = click.option(
+        "--output-cv",
+        "output_tokens_cv",
+        type=click.FloatRange(min=0, max=MAX_TOKENS_CV),
+        default=OUTPUT_TOKENS_CV,
+        show_default=True,
+        help="output lengths' coefficient of variation (std/mean): requests in flight hold "
+        "output*(1+cv^2)/2 tokens of KV; 0 = all the same length",
+    )(fn)
+    return click.option(
+        "--input-cv",
+        "input_tokens_cv",
+        type=click.FloatRange(min=0, max=MAX_TOKENS_CV),
+        default=INPUT_TOKENS_CV,
+        show_default=True,
+        help="prompt lengths' coefficient of variation (std/mean): the serial prefill queue's "
+        "wait scales by (1+cv^2)/2 (M/G/1); 1 = exponential lengths, the M/M/1 queue",
+    )(fn)
 
 
 def _compare_table_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +101,7 @@ def _perf_compare(
     fmt: str,
     chart: Path | None,
     percentile: float = SLO_PERCENTILE,
+    **perf_kwargs: Any,
 ) -> None:
     """``polyfleet perf`` without ``--accelerator``: every bundled accelerator, cheapest first."""
     from polyfleet.perf.compare import compare_accelerators
@@ -97,6 +121,7 @@ def _perf_compare(
         term=term,
         batching=batching,
         percentile=percentile,
+        **perf_kwargs,
     )
     slo = ", ".join(
         part
@@ -117,6 +142,7 @@ def _perf_compare(
         "tpot_ms": tpot_ms,
         "ttft_ms": ttft_ms,
         "term": term,
+        **perf_kwargs,
         "accelerators": rows,
     }
     _show(
@@ -190,6 +216,7 @@ def _perf_compare(
     help="meet --tpot-ms/--ttft-ms at this percentile under Poisson arrivals (default 99 with a target)",
 )
 @click.option("--prefix-cache-hit", type=click.FloatRange(min=0, max=1, max_open=True), default=0.0)
+@length_cv_options
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.pass_context
 @_handles_errors
@@ -213,6 +240,8 @@ def perf_cmd(
     chips_per_node: int | None,
     percentile: float | None,
     prefix_cache_hit: float,
+    input_tokens_cv: float,
+    output_tokens_cv: float,
     fmt: str,
 ) -> None:
     """Roofline estimate of one model on one accelerator, or on every accelerator with $/Mtok.
@@ -247,6 +276,9 @@ def perf_cmd(
             fmt=fmt,
             chart=chart,
             percentile=SLO_PERCENTILE if percentile is None else percentile / 100,
+            prefix_cache_hit=prefix_cache_hit,
+            input_tokens_cv=input_tokens_cv,
+            output_tokens_cv=output_tokens_cv,
         )
         return
     if chart is not None:
@@ -266,6 +298,7 @@ def perf_cmd(
     kwargs: dict[str, Any] = dict(
         input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms,
         batching=batching, percentile=pct, prefix_cache_hit=prefix_cache_hit,
+        input_tokens_cv=input_tokens_cv, output_tokens_cv=output_tokens_cv,
     )  # fmt: skip
     acc = cat.accelerators[accelerator_id]
     if tp is not None or batch is not None:
@@ -281,6 +314,8 @@ def perf_cmd(
         "model": model_name,
         "accelerator": accelerator_id,
         "configuration": perf.configuration,
+        "input_tokens_cv": input_tokens_cv,
+        "output_tokens_cv": output_tokens_cv,
         **perf.to_dict(),
     }
     _show(

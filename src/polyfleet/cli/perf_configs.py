@@ -10,7 +10,14 @@ import click
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.cli._common import FORMATS, OutputPath, _handles_errors, _show, _wrote
-from polyfleet.cli.perf import _CHART_SUFFIXES, _DTYPES, _SEARCH_CHIPS, _write_chart_atomic, perf_cmd
+from polyfleet.cli.perf import (
+    _CHART_SUFFIXES,
+    _DTYPES,
+    _SEARCH_CHIPS,
+    _write_chart_atomic,
+    length_cv_options,
+    perf_cmd,
+)
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.defaults import SLO_PERCENTILE
 from polyfleet.report.tables import records_table
@@ -51,6 +58,7 @@ _CONFIG_COLUMNS = [
     help="write a .png or .svg chart of the Pareto front",
 )
 @click.option("--all", "show_all", is_flag=True, help="list every evaluated configuration")
+@length_cv_options
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @_handles_errors
 def configs_cmd(
@@ -67,6 +75,8 @@ def configs_cmd(
     term: str,
     chart: Path | None,
     show_all: bool,
+    input_tokens_cv: float,
+    output_tokens_cv: float,
     fmt: str,
 ) -> None:
     """Serving configurations on the throughput-per-dollar vs latency Pareto front.
@@ -96,6 +106,7 @@ def configs_cmd(
         cat.models[model_name], cat.accelerators[accelerator_id], input_tokens=input_tokens,
         output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms, percentile=pct,
         chips_per_node=chips_per_node, dtypes=list(dtypes) or None, batching=batching, batches=True,
+        input_tokens_cv=input_tokens_cv, output_tokens_cv=output_tokens_cv,
     )  # fmt: skip
     offers = sorted(
         (o for o in cat.offers.values() if o.accelerator == accelerator_id and o.term == term),
@@ -130,7 +141,14 @@ def configs_cmd(
     )
     title = f"{model_name} on {accelerator_id}: Pareto configurations ({slo})"
     shown = every if show_all else front
-    data = {"model": model_name, "accelerator": accelerator_id, "percentile": pct, "pareto": front}
+    data = {
+        "model": model_name,
+        "accelerator": accelerator_id,
+        "percentile": pct,
+        "input_tokens_cv": input_tokens_cv,
+        "output_tokens_cv": output_tokens_cv,
+        "pareto": front,
+    }
     if show_all:
         data["configurations"] = every
 

@@ -58,6 +58,7 @@ def compare_accelerators(
     term: str = "on-demand",
     batching: str = "serial",
     percentile: float = SLO_PERCENTILE,
+    **perf_kwargs: Any,
 ) -> list[dict[str, Any]]:
     """One row per accelerator: can it serve ``card`` at the SLO, how fast, and at what $/Mtok.
 
@@ -77,6 +78,9 @@ def compare_accelerators(
       docstring: input tokens' prefill cost is inside the replica rate); None when
       infeasible or without an offer.
 
+    Other keyword arguments (``prefix_cache_hit``, ``input_tokens_cv``, ...) go to
+    ``best_inference_perf``.
+
     Sorted: feasible rows with a price by ``usd_per_mtok_out`` ascending, then feasible
     rows without an offer (fastest first), then infeasible rows (by id).
     """
@@ -85,6 +89,7 @@ def compare_accelerators(
     kwargs: dict[str, Any] = dict(
         input_tokens=input_tokens, output_tokens=output_tokens, tpot_ms=tpot_ms, ttft_ms=ttft_ms,
         max_chips=max_chips, batching=batching, percentile=percentile if targets else None,
+        **perf_kwargs,
     )  # fmt: skip
     for acc_id, acc in accelerators.items():
         sizes = _offers_of(offers, acc_id, term)

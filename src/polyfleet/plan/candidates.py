@@ -136,6 +136,8 @@ def _inference_rows(
                 dtypes=w.precisions,
                 percentile=w.slo_percentile if targets else None,
                 prefix_cache_hit=w.prefix_cache_hit,
+                input_tokens_cv=w.input_tokens_cv,
+                output_tokens_cv=w.output_tokens_cv,
                 batching=w.batching,
                 **(spec.calibration.kwargs(acc_id) if spec.calibration else {}),
             )
