@@ -28,6 +28,8 @@ bench: install
 validate: install
 	$(PY) bench/perf_validation.py --leave-one-out
 	$(PY) bench/mlperf_validation.py
+	$(PY) bench/mlperf_validation.py --measurements examples/published_mlperf_v5.0.csv
+	$(PY) bench/mlperf_validation.py --measurements examples/published_mlperf_v6.0.csv
 	$(PY) bench/latency_validation.py
 	$(PY) bench/training_validation.py
 

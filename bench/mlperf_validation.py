@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check",
         action="store_true",
-        help=f"exit 1 unless median |error| <= {CHECK_MEDIAN:.0%} and none > {CHECK_MAX:.0%}",
+        help=f"exit 1 unless median |error| <= {CHECK_MEDIAN * 100:.0f}%% and none > {CHECK_MAX * 100:.0f}%%",
     )
     parser.add_argument("--rows", action="store_true", help="print every row, not only the summary")
     parser.add_argument(
