@@ -79,7 +79,7 @@ def check_contract(data: dict, workload_names: list[str]) -> None:
     assert isinstance(data["horizon_months"], int | float) and data["horizon_months"] > 0
     assert data["total_usd"] > 0
     assert data["solve_seconds"] >= 0
-    assert data["method"] in {"highs", "restricted-milp", "dive", "lns", "rounding"}
+    assert data["method"] in {"highs", "greedy", "restricted-milp", "dive", "lns", "rounding"}
     assert data["purchases"], "a feasible plan buys something"
     for purchase in data["purchases"]:
         assert set(purchase) >= PURCHASE_KEYS, PURCHASE_KEYS - set(purchase)

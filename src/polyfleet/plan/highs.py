@@ -61,7 +61,7 @@ class Solution:
     limit: str = ""  # "time" when status is FEASIBLE or UNKNOWN because of the time limit
     rounded_start: bool = False  # a rounded LP plan was computed (kept when HiGHS found no better)
     #: where the plan came from: "highs" (branch and bound on the full model), or for large
-    #: models "restricted-milp", "dive" or "rounding" (see docs/planning-model.md)
+    #: models "greedy", "restricted-milp", "dive", "lns" or "rounding" (docs/planning-model.md)
     method: str = "highs"
 
 

@@ -19,7 +19,17 @@ import numpy as np
 
 from polyfleet.plan.build import Milp
 from polyfleet.plan.colgen import initial_columns, price_in, run_until
-from polyfleet.plan.dive import derive, dive, feasible, keep_columns, keep_placements, shave, subset
+from polyfleet.plan.dive import (
+    derive,
+    dive,
+    feasible,
+    first_per_group,
+    keep_columns,
+    keep_placements,
+    shave,
+    subset,
+)
+from polyfleet.plan.greedy import greedy_plan
 from polyfleet.plan.highs import Solution, SolveOptions, Status, build_highs, interrupt_at, run_highs
 from polyfleet.plan.lns import improve
 from polyfleet.plan.rounding import rounded_start
@@ -40,15 +50,17 @@ LNS_ROUND_S = (0.5, 1.0)
 
 
 def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarray | None, float, str, float]:
-    """(a plan from the LP relaxation or None, the LP bound, its method, the LP's seconds).
+    """(a plan from the greedy and the LP relaxation or None, the LP bound, its method, the LP's seconds).
 
-    The LP, solved by column generation (plan/colgen.py) until ``LP_SHARE`` of the limit,
-    gives the bound (nan when columns still priced in at that time) and picks, per
-    inference workload, the replica columns it uses plus the one with the lowest price per
-    request/s at each provider and each vendor (plan/dive.py ``keep_columns``), and per
-    training job its placements plus the cheapest (``keep_placements``).  The LP dive
-    (round up, re-solve, shave) runs on the columns the LP priced in; only when it finds
-    no plan does HiGHS solve the MILP restricted to the kept columns, until
+    First the greedy plan (plan/greedy.py: a fraction of a second, no LP), kept whatever
+    follows, so a limit the LP uses up still ends with a plan.  The LP, solved by column
+    generation (plan/colgen.py) until ``LP_SHARE`` of the limit, gives the bound (nan when
+    columns still priced in at that time) and picks, per inference workload, the replica
+    columns it uses plus the one with the lowest price per request/s at each provider and
+    each vendor (plan/dive.py ``keep_columns``), and per training job its placements plus
+    the cheapest (``keep_placements``).  The LP dive (round up, re-solve, shave) runs on
+    the kept columns; the cheaper of its plan and the greedy's is kept; only when neither
+    exists does HiGHS solve the MILP restricted to the kept columns, until
     ``RESTRICTED_SHARE`` of the limit (presolve drops the other columns, so its root is
     fast: 0.5 s on the 300-workload portfolio instead of minutes); then the
     large-neighbourhood search (``_improve``) improves the plan until ``LNS_SHARE``.
@@ -62,33 +74,30 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
     if len(milp.x_offer) != n_x or len(milp.u_provider) != n_u or n_x == 0:
         return None, float("nan"), "", 0.0
     limit = options.time_limit_s
+    best = greedy_plan(milp)
+    method = "greedy" if best is not None else ""
     lp_began = time.perf_counter()
-    lp_deadline = start + LP_SHARE * limit
-    relaxed = np.zeros_like(milp.integer)
-    active = initial_columns(milp)
-    h = build_highs(
-        milp, replace(options, time_limit_s=LP_SHARE * limit), relaxed, np.where(active, milp.upper, 0.0)
-    )
-    priced = price_in(h, milp, active, lp_deadline)
-    if priced is None:  # the first columns cannot carry the LP (a tight capacity row): all
-        left = max(lp_deadline - time.perf_counter(), 0.01)
-        h = build_highs(milp, replace(options, time_limit_s=left), relaxed, milp.upper)
-        h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            return None, float("nan"), "", time.perf_counter() - lp_began
-        priced = np.asarray(h.getSolution().col_value), float(h.getInfo().objective_function_value), True
-        active[:] = True
-    lp_values, bound, converged = priced
+    lp = _colgen_lp(milp, options, start + LP_SHARE * limit)
     lp_seconds = time.perf_counter() - lp_began
-    if not converged:  # out of time while columns still priced in: no valid bound
-        bound = float("nan")
+    if lp is None:  # no LP point in time: the greedy plan, improved around its own columns
+        if best is None:
+            return None, float("nan"), "", lp_seconds
+        zero = np.zeros(milp.n_cols)
+        keep = keep_columns(milp, zero, milp.u_provider)
+        keep |= first_per_group(milp.x_workload, _usd_per_rps(milp), 3)
+        best, method = _improve(milp, best, keep, keep_placements(milp, zero), zero, options,
+                                start + LNS_SHARE * limit, method)  # fmt: skip
+        return best, float("nan"), method, lp_seconds
+    lp_values, bound, active = lp
     keep = keep_columns(milp, lp_values, milp.u_provider)
     keep_y = keep_placements(milp, lp_values)
-    # the dive, on the columns the LP priced in only (each round re-solves that LP, cheap
-    # there: on 300 x 5,000 the whole LP made a round take ~0.5 s, the sub-model's a tenth)
+    # the dive, on the kept columns only (each round re-solves that LP: on the portfolio
+    # 0.7 s for ~100 rounds there, 3.9 s over every column the LP priced in)
     now = time.perf_counter()
     deadline = min(start + DIVE_SHARE * limit, now + max(1.5 * (now - start), 0.25 * limit))
-    best, method = _sub_dive(milp, options, active, deadline), "dive"
+    dived = _sub_dive(milp, options, active, keep, deadline)
+    if dived is not None and (best is None or milp.objective @ dived < milp.objective @ best):
+        best, method = dived, "dive"
     upper = milp.upper.copy()
     upper[milp.cols["x"].start + np.flatnonzero(~keep)] = 0.0
     upper[milp.cols["y"].start + np.flatnonzero(~keep_y)] = 0.0
@@ -103,6 +112,38 @@ def _lp_plan(milp: Milp, options: SolveOptions, start: float) -> tuple[np.ndarra
         lns_deadline = start + LNS_SHARE * limit
         best, method = _improve(milp, best, keep, keep_y, lp_values, options, lns_deadline, method)
     return best, bound, method if best is not None else "", lp_seconds
+
+
+def _usd_per_rps(milp: Milp) -> np.ndarray:
+    """Instance price of each replica column's chips per request/s it serves."""
+    us = milp.cols["u"]
+    per_chip = milp.cost[us] / np.maximum(milp.u_cpi, 1)
+    return milp.x_chips * per_chip[milp.x_offer] / np.maximum(milp.x_rps, 1e-12)
+
+
+def _colgen_lp(
+    milp: Milp, options: SolveOptions, deadline: float
+) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """(LP point, LP bound or nan, columns priced in) by column generation until ``deadline``.
+
+    The bound is nan when columns still priced in at the deadline (the point is still
+    feasible for the full LP); None when no LP point was found in time.
+    """
+    relaxed = np.zeros_like(milp.integer)
+    active = initial_columns(milp)
+    left = max(deadline - time.perf_counter(), 0.01)
+    h = build_highs(milp, replace(options, time_limit_s=left), relaxed, np.where(active, milp.upper, 0.0))
+    priced = price_in(h, milp, active, deadline)
+    if priced is None:  # the first columns cannot carry the LP (a tight capacity row): all
+        left = max(deadline - time.perf_counter(), 0.01)
+        h = build_highs(milp, replace(options, time_limit_s=left), relaxed, milp.upper)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None
+        priced = np.asarray(h.getSolution().col_value), float(h.getInfo().objective_function_value), True
+        active[:] = True
+    lp_values, bound, converged = priced
+    return lp_values, bound if converged else float("nan"), active
 
 
 def _improve(
@@ -160,9 +201,14 @@ def _solve_sub(
     return np.asarray(h.getSolution().col_value), optimal
 
 
-def _sub_dive(milp: Milp, options: SolveOptions, active: np.ndarray, deadline: float) -> np.ndarray | None:
-    """A plan of ``milp`` by diving on the sub-model of the ``active`` columns, then shaving."""
-    cols = np.flatnonzero(active)
+def _sub_dive(
+    milp: Milp, options: SolveOptions, active: np.ndarray, keep: np.ndarray, deadline: float
+) -> np.ndarray | None:
+    """A plan of ``milp`` by diving on the sub-model of the ``active`` columns, replica
+    columns only where ``keep``, then shaving (on the sub-model: each trial checks its rows)."""
+    mask = active.copy()
+    mask[milp.cols["x"]] &= keep
+    cols = np.flatnonzero(mask)
     sub = subset(milp, cols)
     h = build_highs(sub, replace(options, time_limit_s=max(deadline - time.perf_counter(), 0.01)),
                np.zeros_like(sub.integer), sub.upper)  # fmt: skip
@@ -171,14 +217,18 @@ def _sub_dive(milp: Milp, options: SolveOptions, active: np.ndarray, deadline: f
         return None
     lp_values = np.asarray(h.getSolution().col_value)
     run_until(h, deadline)
-    v = dive(h, sub, lp_values, keep_columns(sub, lp_values, sub.u_provider), deadline)
+    v = dive(h, sub, lp_values, np.ones(sub.cols["x"].stop - sub.cols["x"].start, bool), deadline)
     if v is None:
         return None
+    v[sub.integer] = np.round(v[sub.integer])
+    v = derive(sub, v)  # definitions (served, spend) from the rounded columns
+    if not feasible(sub, v):
+        return None
+    v = shave(sub, v, deadline)
     plan = np.zeros(milp.n_cols)
     plan[cols] = v
-    plan[milp.integer] = np.round(plan[milp.integer])
-    plan = derive(milp, plan)  # definitions (served, spend) from the rounded columns
-    return shave(milp, plan, deadline) if feasible(milp, plan) else None
+    plan = derive(milp, plan)
+    return plan if feasible(milp, plan) else None
 
 
 #: HiGHS's root LP inside its MIP solver took 12-20x the same LP solved alone on the

@@ -43,7 +43,8 @@ def _gap_note(plan: dict[str, Any]) -> Text:
     how = {
         "restricted-milp": "HiGHS on the LP's columns; gap to the LP bound",
         "dive": "LP dive; gap to the LP bound",
-        "lns": "LP dive improved a few workloads at a time; gap to the LP bound",
+        "greedy": "greedy plan; gap to the LP bound",
+        "lns": "greedy or LP dive plan improved a few workloads at a time; gap to the LP bound",
         "rounding": "rounded LP; gap to the LP bound",
     }.get(plan.get("method", "highs"), "HiGHS, stopped early")
     return Text(
