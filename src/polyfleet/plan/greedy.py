@@ -33,6 +33,8 @@ from polyfleet.plan.dive import derive, feasible
 #: relative weight of a candidate's price per chip in its score, so a replica placed in
 #: free chips (marginal cost 0) goes to the cheaper chips first
 _CHIP_TIE = 1e-3
+#: passes of re-insertion after the first placement (each stops the search when no cheaper)
+REINSERT_PASSES = 1
 
 
 class _Caps:
@@ -117,45 +119,101 @@ def greedy_plan(milp: Milp, bound: float = 0.0) -> np.ndarray | None:
         caps.buy(caps.per_column(np.array([ss.start + i]))[:, 0], float(s_cost[i]))
 
     # 3. inference workloads, the largest peak first, one replica or api share at a time
-    chips = np.zeros(n_u)  # chips used per offer
-    u_cost = cost[us]
-    per_chip = u_cost / np.maximum(milp.u_cpi, 1)
-    u_spend = caps.per_column(np.arange(us.start, us.stop))
+    state = _Replicas(milp, v, room, caps)
     order = np.argsort(-milp.peak_rps, kind="stable")
-    for w in order[has_x[order]]:
+    order = order[has_x[order]]
+    for w in order:
+        if not state.place(int(w)):
+            return None
+    best = derive(milp, state.v)
+    if not feasible(milp, best):
+        return None
+    # re-insertion: each workload taken out and placed again among everything else, so
+    # one placed early can use the free chips of instances rented after it
+    for _ in range(REINSERT_PASSES):
+        for w in order:
+            state.remove(int(w))
+            if not state.place(int(w)):
+                return best
+        trial = derive(milp, state.v)
+        if not milp.objective @ trial < milp.objective @ best * (1 - 1e-9) or not feasible(milp, trial):
+            break
+        best = trial
+    return best
+
+
+class _Replicas:
+    """Replicas and api shares of inference workloads, placed and removed one workload at a time."""
+
+    def __init__(self, milp: Milp, v: np.ndarray, room: np.ndarray, caps: _Caps) -> None:
+        self.milp, self.v, self.room, self.caps = milp, v, room, caps
+        us, ss = milp.cols["u"], milp.cols["s"]
+        self.chips = np.zeros(us.stop - us.start)  # chips used per offer
+        self.u_cost = milp.cost[us]
+        self.s_cost = milp.cost[ss]
+        self.per_chip = self.u_cost / np.maximum(milp.u_cpi, 1)
+        self.u_spend = caps.per_column(np.arange(us.start, us.stop))
+
+    def _columns(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        milp = self.milp
         ks = np.flatnonzero(milp.x_workload == w)
-        o, t, r = milp.x_offer[ks], milp.x_chips[ks], milp.x_rps[ks]
         api = np.flatnonzero(milp.s_workload == w) if len(milp.s_workload) else np.zeros(0, int)
-        api_added = caps.per_column(ss.start + api)
+        return ks, api, self.caps.per_column(milp.cols["s"].start + api)
+
+    def _instances(self, o: np.ndarray, chips: np.ndarray) -> np.ndarray:
+        return np.ceil(chips / self.milp.u_cpi[o] - 1e-9)
+
+    def remove(self, w: int) -> None:
+        """Take ``w``'s replicas and api shares out (instances no longer needed are given back)."""
+        milp, v = self.milp, self.v
+        xs, ss = milp.cols["x"], milp.cols["s"]
+        ks, api, api_added = self._columns(w)
+        for k in ks[v[xs.start + ks] > 0.5]:
+            o = np.array([milp.x_offer[k]])
+            chips = self.chips[o] - milp.x_chips[k] * v[xs.start + k]
+            drop = self._instances(o, self.chips[o]) - self._instances(o, chips)
+            self.chips[o] = chips
+            self.caps.buy(-self.u_spend[:, o[0]] * drop[0], -float(drop[0] * self.u_cost[o[0]]))
+            v[xs.start + k] = 0.0
+        for i, a in enumerate(api):
+            share = v[ss.start + a]
+            if share > 0:
+                self.caps.buy(-api_added[:, i] * share, -float(self.s_cost[a] * share))
+                v[ss.start + a] = 0.0
+
+    def place(self, w: int) -> bool:
+        """Cover ``w``'s peak demand, one replica or api share at a time (False: no room)."""
+        milp, v, caps = self.milp, self.v, self.caps
+        xs, ss = milp.cols["x"], milp.cols["s"]
+        ks, api, api_added = self._columns(w)
+        o, t, r = milp.x_offer[ks], milp.x_chips[ks], milp.x_rps[ks]
+        u_cost, cpi = self.u_cost[o], milp.u_cpi[o]
         demand = float(milp.peak_rps[w])
-        need = demand
-        api_used = 0.0
+        need, api_used = demand, 0.0
         while need > 1e-9 * max(demand, 1.0):
-            now = np.ceil(chips[o] / milp.u_cpi[o] - 1e-9)
-            after = np.ceil((chips[o] + t) / milp.u_cpi[o] - 1e-9)
+            now = np.ceil(self.chips[o] / cpi - 1e-9)
+            after = np.ceil((self.chips[o] + t) / cpi - 1e-9)
             new = after - now
-            score = (new * u_cost[o] + _CHIP_TIE * per_chip[o] * t) / np.minimum(r, need)
-            score[(after > room[o] + 1e-9) | (r <= 0)] = np.inf
-            added = u_spend[:, o] * new[None, :]
-            score[~caps.allows(added, new * u_cost[o])] = np.inf
+            score = (new * u_cost + _CHIP_TIE * self.per_chip[o] * t) / np.minimum(r, need)
+            score[(after > self.room[o] + 1e-9) | (r <= 0)] = np.inf
+            added = self.u_spend[:, o] * new[None, :]
+            score[~caps.allows(added, new * u_cost)] = np.inf
             best = int(np.argmin(score)) if len(score) else -1
             share = min(need / demand, 1.0 - api_used) if demand > 0 else 0.0
             if len(api) and share > 1e-12:
-                api_score = s_cost[api] / demand
-                api_score[~caps.allows(api_added * share, s_cost[api] * share)] = np.inf
+                api_score = self.s_cost[api] / demand
+                api_score[~caps.allows(api_added * share, self.s_cost[api] * share)] = np.inf
                 a = int(np.argmin(api_score))
                 if np.isfinite(api_score[a]) and (best < 0 or api_score[a] <= score[best]):
                     v[ss.start + api[a]] += share
                     api_used += share
-                    caps.buy(api_added[:, a] * share, float(s_cost[api[a]] * share))
+                    caps.buy(api_added[:, a] * share, float(self.s_cost[api[a]] * share))
                     need -= share * demand
                     continue
             if best < 0 or not np.isfinite(score[best]):
-                return None  # no room anywhere within the caps
+                return False  # no room anywhere within the caps
             v[xs.start + ks[best]] += 1.0
-            chips[o[best]] += t[best]
+            self.chips[o[best]] += t[best]
             need -= r[best]
-            caps.buy(added[:, best], float(new[best] * u_cost[o[best]]))
-    v = derive(milp, v)
-    return v if feasible(milp, v) else None
-
+            caps.buy(added[:, best], float(new[best] * u_cost[best]))
+        return True

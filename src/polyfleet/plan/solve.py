@@ -159,19 +159,22 @@ def _improve(
     """``plan`` improved by the large-neighbourhood search (plan/lns.py) until ``deadline``.
 
     The search runs on the sub-model of the kept replica columns (``keep`` and the plan's
-    own) and every other column, so each round's HiGHS model is a few thousand columns, not
-    the whole model's hundreds of thousands; a freed job chooses among ``keep_y`` and its
-    own placement.
+    own), the kept placements (``keep_y`` and the plan's own) and every other column, so
+    each round's HiGHS model is a few thousand columns, not the whole model's hundreds of
+    thousands (on the portfolio, 26,656 placements made each round ~2x slower).
     """
     xs = milp.cols["x"]
     mask = np.ones(milp.n_cols, bool)
     mask[xs] = keep | (plan[xs] > 0.5)
+    ys = milp.cols["y"]
+    mask[ys] = keep_y | (plan[ys] > 0.5)
     cols = np.flatnonzero(mask)
     sub = subset(milp, cols)
     round_s = min(max(options.time_limit_s / 20, LNS_ROUND_S[0]), LNS_ROUND_S[1])
-    own_y = keep_y | (plan[milp.cols["y"]] > 0.5)  # every y column is in ``sub``
+    every = np.ones
     better, _rounds = improve(
-        sub, plan[cols], np.ones(sub.cols["x"].stop - sub.cols["x"].start, bool), own_y, lp_values[cols],
+        sub, plan[cols], every(sub.cols["x"].stop - sub.cols["x"].start, bool),
+        every(sub.cols["y"].stop - sub.cols["y"].start, bool), lp_values[cols],
         deadline,
         lambda model, upper, seconds, incumbent: _solve_sub(model, upper, seconds, incumbent, options),
         round_seconds=round_s,
