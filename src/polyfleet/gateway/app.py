@@ -362,7 +362,7 @@ class Gateway:
                 send, req, out, response, opened.body, headers, translate, hide_usage, self.metrics
             )
         else:
-            await relay_body(send, req, out, status, opened.body, headers, translate)
+            await relay_body(send, req, out, status, opened.body, opened.parsed, headers, translate)
 
     async def _read_body(self, receive: Receive, length: bytes | None) -> bytes:
         limit = self.routes.max_body_bytes

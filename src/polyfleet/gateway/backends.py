@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 import orjson
@@ -208,6 +209,7 @@ class Opened:
     response: UpstreamResponse
     body: bytes  # whole body, or the first chunk of a stream
     attempts: int
+    parsed: dict[str, Any] | None = None  # the whole body, parsed (2xx, not streamed)
 
 
 def retry_after_s(headers: Mapping[str, str], cap: float, now_epoch: float | None = None) -> float | None:
@@ -228,26 +230,30 @@ def retry_after_s(headers: Mapping[str, str], cap: float, now_epoch: float | Non
     return min(max(seconds, 0.0), cap)
 
 
-def _is_json_object(body: bytes) -> bool:
+def _json_object(body: bytes) -> dict[str, Any] | None:
     try:
-        return isinstance(orjson.loads(body), dict)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError:
-        return False
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 _SSE_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:", b"\n", b"\r")
 
 
-def _check_protocol(response: UpstreamResponse, stream: bool, first: bytes) -> None:
-    """A 2xx must be the protocol: a JSON object, or for a stream an event stream."""
+def _check_protocol(response: UpstreamResponse, stream: bool, first: bytes) -> dict[str, Any] | None:
+    """A 2xx must be the protocol: a JSON object (returned, parsed), or for a stream an event stream."""
     if stream:
         kind = response.headers.get("content-type", "")
         if "text/event-stream" not in kind or not first.lstrip(b" ").startswith(_SSE_STARTS):
             raise UpstreamMalformed(
                 f"upstream answered 2xx with {kind or 'no content type'}, not an event stream"
             )
-    elif not _is_json_object(first):
+        return None
+    parsed = _json_object(first)
+    if parsed is None:
         raise UpstreamMalformed("upstream answered 2xx with a body that is not a JSON object")
+    return parsed
 
 
 async def open_upstream(
@@ -289,9 +295,10 @@ async def open_upstream(
                 first = await response.first_chunk(backend.inter_chunk_s)
             else:
                 first = await response.read()
+            parsed = None
             if response.status < 300:
                 try:
-                    _check_protocol(response, stream, first)
+                    parsed = _check_protocol(response, stream, first)
                 except UpstreamMalformed:
                     response.close()
                     raise
@@ -311,7 +318,7 @@ async def open_upstream(
             last = exc
             continue
         backend.breaker.on_success()
-        return Opened(backend, response, first, attempt)
+        return Opened(backend, response, first, attempt, parsed)
     raise _exhausted(pool, last, tried)
 
 

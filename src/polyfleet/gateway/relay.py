@@ -19,7 +19,7 @@ from polyfleet.gateway.errors import UpstreamError
 from polyfleet.gateway.metrics import Metrics
 from polyfleet.gateway.transport import UpstreamResponse
 from polyfleet.gateway.types import Send
-from polyfleet.gateway.usage import StreamUsage, Usage, usage_from_body
+from polyfleet.gateway.usage import StreamUsage, Usage, usage_of
 
 
 @dataclass(slots=True)
@@ -66,11 +66,19 @@ def stream_error(api: str, message: str) -> bytes:
 
 
 async def relay_body(
-    send: Send, req: Request, out: Outcome, status: int, answer: bytes, headers: list, translate: bool
+    send: Send,
+    req: Request,
+    out: Outcome,
+    status: int,
+    answer: bytes,
+    parsed: dict[str, Any] | None,
+    headers: list,
+    translate: bool,
 ) -> None:
-    """Send a whole (non-streamed) answer; read its usage, or keep it to count tokens."""
+    """Send a whole (non-streamed) answer; read its usage (from ``parsed``, the 2xx body as
+    the protocol check parsed it), or keep it to count tokens."""
     if status < 300:
-        out.usage = usage_from_body(answer)
+        out.usage = usage_of(parsed)
         if out.usage is None:
             out.chunks = [answer]
         answer = chat_to_message(answer, req.model) if translate else answer

@@ -34,21 +34,9 @@ def usage_from_body(body: bytes) -> Usage | None:
         return None
 
 
-# where an event carries a usage object (not OpenAI's ``"usage": null`` on every other chunk),
-# and OpenAI's usage-only chunk: found by a C-speed scan, so only those lines are parsed
+# where an event carries a usage object (not OpenAI's ``"usage": null`` on every other chunk):
+# found by a C-speed scan, so only those lines are parsed
 _USAGE = re.compile(rb'"usage"\s*:\s*\{')
-_NO_CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*\]')
-
-
-def _usage_only(line: bytes) -> bool:
-    """Whether an SSE line is the data of OpenAI's usage-only chunk: ``choices: []`` and a usage object."""
-    if not line.startswith(b"data:") or _USAGE.search(line) is None:
-        return False
-    try:
-        data = orjson.loads(line[5:])
-    except orjson.JSONDecodeError:
-        return False
-    return isinstance(data, dict) and data.get("choices") == [] and isinstance(data.get("usage"), dict)
 
 
 def _line_at(data: bytes, pos: int) -> tuple[int, int]:
@@ -66,8 +54,10 @@ class StreamUsage:
 
     With ``hide_usage_chunk`` (an OpenAI client that did not ask for usage, while the
     gateway did, to bill it), ``feed`` holds back the unfinished last line and drops the
-    usage-only event (``choices: []``), so the client's stream is what the OpenAI API
-    would have sent it; otherwise ``feed`` returns the chunk untouched.
+    line of the usage-only event (``choices: []`` and a usage object; the blank line that
+    ended it stays, and an SSE client ignores a blank line with no data before it), so the
+    client's stream is what the OpenAI API would have sent it; line by line, so LF and CRLF
+    endings both work.  Otherwise ``feed`` returns the chunk untouched.
     """
 
     def __init__(self, hide_usage_chunk: bool = False) -> None:
@@ -76,77 +66,70 @@ class StreamUsage:
         self.tokens_out = 0
         self.seen = False
         self._hide = hide_usage_chunk
-        self._held = b""
 
     def feed(self, chunk: bytes) -> bytes:
         """Scan one chunk; the bytes to pass on to the client."""
         data = self._tail + chunk if self._tail else chunk
+        cut = data.rfind(b"\n") + 1  # complete lines end here
+        self._tail = data[cut:]
+        drop = self._scan(data, cut) if _USAGE.search(data, 0, cut) is not None else None
+        if not self._hide:
+            return chunk
+        if not drop:
+            return data if cut == len(data) else data[:cut]
+        pieces: list[bytes] = []
+        done = 0
+        for start, end in drop:
+            pieces.append(data[done:start])
+            done = end + 1  # the line and its newline
+        pieces.append(data[done:cut])
+        return b"".join(pieces)
+
+    def _scan(self, data: bytes, cut: int) -> list[tuple[int, int]]:
+        """Read the usage of every complete line holding one; the usage-only lines to drop."""
+        drop: list[tuple[int, int]] = []
         done = 0  # lines before this index were read
-        for found in _USAGE.finditer(data):
+        for found in _USAGE.finditer(data, 0, cut):
             if found.start() < done:
                 continue  # a second usage object on a line already read
             start, end = _line_at(data, found.start())
-            if end < 0:
-                break  # unfinished: kept in the tail
-            if data.startswith(b"data:", start):
-                self._event(data[start + 5 : end])
             done = end
-        self._tail = data[data.rfind(b"\n") + 1 :]
-        return self._pass(chunk) if self._hide else chunk
-
-    def _pass(self, chunk: bytes) -> bytes:
-        """Complete lines of ``chunk`` (after what was held back), without the usage-only event's line.
-
-        Line by line, so any line ending (LF or CRLF) works and only an unfinished last
-        line is ever held back; the blank line that ended the dropped event stays, and an
-        SSE client ignores a blank line with no data before it.
-        """
-        data = self._held + chunk if self._held else chunk
-        cut = data.rfind(b"\n")
-        if cut < 0:
-            self._held = data
-            return b""
-        self._held = data[cut + 1 :]
-        lines = data[: cut + 1]
-        if _NO_CHOICES.search(lines) is None:
-            return lines
-        kept: list[bytes] = []
-        done = 0
-        for found in _NO_CHOICES.finditer(lines):
-            if found.start() < done:
+            if not data.startswith(b"data:", start):
                 continue
-            start, end = _line_at(lines, found.start())
-            if _usage_only(lines[start:end]):
-                kept.append(lines[done:start])
-                done = end + 1  # the line and its newline
-        kept.append(lines[done:])
-        return b"".join(kept)
+            event = self._event(data[start + 5 : end])
+            if self._hide and event.get("choices") == [] and isinstance(event.get("usage"), dict):
+                drop.append((start, end))
+        return drop
 
     def rest(self) -> bytes:
         """What ``feed`` held back, at the end of the stream."""
-        held, self._held = self._held, b""
+        if not self._hide:
+            return b""
+        held, self._tail = self._tail, b""
         return held
 
-    def _event(self, payload: bytes) -> None:
+    def _event(self, payload: bytes) -> dict[str, Any]:
+        """Keep the usage an event reports; the event (empty when it is not a JSON object)."""
         try:
             event = orjson.loads(payload)
         except orjson.JSONDecodeError:
-            return
+            return {}
         if not isinstance(event, dict):
-            return
+            return {}
         if event.get("type") == "message_start":
             found = usage_of(event.get("message"))
             if found:
                 self.tokens_in = max(self.tokens_in, found[0])
                 self.tokens_out = max(self.tokens_out, found[1])
                 self.seen = True
-            return
+            return event
         found = usage_of(event)
         if found is None:
-            return
+            return event
         self.seen = True
         if event.get("type") == "message_delta":  # Anthropic: cumulative output tokens
             self.tokens_out = max(self.tokens_out, found[1])
             self.tokens_in = max(self.tokens_in, found[0])
         else:
             self.tokens_in, self.tokens_out = found
+        return event
