@@ -8,18 +8,20 @@ plan at all.  This builds one in a fraction of a second from the model's arrays:
 1. training jobs, largest first, each on its cheapest placement that still fits the
    offer's capacity (instances rented plus instances held by jobs);
 2. api workloads on their cheapest api offer;
-3. inference workloads, largest peak demand first, one replica (or api share) at a time:
-   the candidate with the least *marginal* cost per request/s it adds toward what is
-   still missing (a replica that fits in free chips of an instance already rented costs
-   nothing more; one that needs a new instance costs that instance; a replica larger
-   than the remainder is charged for the remainder only), within the offers' capacity.
+3. inference workloads, largest peak demand first, one replica (or api share) at a time
+   until every row of the workload holds (demand, survival, spot; lock-in caps and the
+   api share are kept): the candidate with the least *marginal* cost per unit of unmet
+   row it covers, each row's shortfall as a fraction of its right-hand side (a replica
+   that fits in free chips of an instance already rented costs nothing more; one that
+   needs a new instance costs that instance; a replica larger than what is missing is
+   credited with what is missing only), within the offers' capacity.
 
 Spend-share caps (``spend[g] <= c x T``) are kept by a sufficient rule: a purchase may
 raise ``spend[g]`` only up to ``c x max(bound, T)``, ``bound`` being a lower bound on any
-plan's total (the LP's, or 0); since the final total is at least both, every cap holds at
-the end.  Rows the greedy does not reason about (survival, lock-in, spot, budget,
-api rate limits) are checked at the end like every other row: a plan that breaks any
-row of the model is not returned (None), and the caller falls back to the LP's plans.
+plan's total (0 by default); since the final total is at least both, every cap holds at
+the end.  Rows the greedy does not reason about (budget, api rate limits) are checked at
+the end like every other row: a plan that breaks any row of the model is not returned
+(None), and the caller relies on the LP's plans.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ from polyfleet.plan.dive import derive, feasible
 #: relative weight of a candidate's price per chip in its score, so a replica placed in
 #: free chips (marginal cost 0) goes to the cheaper chips first
 _CHIP_TIE = 1e-3
-#: passes of re-insertion after the first placement (each stops the search when no cheaper)
-REINSERT_PASSES = 1
 
 
 class _Caps:
@@ -125,25 +125,45 @@ def greedy_plan(milp: Milp, bound: float = 0.0) -> np.ndarray | None:
     for w in order:
         if not state.place(int(w)):
             return None
-    best = derive(milp, state.v)
-    if not feasible(milp, best):
-        return None
-    # re-insertion: each workload taken out and placed again among everything else, so
-    # one placed early can use the free chips of instances rented after it
-    for _ in range(REINSERT_PASSES):
-        for w in order:
-            state.remove(int(w))
-            if not state.place(int(w)):
-                return best
-        trial = derive(milp, state.v)
-        if not milp.objective @ trial < milp.objective @ best * (1 - 1e-9) or not feasible(milp, trial):
-            break
-        best = trial
-    return best
+    plan = derive(milp, state.v)
+    return plan if feasible(milp, plan) else None
+
+
+#: row families a workload's replicas and api shares must cover or stay within, read
+#: through the definitions of served (z) and counted (n) replicas
+_WORKLOAD_ROWS = ("demand", "survival", "spot", "lock-in", "replicas")
+#: most replicas or api shares one workload's placement may add
+_MAX_STEPS = 100_000
+
+
+def _covering_rows(milp: Milp) -> tuple[sp.csr_matrix, np.ndarray]:
+    """(matrix over the x then s columns, row indices): the workload rows with z and n
+    replaced by their definitions (z = requests/s served, n = counted replicas)."""
+    xs, ss, zs = milp.cols["x"], milp.cols["s"], milp.cols["z"]
+    cols = np.r_[np.arange(xs.start, xs.stop), np.arange(ss.start, ss.stop)]
+    A = milp.A.tocsc()
+    rows = np.flatnonzero(np.isin(milp.row_family, _WORKLOAD_ROWS))
+    A_i = A[rows]
+    eff = A_i[:, cols]
+    served = np.flatnonzero(milp.row_family == "served")
+    A_s = A[served]
+    eff = eff - A_i[:, zs] @ (A_s[:, zs].T @ A_s[:, cols])
+    if "n" in milp.cols:
+        ns = milp.cols["n"]
+        defs = np.flatnonzero((milp.row_family == "replicas") & (milp.row_lower == 0) & (milp.row_upper == 0))
+        A_r = A[defs]
+        eff = eff - A_i[:, ns] @ (A_r[:, ns].T @ A_r[:, cols])
+    return sp.csc_matrix(eff), rows
 
 
 class _Replicas:
-    """Replicas and api shares of inference workloads, placed and removed one workload at a time."""
+    """Replicas and api shares of inference workloads, placed one workload at a time.
+
+    A workload's placement covers every row of its own (demand, the whole-replica rows,
+    survival, spot) and stays within its lock-in caps and api share: each step adds the
+    replica (or api share) with the least marginal cost per unit of unmet row it covers,
+    each row's shortfall counted as a fraction of its right-hand side.
+    """
 
     def __init__(self, milp: Milp, v: np.ndarray, room: np.ndarray, caps: _Caps) -> None:
         self.milp, self.v, self.room, self.caps = milp, v, room, caps
@@ -153,6 +173,8 @@ class _Replicas:
         self.s_cost = milp.cost[ss]
         self.per_chip = self.u_cost / np.maximum(milp.u_cpi, 1)
         self.u_spend = caps.per_column(np.arange(us.start, us.stop))
+        self.eff, self.rows = _covering_rows(milp)
+        self.n_x = milp.cols["x"].stop - milp.cols["x"].start
 
     def _columns(self, w: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         milp = self.milp
@@ -160,60 +182,69 @@ class _Replicas:
         api = np.flatnonzero(milp.s_workload == w) if len(milp.s_workload) else np.zeros(0, int)
         return ks, api, self.caps.per_column(milp.cols["s"].start + api)
 
-    def _instances(self, o: np.ndarray, chips: np.ndarray) -> np.ndarray:
-        return np.ceil(chips / self.milp.u_cpi[o] - 1e-9)
-
-    def remove(self, w: int) -> None:
-        """Take ``w``'s replicas and api shares out (instances no longer needed are given back)."""
-        milp, v = self.milp, self.v
-        xs, ss = milp.cols["x"], milp.cols["s"]
-        ks, api, api_added = self._columns(w)
-        for k in ks[v[xs.start + ks] > 0.5]:
-            o = np.array([milp.x_offer[k]])
-            chips = self.chips[o] - milp.x_chips[k] * v[xs.start + k]
-            drop = self._instances(o, self.chips[o]) - self._instances(o, chips)
-            self.chips[o] = chips
-            self.caps.buy(-self.u_spend[:, o[0]] * drop[0], -float(drop[0] * self.u_cost[o[0]]))
-            v[xs.start + k] = 0.0
-        for i, a in enumerate(api):
-            share = v[ss.start + a]
-            if share > 0:
-                self.caps.buy(-api_added[:, i] * share, -float(self.s_cost[a] * share))
-                v[ss.start + a] = 0.0
-
     def place(self, w: int) -> bool:
-        """Cover ``w``'s peak demand, one replica or api share at a time (False: no room)."""
+        """Cover ``w``'s rows, one replica or api share at a time (False: no room)."""
         milp, v, caps = self.milp, self.v, self.caps
         xs, ss = milp.cols["x"], milp.cols["s"]
         ks, api, api_added = self._columns(w)
-        o, t, r = milp.x_offer[ks], milp.x_chips[ks], milp.x_rps[ks]
+        local = np.r_[ks, self.n_x + api]
+        block = self.eff[:, local]
+        rows = np.unique(block.indices)
+        E = block[rows].toarray()
+        lo = milp.row_lower[self.rows[rows]]
+        hi = milp.row_upper[self.rows[rows]]
+        act = E @ np.r_[v[xs.start + ks], v[ss.start + api]]
+        weight = 1.0 / np.maximum(np.abs(np.where(np.isfinite(lo), lo, 1.0)), 1e-9)
+        # rows counting replicas (whole-replica rows: implied by the rate rows and whole
+        # replicas) would rate a tiny replica as high as a large one: they count only
+        # when nothing else is short
+        counts = np.all((E == 0) | (E == 1), axis=1) & ~np.any(E[:, len(ks):] != 0, axis=1)
+        n_k = len(ks)
+        o, t = milp.x_offer[ks], milp.x_chips[ks]
         u_cost, cpi = self.u_cost[o], milp.u_cpi[o]
-        demand = float(milp.peak_rps[w])
-        need, api_used = demand, 0.0
-        while need > 1e-9 * max(demand, 1.0):
+        E_pos = np.maximum(E, 0.0)
+        for _ in range(_MAX_STEPS):
+            tol = 1e-9 * np.maximum(1.0, np.abs(lo))
+            deficit = np.where(np.isfinite(lo), np.maximum(lo - act, 0.0), 0.0)
+            if not (deficit > tol).any():
+                return True
+            # replicas: one more of each candidate
+            short = deficit > tol
+            w_rows = np.where(counts & (short & ~counts).any(), 0.0, weight)
+            gain = (np.minimum(E_pos[:, :n_k], deficit[:, None]) * w_rows[:, None]).sum(axis=0)
+            over = ((act[:, None] + E[:, :n_k] > hi[:, None] + tol[:, None]) & (E[:, :n_k] > 0)).any(axis=0)
             now = np.ceil(self.chips[o] / cpi - 1e-9)
             after = np.ceil((self.chips[o] + t) / cpi - 1e-9)
             new = after - now
-            score = (new * u_cost + _CHIP_TIE * self.per_chip[o] * t) / np.minimum(r, need)
-            score[(after > self.room[o] + 1e-9) | (r <= 0)] = np.inf
+            with np.errstate(divide="ignore"):
+                score = (new * u_cost + _CHIP_TIE * self.per_chip[o] * t) / gain
+            score[(gain <= 1e-12) | over | (after > self.room[o] + 1e-9)] = np.inf
             added = self.u_spend[:, o] * new[None, :]
             score[~caps.allows(added, new * u_cost)] = np.inf
-            best = int(np.argmin(score)) if len(score) else -1
-            share = min(need / demand, 1.0 - api_used) if demand > 0 else 0.0
-            if len(api) and share > 1e-12:
-                api_score = self.s_cost[api] / demand
-                api_score[~caps.allows(api_added * share, self.s_cost[api] * share)] = np.inf
-                a = int(np.argmin(api_score))
-                if np.isfinite(api_score[a]) and (best < 0 or api_score[a] <= score[best]):
-                    v[ss.start + api[a]] += share
-                    api_used += share
-                    caps.buy(api_added[:, a] * share, float(self.s_cost[api[a]] * share))
-                    need -= share * demand
+            best = int(np.argmin(score)) if n_k else -1
+            best_score = score[best] if n_k else np.inf
+            # api shares: the share that closes the row most short, within the share rows
+            if len(api):
+                Ea = E[:, n_k:]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    close = np.where(Ea > 0, deficit[:, None] / Ea, 0.0).max(axis=0)
+                    slack = np.where((Ea > 0) & np.isfinite(hi)[:, None], (hi - act)[:, None] / Ea, np.inf)
+                step = np.maximum(np.minimum(close, slack.min(axis=0)), 0.0)
+                a_gain = (np.minimum(Ea * step[None, :], deficit[:, None]) * w_rows[:, None]).sum(axis=0)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    a_score = self.s_cost[api] * step / a_gain
+                a_score[(a_gain <= 1e-12) | (step <= 1e-12)] = np.inf
+                a_score[~caps.allows(api_added * step[None, :], self.s_cost[api] * step)] = np.inf
+                a = int(np.argmin(a_score))
+                if np.isfinite(a_score[a]) and a_score[a] <= best_score:
+                    v[ss.start + api[a]] += step[a]
+                    caps.buy(api_added[:, a] * step[a], float(self.s_cost[api[a]] * step[a]))
+                    act += Ea[:, a] * step[a]
                     continue
-            if best < 0 or not np.isfinite(score[best]):
+            if not np.isfinite(best_score):
                 return False  # no room anywhere within the caps
             v[xs.start + ks[best]] += 1.0
             self.chips[o[best]] += t[best]
-            need -= r[best]
             caps.buy(added[:, best], float(new[best] * u_cost[best]))
-        return True
+            act += E[:, best]
+        return False
