@@ -220,21 +220,27 @@ class _Replicas:
                 score = (new * u_cost + _CHIP_TIE * self.per_chip[o] * t) / gain
             score[(gain <= 1e-12) | over | (after > self.room[o] + 1e-9)] = np.inf
             added = self.u_spend[:, o] * new[None, :]
-            score[~caps.allows(added, new * u_cost)] = np.inf
+            x_ok = caps.allows(added, new * u_cost)
+            # api shares: the share that closes the row most short, within the share rows
+            Ea = E[:, n_k:]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                close = np.where(Ea > 0, deficit[:, None] / Ea, 0.0).max(axis=0, initial=0.0)
+                slack = np.where((Ea > 0) & np.isfinite(hi)[:, None], (hi - act)[:, None] / Ea, np.inf)
+                step = np.maximum(np.minimum(close, slack.min(axis=0, initial=np.inf)), 0.0)
+                a_gain = (np.minimum(Ea * step[None, :], deficit[:, None]) * w_rows[:, None]).sum(axis=0)
+                a_score = self.s_cost[api] * step / a_gain
+            a_score[(a_gain <= 1e-12) | (step <= 1e-12)] = np.inf
+            a_ok = caps.allows(api_added * step[None, :], self.s_cost[api] * step)
+            if not (np.isfinite(score) & x_ok).any() and not (np.isfinite(a_score) & a_ok).any():
+                # nothing keeps the caps' rule (a first purchase against a total of 0 never
+                # does): the cheapest, left to the final check of every row
+                x_ok[:] = True
+                a_ok[:] = True
+            score[~x_ok] = np.inf
+            a_score[~a_ok] = np.inf
             best = int(np.argmin(score)) if n_k else -1
             best_score = score[best] if n_k else np.inf
-            # api shares: the share that closes the row most short, within the share rows
             if len(api):
-                Ea = E[:, n_k:]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    close = np.where(Ea > 0, deficit[:, None] / Ea, 0.0).max(axis=0)
-                    slack = np.where((Ea > 0) & np.isfinite(hi)[:, None], (hi - act)[:, None] / Ea, np.inf)
-                step = np.maximum(np.minimum(close, slack.min(axis=0)), 0.0)
-                a_gain = (np.minimum(Ea * step[None, :], deficit[:, None]) * w_rows[:, None]).sum(axis=0)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    a_score = self.s_cost[api] * step / a_gain
-                a_score[(a_gain <= 1e-12) | (step <= 1e-12)] = np.inf
-                a_score[~caps.allows(api_added * step[None, :], self.s_cost[api] * step)] = np.inf
                 a = int(np.argmin(a_score))
                 if np.isfinite(a_score[a]) and a_score[a] <= best_score:
                     v[ss.start + api[a]] += step[a]
