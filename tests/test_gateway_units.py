@@ -287,3 +287,31 @@ def test_models_without_a_bundled_tokenizer_are_estimated_at_their_familys_chars
     assert counter.tokens("meta-llama/Llama-3.3-70B-Instruct", texts) == 7
     assert chars_per_token("Claude-Opus-4")[0] == 3.5
     assert "rule of thumb" in chars_per_token("qwen3-32b")[1]
+
+
+def test_a_key_budget_that_cannot_be_checked_in_redis_is_refused_with_503():
+    """With shared state, a budgeted key's request is refused when Redis cannot be reached."""
+    import asyncio
+    import socket
+
+    redis_asyncio = pytest.importorskip("redis.asyncio")
+    from polyfleet.gateway.budgets import SharedBudgets
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    key = Key(name="team", key_sha256=hash_key("sk-team"), budget_usd_per_day=1.0)
+
+    async def reserve() -> GatewayError:
+        client = redis_asyncio.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=1)
+        try:
+            budgets = SharedBudgets(Keys([key]), client)
+            with pytest.raises(GatewayError) as info:
+                await budgets.reserve(key, "2026-12-07", 0.01)
+            return info.value
+        finally:
+            await client.aclose()
+
+    error = asyncio.run(reserve())
+    assert error.status == 503 and error.code == "budget_store_unavailable"
+    assert "budget_usd_per_day cannot be checked" in str(error)
