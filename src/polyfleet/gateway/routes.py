@@ -117,8 +117,8 @@ def routes_from_plan(
             entry = dict(_entry(mapping, workload["name"], alloc["offer"], mapping_file))
             backend: dict[str, Any] = {"name": entry.pop("name", alloc["offer"]), "url": entry.pop("url")}
             share = round(float(alloc["share"]) / total, 6)
-            is_api = (
-                workload["kind"] == "api" or (alloc.get("accelerator") is None and not alloc.get("replicas"))
+            is_api = workload["kind"] == "api" or (
+                alloc.get("accelerator") is None and not alloc.get("replicas")
             )
             backend["weight"] = share
             backend["provider"] = alloc.get("provider", "")
