@@ -188,15 +188,21 @@ def fresh_fixture(upstreams: list[Upstream]) -> list[Upstream]:
 
 @pytest.fixture(name="gateway")
 def gateway_fixture(tmp_path: Path) -> Iterator[Any]:
-    """``gateway(routes, env=None)`` starts a gateway and waits for /healthz; stopped after the test."""
+    """``gateway(routes, env=None)`` starts a gateway and waits for /healthz; stopped after the test.
+
+    With ``wait=False`` it returns at once (start several, then ``wait_ready("/healthz")`` each).
+    """
     started: list[Gateway] = []
 
-    def start(routes: dict[str, Any], env: dict[str, str] | None = None, name: str = "gw") -> Gateway:
+    def start(
+        routes: dict[str, Any], env: dict[str, str] | None = None, name: str = "gw", wait: bool = True
+    ) -> Gateway:
         where = tmp_path / name
         where.mkdir()
         proc = Gateway(where, routes, env)
         started.append(proc)
-        proc.wait_ready("/healthz")
+        if wait:
+            proc.wait_ready("/healthz")
         return proc
 
     try:

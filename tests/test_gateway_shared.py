@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -125,7 +126,9 @@ def test_a_keys_budget_holds_across_replicas_on_one_redis(fresh, gateway, redis_
         # so exactly 0.01 / 0.0005 = 20 fit in the budget, whichever replica serves them
         "models": [{"name": "llama", "backends": [backend(a, usd_per_mtok_in=0.0, usd_per_mtok_out=100.0)]}],
     }
-    one, two = gateway(routes, name="one"), gateway(routes, name="two")
+    one, two = gateway(routes, name="one", wait=False), gateway(routes, name="two", wait=False)
+    for gw in (one, two):  # started side by side
+        gw.wait_ready("/healthz")
 
     async def run() -> list[httpx.Response]:
         async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=60)) as client:
@@ -145,7 +148,9 @@ def test_a_keys_budget_holds_across_replicas_on_one_redis(fresh, gateway, redis_
     assert len(served) == 20 and len(refused) == 40  # alone, each replica would have let 20 through
     assert all(r.headers["x-should-retry"] == "false" for r in refused)
     assert all("budget_usd_per_day $0.01" in r.json()["error"]["message"] for r in refused)
-    one.terminate()
-    two.terminate()
+    for gw in (one, two):  # both stop side by side; each flushes its ledger
+        gw.popen.send_signal(signal.SIGTERM)
+    for gw in (one, two):
+        gw.terminate()
     spent = sum(gw.ledger_rows("SELECT COALESCE(SUM(cost_usd), 0) FROM requests")[0][0] for gw in (one, two))
     assert spent == pytest.approx(0.01) and spent <= 0.01 + 1e-12
