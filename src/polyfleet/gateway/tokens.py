@@ -7,15 +7,16 @@ not depend on, so the files come from the ``bpe-openai`` wheel, which bundles th
 are checked against the SHA-256 tiktoken expects before use.  Chat requests add
 OpenAI's per-message overhead (3 tokens per message, 3 to prime the reply).
 
-Other families have no tokenizer that installs from PyPI without a download at run time
-from a well-kept source (Anthropic publishes none for Claude 3 and later; Llama's, Qwen's
-and Gemma's come from model hubs), so they are estimated at a stated number of characters
-per token, per family (``FAMILIES``): Claude 3.5 (Anthropic's glossary: a token is about
-3.5 English characters), Gemini and Gemma 4 (Google's token docs: about 4 characters;
-Gemma uses Gemini's SentencePiece tokenizer), and ``CHARS_PER_TOKEN`` = 4 for the rest
-(Llama, Mistral, Qwen, DeepSeek…: the usual rule of thumb for English, with no published
-per-family figure; it can be off by 20-30 % on code or other languages).  Either way the
-ledger row says ``estimated``.
+Other families are estimated at a stated number of characters per token, per family
+(``FAMILIES``): Claude 3.5 (Anthropic's glossary: a token is about 3.5 English
+characters), Gemini and Gemma 4 (Google's token docs: about 4 characters; Gemma uses
+Gemini's SentencePiece tokenizer), and ``CHARS_PER_TOKEN`` = 4 for the rest (Llama,
+Mistral, Qwen, DeepSeek…: the usual rule of thumb for English, with no published
+per-family figure; it can be off by 20-30 % on code or other languages).  None of them
+has a tokenizer to use here: Anthropic publishes none for Claude 3 and later; Llama's,
+Qwen's and Gemma's come from model hubs (a download at run time); Mistral's
+``mistral-common`` bundles its files but requires ``numpy<2.4`` on Python <= 3.12, and
+the project runs numpy 2.4.  Either way the ledger row says ``estimated``.
 
 Loading an encoding takes seconds: ``Counter.count`` is synchronous and meant to run in a
 worker thread (``asyncio.to_thread``), never on the event loop.
