@@ -10,8 +10,9 @@ LP's optimum (the same bound, a valid one), found in 10 s instead of 49 s on 300
 portfolio (single-threaded HiGHS, 2 cores).
 
 Start: per inference workload the replica column with the lowest price per request/s at
-each provider (``keep_columns`` with no LP yet), per training job its 3 cheapest
-placements, and every instance, api and definition column.  Each round adds, per
+each provider and each vendor (``keep_columns`` with no LP yet) and its 5 lowest overall,
+per training job its 5 cheapest placements and the cheapest per provider and vendor, and
+every instance, api and definition column.  Each round adds, per
 workload, the ``PER_WORKLOAD`` replica columns with the most negative reduced cost, and
 every other improving column.
 """
@@ -26,8 +27,12 @@ import numpy as np
 from polyfleet.plan.build import Milp
 from polyfleet.plan.dive import first_per_group, keep_columns, keep_placements
 
-#: replica columns added per workload and round
-PER_WORKLOAD = 60
+#: replica columns added per workload and round (60 until session 5: 30 took 2.6-2.9 s on
+#: the SkyPilot portfolio against 3.7-4.6 s, alternating runs on the loaded 2 cores)
+PER_WORKLOAD = 30
+#: replica columns per workload (lowest price per request/s) and placements per job
+#: (cheapest) in the first LP, besides the best per provider and per vendor
+INITIAL_PER_OWNER = 5
 #: relative reduced cost below which a column counts as improving
 PRICE_TOL = 1e-9
 
@@ -41,8 +46,14 @@ def initial_columns(milp: Milp) -> np.ndarray:
     """Columns of the first LP (see the module docstring), as a mask over all columns."""
     active = np.ones(milp.n_cols, bool)
     zero = np.zeros(milp.n_cols)
-    active[milp.cols["x"]] = keep_columns(milp, zero, milp.u_provider)
-    active[milp.cols["y"]] = keep_placements(milp, zero)
+    us, ys = milp.cols["u"], milp.cols["y"]
+    per_chip = milp.cost[us] / np.maximum(milp.u_cpi, 1)
+    usd_per_rps = milp.x_chips * per_chip[milp.x_offer] / np.maximum(milp.x_rps, 1e-12)
+    active[milp.cols["x"]] = keep_columns(milp, zero, milp.u_provider) | first_per_group(
+        milp.x_workload, usd_per_rps, INITIAL_PER_OWNER
+    )
+    cheapest_y = first_per_group(milp.y_job, milp.objective[ys], INITIAL_PER_OWNER)
+    active[ys] = keep_placements(milp, zero) | cheapest_y
     return active
 
 

@@ -277,6 +277,9 @@ def solve_milp(milp: Milp, options: SolveOptions | None = None) -> Solution:
         # when it ran alone, solves the full LP)
         root_s = ROOT_FROM_COLGEN * lp_seconds if lp_seconds > 0 else ROOT_LP_FACTOR * rounds
         if given is not None and left < root_s:
+            # the LP by column generation ran out of its share: the full LP, slower still,
+            # would only overrun the limit, so the bound stays unknown (gap null)
+            left = 0.0 if lp_seconds > 0 else left
             return _rounded_only(milp, given, options, start, left, lp_bound, method)
         if given is None and left < root_s:
             return Solution(Status.UNKNOWN, np.zeros(milp.n_cols), float("nan"), float("nan"),
