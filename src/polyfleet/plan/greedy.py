@@ -19,7 +19,7 @@ plan at all.  This builds one in a fraction of a second from the model's arrays:
 Spend-share caps (``spend[g] <= c x T``) are kept by a sufficient rule: a purchase may
 raise ``spend[g]`` only up to ``c x max(bound, T)``, ``bound`` being a lower bound on any
 plan's total (0 by default); since the final total is at least both, every cap holds at
-the end.  Rows the greedy does not reason about (budget, api rate limits) are checked at
+the end.  Api rate limits are kept; budget rows are not reasoned about but checked at
 the end like every other row: a plan that breaks any row of the model is not returned
 (None), and the caller relies on the LP's plans.
 """
@@ -67,6 +67,30 @@ class _Caps:
         self.total += added_total
 
 
+class _Rates:
+    """The api-rate rows (tokens per minute an api offer sells, shared by its buyers)."""
+
+    def __init__(self, milp: Milp) -> None:
+        rows = np.flatnonzero(milp.row_family == "api-rate")
+        ss = milp.cols["s"]
+        self.block = milp.A[rows][:, ss.start : ss.stop].toarray()  # few rows, few columns
+        self.limit = milp.row_upper[rows].astype(float)
+        self.used = np.zeros(len(rows))
+
+    def room(self, api: np.ndarray) -> np.ndarray:
+        """Largest share of each api column (indices within s) the rate rows still allow."""
+        if not len(self.limit):
+            return np.full(len(api), np.inf)
+        coef = self.block[:, api]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            most = np.where(coef > 0, (self.limit - self.used)[:, None] / coef, np.inf)
+        return np.maximum(most.min(axis=0, initial=np.inf), 0.0)
+
+    def use(self, i: int, share: float) -> None:
+        if len(self.limit):
+            self.used += self.block[:, i] * share
+
+
 def greedy_plan(milp: Milp, bound: float = 0.0) -> np.ndarray | None:
     """A plan of ``milp`` satisfying every row, or None (see the module docstring).
 
@@ -107,19 +131,28 @@ def greedy_plan(milp: Milp, bound: float = 0.0) -> np.ndarray | None:
         room[milp.y_offer[k[i]]] -= y_inst[k[i]]
         caps.buy(added[:, i], float(y_cost[k[i]]))
 
-    # 2. api workloads (no replica candidates): their cheapest api offer, whole
+    # 2. api workloads (no replica candidates): their cheapest api offers, within rate limits
     n_w = len(milp.peak_rps)
     s_cost = cost[ss]
     has_x = np.zeros(n_w, bool)
     has_x[milp.x_workload] = True
+    rates = _Rates(milp)
     for w in np.unique(milp.s_workload[~has_x[milp.s_workload]]) if len(milp.s_workload) else []:
         k = np.flatnonzero(milp.s_workload == w)
-        i = k[np.argmin(milp.objective[ss.start + k])]
-        v[ss.start + i] = 1.0
-        caps.buy(caps.per_column(np.array([ss.start + i]))[:, 0], float(s_cost[i]))
+        left = 1.0
+        for i in k[np.argsort(milp.objective[ss.start + k], kind="stable")]:
+            share = min(left, float(rates.room(np.array([i]))[0]))
+            if share <= 1e-12:
+                continue
+            v[ss.start + i] = share
+            rates.use(i, share)
+            caps.buy(caps.per_column(np.array([ss.start + i]))[:, 0] * share, float(s_cost[i] * share))
+            left -= share
+            if left <= 1e-12:
+                break
 
     # 3. inference workloads, the largest peak first, one replica or api share at a time
-    state = _Replicas(milp, v, room, caps)
+    state = _Replicas(milp, v, room, caps, rates)
     order = np.argsort(-milp.peak_rps, kind="stable")
     order = order[has_x[order]]
     for w in order:
@@ -165,8 +198,8 @@ class _Replicas:
     each row's shortfall counted as a fraction of its right-hand side.
     """
 
-    def __init__(self, milp: Milp, v: np.ndarray, room: np.ndarray, caps: _Caps) -> None:
-        self.milp, self.v, self.room, self.caps = milp, v, room, caps
+    def __init__(self, milp: Milp, v: np.ndarray, room: np.ndarray, caps: _Caps, rates: _Rates) -> None:
+        self.milp, self.v, self.room, self.caps, self.rates = milp, v, room, caps, rates
         us, ss = milp.cols["u"], milp.cols["s"]
         self.chips = np.zeros(us.stop - us.start)  # chips used per offer
         self.u_cost = milp.cost[us]
@@ -227,6 +260,7 @@ class _Replicas:
                 close = np.where(Ea > 0, deficit[:, None] / Ea, 0.0).max(axis=0, initial=0.0)
                 slack = np.where((Ea > 0) & np.isfinite(hi)[:, None], (hi - act)[:, None] / Ea, np.inf)
                 step = np.maximum(np.minimum(close, slack.min(axis=0, initial=np.inf)), 0.0)
+                step = np.minimum(step, self.rates.room(api))
                 a_gain = (np.minimum(Ea * step[None, :], deficit[:, None]) * w_rows[:, None]).sum(axis=0)
                 a_score = self.s_cost[api] * step / a_gain
             a_score[(a_gain <= 1e-12) | (step <= 1e-12)] = np.inf
@@ -244,6 +278,7 @@ class _Replicas:
                 a = int(np.argmin(a_score))
                 if np.isfinite(a_score[a]) and a_score[a] <= best_score:
                     v[ss.start + api[a]] += step[a]
+                    self.rates.use(api[a], step[a])
                     caps.buy(api_added[:, a] * step[a], float(self.s_cost[api[a]] * step[a]))
                     act += Ea[:, a] * step[a]
                     continue
