@@ -460,3 +460,35 @@ def test_chunked_tpot_tail_counts_the_extra_prompts_at_the_percentile() -> None:
         tags={},
     )
     assert free.limit == "capacity" and free.tpot_ms == pytest.approx(20)
+
+
+def test_bridged_h100_pairs_run_a_wider_tensor_parallel_all_reduce_over_pcie() -> None:
+    # H100 NVL/PCIe: an NVLink bridge joins 2 cards (600 GB/s); TP4 crosses PCIe Gen5 x16
+    # between pairs, 128 GB/s bidirectional = 64 GB/s each way.  Llama 2 70B (L=80, H=8192)
+    # on TP4: c1 = 2*L * 2*(t-1)/t * H*2 / link = 160 * 1.5 * 16,384 / 64e9 = 61.44 us/token
+    # (it was 13.1 us at 300 GB/s each way); an NVSwitch H100 SXM keeps its 900 GB/s.
+    from polyfleet.perf.layout import link_gbps
+    from polyfleet.perf.roofline import build_roofline
+
+    catalog = load_bundled()
+    nvl, sxm = catalog.accelerators["nvidia-h100-nvl"], catalog.accelerators["nvidia-h100-sxm"]
+    assert link_gbps(nvl, 2) == 600 and link_gbps(nvl, 4) == 128 and link_gbps(nvl, 8) == 128
+    assert link_gbps(catalog.accelerators["nvidia-h100-pcie"], 4) == 128
+    assert link_gbps(sxm, 8) == 900
+    card = catalog.models["llama-2-70b"]
+    args = dict(
+        peak_flops=1e15,
+        memory_efficiency=0.8,
+        compute_efficiency=0.6,
+        input_tokens=100,
+        output_tokens=100,
+        live_in=0.0,
+        batching="serial",
+        internode_gbps=50.0,
+        step_overhead_s_per_layer=0.0,
+        step_overhead_s=0.0,
+        expert_parallel=1,
+    )
+    assert build_roofline(card, nvl, t=4, p=1, **args).c1 == pytest.approx(61.44e-6)
+    # TP2 stays on the bridge: 160 * 1 * 16,384 / 300e9 = 8.738 us/token
+    assert build_roofline(card, nvl, t=2, p=1, **args).c1 == pytest.approx(8.738e-6, rel=1e-3)

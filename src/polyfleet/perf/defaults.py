@@ -115,6 +115,20 @@ The inference model charges 2 all-reduces per layer (after attention and after t
 when ``t > 1``, each moving ``2(t-1)/t`` of the activations over one direction of the
 scale-up link."""
 
+SCALEUP_GROUP: dict[str, tuple[int, float]] = {
+    "nvidia-h100-nvl": (2, 128.0),
+    "nvidia-h100-pcie": (2, 128.0),
+}
+"""Bridged parts: ``(chips a bridge joins, GB/s bidirectional per chip beyond them)``.  The
+H100 NVL and H100 PCIe boards take an NVLink bridge between TWO cards (600 GB/s within the
+pair); a tensor-parallel group of more than 2 crosses PCIe Gen5 x16 between pairs, 128 GB/s
+bidirectional (64 GB/s each way), and a ring all-reduce runs at its slowest hop.  Sources:
+NVIDIA's H100 page, spec table (H100 NVL and PCIe: NVLink 600 GB/s, PCIe Gen5 128 GB/s;
+https://www.nvidia.com/en-us/data-center/h100/, the catalog's source, 2026-08) and
+https://www.aiminingco.com/gpu/h100-nvl/specs (the NVL bridge joins two cards at 600 GB/s
+bidirectional; read 2026-12-07).  The PCIe figure is the link's peak, not a measured
+all-reduce rate.  Parts not listed: one scale-up domain (``polyfleet.perf.layout``)."""
+
 SCALING_BASE_CHIPS: int = 512
 """Chip count up to which training is taken to scale perfectly (scaling efficiency 1).
 MLPerf Training scaling results for GPT-3 175B are reported relative to 512 chips."""

@@ -20,7 +20,10 @@ checked: it must hold the weights and one request per micro-batch.  With prefix 
 the shared prefix's KV (``shared_kv``) is stored once per replica and counts in ``W``.
 
 ``mesh_share`` is the share of a chip's scale-up bandwidth a ``t``-chip group can use
-(the tensor-parallel all-reduce's link, ``polyfleet.perf.roofline``).
+and ``link_gbps`` the bidirectional GB/s per chip the group's all-reduce runs at (the
+tensor-parallel all-reduce's link, ``polyfleet.perf.roofline``): ``scaleup_gbps*mesh_share``,
+or, on a bridged part (``defaults.SCALEUP_GROUP``: H100 NVL/PCIe pairs) whose group is
+larger than the bridge joins, the PCIe figure beyond it (a ring runs at its slowest hop).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator
-from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL
+from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL, SCALEUP_GROUP
 from polyfleet.perf.result import InferencePerf
 from polyfleet.perf.result import infeasible as _infeasible
 
@@ -70,6 +73,19 @@ def mesh_share(acc: Accelerator, t: int) -> float:
     if not links:
         return 1.0
     return min(t - 1, links) / links
+
+
+def link_gbps(acc: Accelerator, t: int) -> float:
+    """Bidirectional GB/s per chip a ``t``-chip tensor-parallel group's all-reduce runs at.
+
+    ``scaleup_gbps * mesh_share``; a bridged part (``SCALEUP_GROUP``) whose group is larger
+    than its bridge joins goes over PCIe between bridges, so it gets that figure when lower.
+    """
+    gbps = (acc.scaleup_gbps or 0.0) * mesh_share(acc, t)
+    group = SCALEUP_GROUP.get(acc.id)
+    if group is not None and t > group[0]:
+        gbps = min(gbps, group[1])
+    return gbps
 
 
 def forced_layout(

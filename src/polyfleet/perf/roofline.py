@@ -77,7 +77,7 @@ from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import defaults
 from polyfleet.perf.attention import attention_flops_per_context_token
 from polyfleet.perf.defaults import ALLREDUCE_LATENCY_S, INTERNODE_LATENCY_S
-from polyfleet.perf.layout import mesh_share
+from polyfleet.perf.layout import link_gbps
 from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
 
 
@@ -219,7 +219,7 @@ def build_roofline(
     # Tensor-parallel all-reduce: comm(n) = c0 + c1*n (0 without the data it needs).
     c0 = c1 = 0.0
     if t > 1 and card.hidden is not None and card.layers is not None and acc.scaleup_gbps:
-        link = acc.scaleup_gbps / 2 * 1e9 * mesh_share(acc, t)  # bytes/s in one direction
+        link = link_gbps(acc, t) / 2 * 1e9  # bytes/s in one direction (H100 NVL/PCIe: pairs)
         c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
