@@ -126,8 +126,11 @@ bidirectional (64 GB/s each way), and a ring all-reduce runs at its slowest hop.
 NVIDIA's H100 page, spec table (H100 NVL and PCIe: NVLink 600 GB/s, PCIe Gen5 128 GB/s;
 https://www.nvidia.com/en-us/data-center/h100/, the catalog's source, 2026-08) and
 https://www.aiminingco.com/gpu/h100-nvl/specs (the NVL bridge joins two cards at 600 GB/s
-bidirectional; read 2026-12-07).  The PCIe figure is the link's peak, not a measured
-all-reduce rate.  Parts not listed: one scale-up domain (``polyfleet.perf.layout``)."""
+bidirectional; read 2026-12-07); Azure's NC H100 v5 health checks find 12 of the 18 NVLink
+links active and 256.6 GB/s one way GPU0->GPU1 P2P, of the 300 that 12 links carry
+(https://github.com/Azure/azurehpc-health-checks/issues/162, 2026-06-10).  The PCIe figure is
+the link's peak, not a measured all-reduce rate.  Parts not listed: one scale-up domain
+(``polyfleet.perf.layout``)."""
 
 SCALING_BASE_CHIPS: int = 512
 """Chip count up to which training is taken to scale perfectly (scaling efficiency 1).
