@@ -231,7 +231,7 @@ class _Replicas:
         # rows counting replicas (whole-replica rows: implied by the rate rows and whole
         # replicas) would rate a tiny replica as high as a large one: they count only
         # when nothing else is short
-        counts = np.all((E == 0) | (E == 1), axis=1) & ~np.any(E[:, len(ks):] != 0, axis=1)
+        counts = np.all((E == 0) | (E == 1), axis=1) & ~np.any(E[:, len(ks) :] != 0, axis=1)
         n_k = len(ks)
         o, t = milp.x_offer[ks], milp.x_chips[ks]
         u_cost, cpi = self.u_cost[o], milp.u_cpi[o]
