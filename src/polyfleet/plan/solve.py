@@ -2,9 +2,11 @@
 
 Small models go straight to HiGHS's branch and bound.  Models over
 ``SolveOptions.rounding_start_above`` integer columns first get a plan from the LP
-relaxation (``_lp_plan``: the LP by column generation, a dive, HiGHS on the model
-restricted to the LP's columns when the dive finds none, then a large-neighbourhood
-search; the older rounding, plan/rounding.py, when none finds one); when too little time
+relaxation (``_lp_plan``: the LP by column generation, a dive, the greedy plan of
+plan/greedy.py when the dive's is poor or the LP has no point in time, HiGHS on the model
+restricted to the LP's columns when none of those finds a plan, then a
+large-neighbourhood search; the older rounding, plan/rounding.py, when none finds one);
+when too little time
 is left for HiGHS's root on the full model, that plan is the answer, with its gap to the
 LP bound (docs/planning-model.md, "Solving within the time limit").
 """
