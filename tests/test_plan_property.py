@@ -288,7 +288,7 @@ def check_plan(spec: Spec, out: dict[str, Any]) -> None:
                 assert usd <= cap * total + tol, f"{group} spend cap on {v}"
         # max_share: each value's share of every service's peak capacity (api: demand share)
         cap = getattr(policy.max_share, group)
-        if cap is None:
+        if cap is None or cap >= 1:  # 100% of the peak is no cap: whole replicas may hold more
             continue
         for w in spec.workloads:
             if isinstance(w, TrainingWorkload):
