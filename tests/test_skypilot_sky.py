@@ -306,6 +306,27 @@ def test_single_node_cloud_multi_node_export_warns(imported):
     assert "WARNING" not in skypilot_task_yaml(plan, "j", catalog)
 
 
+def test_reserved_and_capacity_block_exports_say_how_to_launch_into_them():
+    """A reserved row's task says to use the reservation; a capacity block's names the
+    SkyPilot setting that launches into a purchased block; on-demand says neither."""
+    from polyfleet.catalog.io import load_bundled
+
+    catalog = load_bundled()
+    plan = {"workloads": [{"name": "j", "kind": "training", "allocations": [{"instances": 2}]}]}
+    lines = {}
+    for offer_id in (
+        "aws-p5-48xlarge-us-east-1-capacity-block",
+        "aws-p5-48xlarge-us-east-1-on-demand",
+    ):
+        plan["workloads"][0]["allocations"][0]["offer"] = offer_id
+        text = skypilot_task_yaml(plan, "j", catalog)
+        lines[offer_id] = text
+        task = yaml.safe_load(text)
+        assert task["num_nodes"] == 2 and task["resources"]["use_spot"] is False
+    assert "aws.specific_reservations" in lines["aws-p5-48xlarge-us-east-1-capacity-block"]
+    assert "reservation" not in lines["aws-p5-48xlarge-us-east-1-on-demand"]
+
+
 @needs_sky
 def test_cheapest_matches_skypilot_optimizer(sky, imported):
     table = OfferTable(imported.offers)

@@ -207,5 +207,12 @@ def skypilot_task_yaml(plan: Any, workload: str, catalog: Catalog, *, plan_file:
         )
     if offer.term.startswith("reserved"):
         header.append(f"# the plan priced a {offer.term} term: use your reservation (use_spot is false).")
+    elif offer.term == "capacity-block":
+        # SkyPilot launches into a purchased block named in ~/.sky/config.yaml
+        # (docs.skypilot.co, "Using Reservations": aws.specific_reservations)
+        header.append(
+            "# the plan priced a capacity block: buy it for the run's days, then list its id"
+            " (cr-...) under aws.specific_reservations in ~/.sky/config.yaml."
+        )
     header.append("# Add `setup:` and `run:` for your training job, then: sky launch task.yaml")
     return "\n".join(header) + "\n" + yaml.safe_dump(task, sort_keys=False)
