@@ -135,9 +135,16 @@ def shown(url: str) -> str:
         return url.split("@")[-1] if "@" in url else url
 
 
+_day: tuple[int, str] = (-1, "")
+
+
 def today() -> str:
-    """The UTC day a request made now belongs to."""
-    return time.strftime("%Y-%m-%d", time.gmtime())
+    """The UTC day a request made now belongs to (formatted once a day, not per request)."""
+    global _day
+    number = int(time.time() // 86400)
+    if number != _day[0]:
+        _day = (number, time.strftime("%Y-%m-%d", time.gmtime(number * 86400)))
+    return _day[1]
 
 
 class LedgerWriter:

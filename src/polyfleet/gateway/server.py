@@ -105,7 +105,12 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = False
         self._head_bytes = 0
+        # one loop timer per connection, re-armed lazily: a request moves ``_deadline`` (and
+        # ``_waiting_for``) instead of creating and cancelling two timers
         self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._deadline = 0.0
+        self._waiting_for: str | None = None  # "head", "body" or None (no timeout running)
         self._over_capacity = False
         self._refused = False  # an error went out and the connection is closing: ignore the rest
 
@@ -118,6 +123,9 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timer()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
             client_gone(cycle.scope)  # the request's handler stops at once, its upstream request dropped
@@ -134,18 +142,37 @@ class GuardedHttpTools(HttpToolsProtocol):
             self.transport.close()
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._waiting_for = None  # the loop timer stays; when it fires it finds nothing to do
+
+    def _arm(self, waiting_for: str, timeout_s: float) -> None:
+        self._waiting_for = waiting_for
+        self._deadline = deadline = self.loop.time() + timeout_s
+        if self._timer is None or self._timer_at > deadline:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = deadline
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._waiting_for is None:
+            return
+        if self.loop.time() < self._deadline:  # moved later since armed: wait for the new deadline
+            self._timer_at = self._deadline
+            self._timer = self.loop.call_at(self._deadline, self._on_timer)
+            return
+        waiting_for, self._waiting_for = self._waiting_for, None
+        if waiting_for == "head":
+            self._head_timed_out()
+        else:
+            self._body_timed_out()
 
     def _start_head(self) -> None:
         self._in_head = True
         self._head_bytes = 0
-        self._cancel_timer()
-        self._timer = self.loop.call_later(self.limits.header_timeout_s, self._head_timed_out)
+        self._arm("head", self.limits.header_timeout_s)
 
     def _head_timed_out(self) -> None:
-        self._timer = None
         if self._over_capacity:
             self._refuse(
                 503,
@@ -160,7 +187,6 @@ class GuardedHttpTools(HttpToolsProtocol):
             )
 
     def _body_timed_out(self) -> None:
-        self._timer = None
         if self.cycle is not None and not self.cycle.response_started:
             # the request's handler is waiting for the body: answer 408 and hang up; it sees a disconnect
             self._refused = True
@@ -181,7 +207,8 @@ class GuardedHttpTools(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._refused:
             return
-        if not self._in_head and (self.cycle is None or self.cycle.response_complete) and self._timer is None:
+        idle = self.cycle is None or self.cycle.response_complete
+        if not self._in_head and idle and self._waiting_for is None:
             self._start_head()  # the first bytes of a later request on a kept-alive connection
         if self._in_head:
             self._head_bytes += len(data)
@@ -209,8 +236,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             )
             return
         self._in_head = False
-        self._cancel_timer()
-        self._timer = self.loop.call_later(self.limits.body_timeout_s, self._body_timed_out)
+        self._arm("body", self.limits.body_timeout_s)
         self.scope[DISCONNECT_HOOK] = ()  # tells the app that this protocol reports disconnects
         super().on_headers_complete()
 
