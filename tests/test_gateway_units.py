@@ -181,11 +181,11 @@ def test_keys_are_matched_by_hash_and_budgets_are_per_day():
     keys = Keys([Key(name="k", key_sha256=hash_key("sk-1"), budget_usd_per_day=1.0, models=["m"])])
     key = keys.authenticate(b"Bearer sk-1", None)
     assert key.name == "k" and keys.authenticate(None, b"sk-1") == key
-    assert keys.authenticate(b"Bearer sk-1", None) is key  # a secret already matched: from memory
+    assert keys.authenticate(b"Bearer sk-1", None) is key  # asked again: the same key
     with pytest.raises(GatewayError) as info:
         keys.authenticate(b"Bearer sk-2", None)
     assert info.value.status == 401
-    with pytest.raises(GatewayError):  # asked again: still refused (only matches are remembered)
+    with pytest.raises(GatewayError):  # asked again: still refused
         keys.authenticate(b"Bearer sk-2", None)
     keys.charge(key, "2026-01-01", 1.0)
     with pytest.raises(GatewayError) as info:
