@@ -18,6 +18,17 @@ from polyfleet.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 
+# one inference service on the bundled catalog: the base of many spec-error and field tests
+SVC = """\
+workloads:
+  - name: svc
+    kind: inference
+    model: llama-3.1-8b
+    requests_per_s: 5
+    input_tokens: 1000
+    output_tokens: 200
+"""
+
 
 def write_spec(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
     """Write dedented ``text`` to ``tmp_path/name`` and return the path."""

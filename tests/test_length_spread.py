@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import run_cli
+from conftest import SVC, run_cli
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf.configs import best_inference_perf
 from polyfleet.plan.candidates import build_candidates
@@ -93,17 +93,6 @@ def test_input_tokens_cv_reaches_the_replica_the_planner_buys() -> None:
     assert direct.limit == "slo: ttft"
     assert equal.inf_rps[0] == pytest.approx(direct.replica_requests_per_s, rel=1e-12)
     assert equal.inf_rps[0] > 1.1 * mm1.inf_rps[0]
-
-
-SVC = """\
-workloads:
-  - name: svc
-    kind: inference
-    model: llama-3.1-8b
-    requests_per_s: 5
-    input_tokens: 1000
-    output_tokens: 200
-"""
 
 
 @pytest.mark.parametrize(

@@ -14,19 +14,10 @@ from pathlib import Path
 import pytest
 
 import polyfleet
-from conftest import run_cli, write_spec
+from conftest import SVC, run_cli, write_spec
 from polyfleet.errors import SpecError
 from polyfleet.spec import load_spec
 
-SVC = """\
-workloads:
-  - name: svc
-    kind: inference
-    model: llama-3.1-8b
-    requests_per_s: 5
-    input_tokens: 1000
-    output_tokens: 200
-"""
 SVC_ITEM = SVC.removeprefix("workloads:\n")
 
 H100_OFFER = """\

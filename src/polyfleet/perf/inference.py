@@ -78,7 +78,7 @@ from polyfleet.perf.layout import mesh_share as _mesh_share  # noqa: F401  (old 
 from polyfleet.perf.layout import pow2_floor as _pow2_floor  # noqa: F401  (old private name)
 from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
 from polyfleet.perf.precision import PrecisionError, compute_peak
-from polyfleet.perf.prepared import Prepared, _check_arguments, _prepare, prepare_inference
+from polyfleet.perf.prepared import Prepared, prepare_inference
 from polyfleet.perf.result import InferencePerf
 from polyfleet.perf.roofline import build_roofline
 from polyfleet.perf.sizing import floor_eps as _floor  # noqa: F401  (old private name)
@@ -206,33 +206,21 @@ def inference_perf(
     targets); data the catalog lacks gives an infeasible result with a "spec:" reason
     instead, so a plan can skip it.
     """
-    _check_arguments(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        tpot_ms=tpot_ms,
-        ttft_ms=ttft_ms,
-        positive={
-            "max_chips": max_chips,
-            "chips_per_node": chips_per_node,
-            "max_batch": max_batch,
-            "tensor_parallel": tensor_parallel,
-            "pipeline_stages": pipeline_stages,
-            "batch": batch,
-        },
-        min_batch=min_batch,
-        expert_parallel=expert_parallel,
-        internode_gbps=internode_gbps,
-        batching=batching,
-        percentile=percentile,
-        prefix_cache_hit=prefix_cache_hit,
-    )
-    prep = _prepare(
+    for name, value in (("tensor_parallel", tensor_parallel), ("pipeline_stages", pipeline_stages)):
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be >= 1")
+    if expert_parallel < 1:
+        raise ValueError("min_batch and expert_parallel must be >= 1")
+    prep = prepare_inference(
         card,
         acc,
         input_tokens=input_tokens,
         output_tokens=output_tokens,
         tpot_ms=tpot_ms,
         ttft_ms=ttft_ms,
+        max_chips=max_chips,
+        chips_per_node=chips_per_node,
+        min_batch=min_batch,
         max_batch=max_batch,
         hbm_utilisation=hbm_utilisation,
         memory_efficiency=memory_efficiency,
