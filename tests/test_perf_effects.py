@@ -463,18 +463,22 @@ def test_chunked_tpot_tail_counts_the_extra_prompts_at_the_percentile() -> None:
 
 
 def test_bridged_h100_pairs_run_a_wider_tensor_parallel_all_reduce_over_pcie() -> None:
-    # H100 NVL/PCIe: an NVLink bridge joins 2 cards (600 GB/s); TP4 crosses PCIe Gen5 x16
-    # between pairs, 128 GB/s bidirectional = 64 GB/s each way.  Llama 2 70B (L=80, H=8192)
-    # on TP4: c1 = 2*L * 2*(t-1)/t * H*2 / link = 160 * 1.5 * 16,384 / 64e9 = 61.44 us/token
-    # (it was 13.1 us at 300 GB/s each way); an NVSwitch H100 SXM keeps its 900 GB/s.
-    from polyfleet.perf.layout import link_gbps
+    # H100 NVL/PCIe: an NVLink bridge joins 2 cards (600 GB/s line rate, 0.855 of it measured:
+    # 513 GB/s); TP4 crosses PCIe Gen5 x16 between pairs, 128 GB/s bidirectional at the
+    # measured NCCL share 0.65 = 83.2 GB/s, 41.6 GB/s each way.  Llama 2 70B (L=80, H=8192)
+    # on TP4: c1 = 2*L * 2*(t-1)/t * H*2 / link = 160 * 1.5 * 16,384 / 41.6e9 = 94.52 us/token
+    # (61.44 us at the PCIe line rate); an NVSwitch H100 SXM keeps its 900 GB/s.
+    from polyfleet.perf.layout import allreduce_latency_s, link_gbps
     from polyfleet.perf.roofline import build_roofline
 
     catalog = load_bundled()
     nvl, sxm = catalog.accelerators["nvidia-h100-nvl"], catalog.accelerators["nvidia-h100-sxm"]
-    assert link_gbps(nvl, 2) == 600 and link_gbps(nvl, 4) == 128 and link_gbps(nvl, 8) == 128
-    assert link_gbps(catalog.accelerators["nvidia-h100-pcie"], 4) == 128
+    assert link_gbps(nvl, 2) == pytest.approx(513) and link_gbps(nvl, 4) == pytest.approx(83.2)
+    assert link_gbps(nvl, 8) == pytest.approx(83.2)
+    assert link_gbps(catalog.accelerators["nvidia-h100-pcie"], 4) == pytest.approx(83.2)
     assert link_gbps(sxm, 8) == 900
+    # the bridge pair keeps the 10 us all-reduce; beyond it PCIe's measured 24 us
+    assert allreduce_latency_s(nvl, 2) == 10e-6 and allreduce_latency_s(nvl, 4) == 24e-6
     card = catalog.models["llama-2-70b"]
     args = dict(
         peak_flops=1e15,
@@ -489,6 +493,41 @@ def test_bridged_h100_pairs_run_a_wider_tensor_parallel_all_reduce_over_pcie() -
         step_overhead_s=0.0,
         expert_parallel=1,
     )
-    assert build_roofline(card, nvl, t=4, p=1, **args).c1 == pytest.approx(61.44e-6)
-    # TP2 stays on the bridge: 160 * 1 * 16,384 / 300e9 = 8.738 us/token
-    assert build_roofline(card, nvl, t=2, p=1, **args).c1 == pytest.approx(8.738e-6, rel=1e-3)
+    tp4 = build_roofline(card, nvl, t=4, p=1, **args)
+    assert tp4.c1 == pytest.approx(94.52e-6, rel=1e-4)
+    assert tp4.c0 == pytest.approx(160 * 24e-6)  # 3.84 ms of PCIe all-reduce latency per step
+    # TP2 stays on the bridge: 160 * 1 * 16,384 / 256.5e9 = 10.22 us/token
+    assert build_roofline(card, nvl, t=2, p=1, **args).c1 == pytest.approx(10.22e-6, rel=1e-3)
+
+
+def test_point_to_point_fabrics_run_at_their_measured_share_of_the_line_rate() -> None:
+    # L40S: PCIe Gen4 x16, 64 GB/s bidirectional line rate; NCCL's measured 0.65 of it =
+    # 41.6 GB/s, 20.8 GB/s each way.  Llama 2 70B TP2: c1 = 160 * 1 * 16,384 / 20.8e9 =
+    # 126.0 us/token, c0 = 160 * 24 us = 3.84 ms.  MI300X TP2 uses 1 of its 7 xGMI links:
+    # 896/7 = 128 GB/s, 0.75 usable = 96 GB/s bidirectional.  TP8 uses all 7: 672 GB/s.
+    from polyfleet.perf.layout import allreduce_latency_s, link_gbps
+    from polyfleet.perf.roofline import build_roofline
+
+    catalog = load_bundled()
+    l40s, mi300x = catalog.accelerators["nvidia-l40s"], catalog.accelerators["amd-mi300x"]
+    assert link_gbps(l40s, 2) == pytest.approx(41.6) and allreduce_latency_s(l40s, 2) == 24e-6
+    assert link_gbps(mi300x, 2) == pytest.approx(96.0) and link_gbps(mi300x, 8) == pytest.approx(672.0)
+    assert allreduce_latency_s(mi300x, 8) == 10e-6
+    roof = build_roofline(
+        catalog.models["llama-2-70b"],
+        l40s,
+        t=2,
+        p=1,
+        peak_flops=1e15,
+        memory_efficiency=0.8,
+        compute_efficiency=0.6,
+        input_tokens=100,
+        output_tokens=100,
+        live_in=0.0,
+        batching="serial",
+        internode_gbps=50.0,
+        step_overhead_s_per_layer=0.0,
+        step_overhead_s=0.0,
+        expert_parallel=1,
+    )
+    assert roof.c1 == pytest.approx(126.03e-6, rel=1e-4) and roof.c0 == pytest.approx(3.84e-3)

@@ -93,7 +93,9 @@ def test_mlperf_scenarios_are_predicted_in_order_and_within_the_documented_figur
     worst = max(rows, key=lambda r: abs(r.error))
     assert worst.benchmark == "deepseek-r1"  # the documented open case (Server)
     over = {(r.benchmark, r.accelerator, r.scenario) for r in rows if abs(r.error) > 0.5}
-    assert len(over) <= 7 and sum(b == "deepseek-r1" for b, _, _ in over) == 3
+    assert len(over) <= 5 and sum(b == "deepseek-r1" for b, _, _ in over) == 3
+    # PCIe and the H100 NVL bridge at their measured shares of the line rate (defaults.LINK_EFFICIENCY)
+    assert not any(acc in ("nvidia-h100-nvl", "nvidia-l40s") and b == "llama2-70b-99" for b, acc, _ in over)
     # the two 405B H200 rows the M/M/1 prefill queue put at -51%/-62% are within 15%
     h200_405b = [r for r in rows if r.benchmark == "llama3.1-405b" and r.accelerator == "nvidia-h200"]
     assert len(h200_405b) == 3 and all(abs(r.error) < 0.15 for r in h200_405b)
@@ -257,13 +259,16 @@ def test_mlperf_import_reads_the_v50_pivot_export() -> None:
 
 
 def test_mlperf_v50_round_is_predicted_within_the_target() -> None:
-    # 34 results the model was not built on (docs/perf-validation.md): median 14.7%, one row
-    # over 50% (L40S Llama 2 70B Server); Llama 3.1 405B within 15% on every row.
+    # 34 results the model was not built on (docs/perf-validation.md): median 14.7%, none
+    # over 50% (L40S Llama 2 70B Server was +58.0% before PCIe ran at its measured NCCL share,
+    # now +39.6%); Llama 3.1 405B within 15% on every row.
     bench = load_bench("mlperf_validation")
     rows = [
         bench.predict(r) for r in bench.read_rows(bench.REPO_ROOT / "examples" / "published_mlperf_v5.0.csv")
     ]
     assert len(rows) == 34 and all(r.error is not None for r in rows)
     assert statistics.median(abs(r.error) for r in rows) < 0.16
-    assert [(r.accelerator, r.scenario) for r in rows if abs(r.error) > 0.5] == [("nvidia-l40s", "Server")]
+    assert [(r.accelerator, r.scenario) for r in rows if abs(r.error) > 0.5] == []
+    l40s = [r.error for r in rows if r.accelerator == "nvidia-l40s" and r.scenario == "Server"]
+    assert l40s and all(0.3 < e < 0.45 for e in l40s)
     assert all(abs(r.error) < 0.16 for r in rows if r.benchmark == "llama3.1-405b")

@@ -132,6 +132,71 @@ links active and 256.6 GB/s one way GPU0->GPU1 P2P, of the 300 that 12 links car
 the link's peak, not a measured all-reduce rate.  Parts not listed: one scale-up domain
 (``polyfleet.perf.layout``)."""
 
+FABRIC_BY_ACCELERATOR: dict[str, str] = {
+    "nvidia-h100-nvl": "nvlink-bridge",
+    "nvidia-h100-pcie": "nvlink-bridge",
+    "nvidia-l40s": "pcie",
+    "nvidia-l4": "pcie",
+    "nvidia-a10": "pcie",
+    "nvidia-rtx-pro-6000": "pcie",
+    "amd-mi300x": "xgmi",
+    "amd-mi325x": "xgmi",
+}
+"""The point-to-point fabric a chip's tensor-parallel all-reduce crosses (the catalog's
+``scaleup_gbps`` is that fabric's line rate).  Parts not listed: a switched fabric
+(NVSwitch, TPU ICI, NeuronLink...), which keeps the line rate and ``ALLREDUCE_LATENCY_S``.
+A bridged part's group beyond its bridge (``SCALEUP_GROUP``) crosses "pcie"."""
+
+LINK_EFFICIENCY: dict[str, float] = {
+    "pcie": 0.65,
+    "nvlink-bridge": 0.855,
+    "xgmi": 0.75,
+}
+"""Share of a point-to-point fabric's line rate a tensor-parallel all-reduce achieves
+(protocol overhead, CRC, flow control and, on PCIe, the collective library's own
+overhead), per fabric of ``FABRIC_BY_ACCELERATOR``; see ``LINK_EFFICIENCY_SOURCES``.
+Switched NVLink keeps 1: NCCL's NVLink SHARP all-reduce on 8 H100 reaches an algorithm
+bandwidth of ~275 GB/s (busBw ~480 GB/s; NCCL maintainer S. Jeaugey,
+https://github.com/NVIDIA/nccl-tests/issues/212, 2024-05-06), at least the 257 GB/s a ring
+at the full 450 GB/s line rate gives (``450 / (2*7/8)``), so the line-rate ring is not
+optimistic there."""
+
+LINK_EFFICIENCY_SOURCES: dict[str, str] = {
+    "pcie": (
+        "measured: NCCL all_reduce_perf bus bandwidth 37.6-41.7 GB/s on 7-8 RTX PRO 6000 Blackwell "
+        "over PCIe Gen5 x16 (63 GB/s one way; P2P copies 53-56 GB/s), best 41.1: 41.1/63 = 0.65 "
+        "(https://github.com/voipmonitor/rtx6kpro/blob/master/hardware/pcie-bandwidth.md @ 41d9d68, "
+        "2026-03-20, read 2026-12-07); taken for every PCIe generation (a share of the line rate)"
+    ),
+    "nvlink-bridge": (
+        "measured: 256.6 GB/s one way GPU0->GPU1 P2P over the H100 NVL bridge of 300 GB/s "
+        "(Azure NC H100 v5, https://github.com/Azure/azurehpc-health-checks/issues/162, 2026-06-10): 0.855"
+    ),
+    "xgmi": (
+        "AMD: each MI300X xGMI link is rated 64 GB/s; CRC and protocol overhead leave ~48 GB/s usable, "
+        "0.75 (AMD ROCm blog 'Understanding RCCL Bandwidth and xGMI Performance on AMD Instinct MI300X', "
+        "2025-03-02, https://rocm.blogs.amd.com/software-tools-optimization/mi300x-rccl-xgmi/README.html); "
+        "MI325X has the same 7 x 128 GB/s Infinity Fabric links"
+    ),
+}
+"""Where each ``LINK_EFFICIENCY`` comes from."""
+
+ALLREDUCE_LATENCY_S_BY_FABRIC: dict[str, float] = {"pcie": 24e-6}
+"""Fixed cost of one all-reduce on a fabric where it is measured to differ from
+``ALLREDUCE_LATENCY_S``.  pcie 24 us: NCCL all-reduce of 256 B to 64 KB on 8 RTX PRO 6000
+over PCIe Gen5 takes 24.1-24.6 us (same page as ``LINK_EFFICIENCY_SOURCES["pcie"]``, its
+"Custom Allreduce vs NCCL" table); an 8-GPU figure, taken for any PCIe group."""
+
+
+def fabric_of(accelerator: str, t: int) -> str:
+    """The fabric a ``t``-chip tensor-parallel group of one accelerator id crosses:
+    ``FABRIC_BY_ACCELERATOR``, "pcie" beyond a bridge's group, "switched" otherwise."""
+    group = SCALEUP_GROUP.get(accelerator)
+    if group is not None and t > group[0]:
+        return "pcie"
+    return FABRIC_BY_ACCELERATOR.get(accelerator, "switched")
+
+
 SCALING_BASE_CHIPS: int = 512
 """Chip count up to which training is taken to scale perfectly (scaling efficiency 1).
 MLPerf Training scaling results for GPT-3 175B are reported relative to 512 chips."""

@@ -15,11 +15,15 @@ Inputs (SI units)::
     peak   = acc.peak_tflops(card.dtype) * 1e12     FLOP/s
     BW     = acc.hbm_tbps * 1e12                    bytes/s
     HBM    = acc.hbm_gb * 1e9                       bytes
-    link   = acc.scaleup_gbps / 2 * 1e9 * mesh      bytes/s one way (the figure is bidirectional)
+    link   = acc.scaleup_gbps / 2 * 1e9 * mesh * e  bytes/s one way (the figure is bidirectional)
     mesh   = min(t-1, K) / K                        with K = acc.scaleup_links (a full-mesh box:
                                                     t chips use t-1 of its K peer links); 1 when
                                                     the fabric is switched (no scaleup_links)
-    lat    = ALLREDUCE_LATENCY_S                    fixed cost of one all-reduce
+    e      = LINK_EFFICIENCY[fabric]                measured share of the line rate on a
+                                                    point-to-point fabric (PCIe 0.65, NVLink
+                                                    bridge 0.855, xGMI 0.75); 1 when switched
+    lat    = ALLREDUCE_LATENCY_S                    fixed cost of one all-reduce (PCIe: 24 us,
+                                                    ``ALLREDUCE_LATENCY_S_BY_FABRIC``)
     u, me, ce = hbm_utilisation, memory_efficiency, compute_efficiency
                                                     (``me``/``ce`` default to the accelerator's
                                                     ``defaults.efficiency_for(acc.id)``)

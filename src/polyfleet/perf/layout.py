@@ -20,10 +20,13 @@ checked: it must hold the weights and one request per micro-batch.  With prefix 
 the shared prefix's KV (``shared_kv``) is stored once per replica and counts in ``W``.
 
 ``mesh_share`` is the share of a chip's scale-up bandwidth a ``t``-chip group can use
-and ``link_gbps`` the bidirectional GB/s per chip the group's all-reduce runs at (the
-tensor-parallel all-reduce's link, ``polyfleet.perf.roofline``): ``scaleup_gbps*mesh_share``,
-or, on a bridged part (``defaults.SCALEUP_GROUP``: H100 NVL/PCIe pairs) whose group is
-larger than the bridge joins, the PCIe figure beyond it (a ring runs at its slowest hop).
+and ``link_gbps`` the bidirectional GB/s per chip the group's all-reduce achieves (the
+tensor-parallel all-reduce's link, ``polyfleet.perf.roofline``): ``scaleup_gbps*mesh_share``
+times the fabric's measured share of its line rate (``defaults.LINK_EFFICIENCY``: PCIe 0.65,
+the H100 NVL bridge 0.855, xGMI 0.75, switched NVLink 1), or, on a bridged part
+(``defaults.SCALEUP_GROUP``: H100 NVL/PCIe pairs) whose group is larger than the bridge
+joins, the PCIe figure beyond it (a ring runs at its slowest hop).  ``allreduce_latency_s``
+is one all-reduce's fixed cost on that fabric (PCIe 24 us, else 10 us).
 """
 
 from __future__ import annotations
@@ -32,7 +35,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyfleet.catalog.models import Accelerator
-from polyfleet.perf.defaults import MAX_PIPELINE_STAGES, MAX_TENSOR_PARALLEL, SCALEUP_GROUP
+from polyfleet.perf.defaults import (
+    ALLREDUCE_LATENCY_S,
+    ALLREDUCE_LATENCY_S_BY_FABRIC,
+    FABRIC_BY_ACCELERATOR,
+    LINK_EFFICIENCY,
+    MAX_PIPELINE_STAGES,
+    MAX_TENSOR_PARALLEL,
+    SCALEUP_GROUP,
+    fabric_of,
+)
 from polyfleet.perf.result import InferencePerf
 from polyfleet.perf.result import infeasible as _infeasible
 
@@ -76,16 +88,26 @@ def mesh_share(acc: Accelerator, t: int) -> float:
 
 
 def link_gbps(acc: Accelerator, t: int) -> float:
-    """Bidirectional GB/s per chip a ``t``-chip tensor-parallel group's all-reduce runs at.
+    """Bidirectional GB/s per chip a ``t``-chip tensor-parallel group's all-reduce achieves.
 
-    ``scaleup_gbps * mesh_share``; a bridged part (``SCALEUP_GROUP``) whose group is larger
-    than its bridge joins goes over PCIe between bridges, so it gets that figure when lower.
+    ``scaleup_gbps * mesh_share`` times the fabric's ``LINK_EFFICIENCY`` (point-to-point
+    fabrics: PCIe, the H100 NVL/PCIe NVLink bridge, MI300X/MI325X xGMI; a switched fabric
+    keeps its line rate); a bridged part (``SCALEUP_GROUP``) whose group is larger than its
+    bridge joins goes over PCIe between bridges, so it gets that figure (times the PCIe
+    efficiency) when lower.
     """
     gbps = (acc.scaleup_gbps or 0.0) * mesh_share(acc, t)
+    gbps *= LINK_EFFICIENCY.get(FABRIC_BY_ACCELERATOR.get(acc.id, ""), 1.0)
     group = SCALEUP_GROUP.get(acc.id)
     if group is not None and t > group[0]:
-        gbps = min(gbps, group[1])
+        gbps = min(gbps, group[1] * LINK_EFFICIENCY["pcie"])
     return gbps
+
+
+def allreduce_latency_s(acc: Accelerator, t: int) -> float:
+    """Fixed seconds of one all-reduce of a ``t``-chip group: the fabric's measured figure
+    (``ALLREDUCE_LATENCY_S_BY_FABRIC``, PCIe 24 us) or ``ALLREDUCE_LATENCY_S`` (10 us)."""
+    return ALLREDUCE_LATENCY_S_BY_FABRIC.get(fabric_of(acc.id, t), ALLREDUCE_LATENCY_S)
 
 
 def forced_layout(

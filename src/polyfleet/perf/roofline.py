@@ -9,7 +9,8 @@ time; the batch and the result are chosen from it (``polyfleet.perf.sizing``,
 Tensor-parallel all-reduce of the activations of ``n`` tokens (bf16, 2 bytes each),
 two per layer, a ring moving ``2(t-1)/t`` of the data::
 
-    comm(n) = 2*L*(2*(t-1)/t * n*H*2 / link + lat)  when t > 1
+    comm(n) = 2*L*(2*(t-1)/t * n*H*2 / link + lat)  when t > 1 (link: the achieved one-way
+                                                    rate, lat: the fabric's latency; layout)
     comm(n) = 0                                     when t == 1, or the card lacks
                                                     ``hidden`` / the chip ``scaleup_gbps``
 
@@ -76,8 +77,8 @@ from dataclasses import dataclass
 from polyfleet.catalog.models import Accelerator, ModelCard
 from polyfleet.perf import defaults
 from polyfleet.perf.attention import attention_flops_per_context_token
-from polyfleet.perf.defaults import ALLREDUCE_LATENCY_S, INTERNODE_LATENCY_S
-from polyfleet.perf.layout import link_gbps
+from polyfleet.perf.defaults import INTERNODE_LATENCY_S
+from polyfleet.perf.layout import allreduce_latency_s, link_gbps
 from polyfleet.perf.moe import expert_imbalance, moe_split, weight_bytes_read
 
 
@@ -219,8 +220,8 @@ def build_roofline(
     # Tensor-parallel all-reduce: comm(n) = c0 + c1*n (0 without the data it needs).
     c0 = c1 = 0.0
     if t > 1 and card.hidden is not None and card.layers is not None and acc.scaleup_gbps:
-        link = link_gbps(acc, t) / 2 * 1e9  # bytes/s in one direction (H100 NVL/PCIe: pairs)
-        c0 = 2 * card.layers * ALLREDUCE_LATENCY_S
+        link = link_gbps(acc, t) / 2 * 1e9  # bytes/s achieved in one direction (H100 NVL/PCIe: pairs)
+        c0 = 2 * card.layers * allreduce_latency_s(acc, t)
         c1 = 2 * card.layers * (2 * (t - 1) / t) * card.hidden * 2 / link
 
     # Pipeline hand-off between stages: x(n) = x0 + x1*n (0 without pipeline stages).
