@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -81,6 +82,31 @@ def _check_outputs() -> None:
             except OutputError as exc:
                 flag = param.opts[0] if param.opts else param.name
                 _fail(f"{flag}: {exc.render()}")
+
+
+#: what ``--address`` accepts (Ray's own forms)
+RAY_ADDRESSES = "auto, HOST:PORT or ray://HOST:PORT"
+
+
+def check_ray_address(address: str | None, timeout_s: float = 2.0) -> None:
+    """Refuse, within ``timeout_s``, a ``--address`` Ray would retry for minutes.
+
+    ``ray.init`` given a malformed address or one nobody listens on keeps retrying its
+    connection (a minute or more) or fails with a traceback; a TCP connect to HOST:PORT
+    says the same at once.  ``auto`` (a cluster on this machine) is left to Ray.
+    """
+    if address is None or address == "auto":
+        return
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(f"expected {RAY_ADDRESSES}, got {address!r}", file="--address")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except (OSError, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise SpecError(
+            f"cannot reach {host}:{port} ({reason}); expected {RAY_ADDRESSES}", file="--address"
+        ) from None
 
 
 def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import click
+from pydantic import BaseModel
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.catalog.models import ApiOffer, ModelCard, Term
@@ -35,6 +36,25 @@ def _folder(catalog_dir: Path | None) -> Path:
     if not folder.is_dir():
         _fail(f"--catalog-dir {folder}: not a folder")
     return folder
+
+
+def _catalog_csv(catalog_dir: Path | None, name: str) -> Path:
+    """``name`` in the catalog folder; a folder without it is one line naming the flag."""
+    path = _folder(catalog_dir) / name
+    if not path.is_file():
+        _fail(f"--catalog-dir {path.parent}: no {name} there (expected a folder of catalog CSVs)")
+    return path
+
+
+def _read_rows(path: Path, model: type[BaseModel], key: str) -> dict[str, BaseModel]:
+    """:func:`read_rows`, with a file that is not UTF-8 text or cannot be read as one line."""
+    try:
+        return read_rows(path, model, key)
+    except UnicodeDecodeError as exc:
+        _fail(f"{path}: not UTF-8 text (byte {exc.start}); expected a catalog CSV")
+    except OSError as exc:
+        _fail(f"{path}: cannot read ({exc.strerror or exc})")
+    return {}
 
 
 def _finish(diff: Diff, path: Path, model: type, title: str, write: bool, fmt: str) -> None:
@@ -105,10 +125,10 @@ def import_prices_cmd(
 
     if genai_path is None and litellm_path is None:
         _fail("give --genai data.json and/or --litellm model_prices_and_context_window.json")
-    path = _folder(catalog_dir) / "api_offers.csv"
-    old = read_rows(path, ApiOffer, "id")
+    path = _catalog_csv(catalog_dir, "api_offers.csv")
+    old = _read_rows(path, ApiOffer, "id")
     cards = (
-        read_rows(path.with_name("models.csv"), ModelCard, "name")
+        _read_rows(path.with_name("models.csv"), ModelCard, "name")
         if path.with_name("models.csv").exists()
         else {}
     )
@@ -212,8 +232,8 @@ def import_hf_config_cmd(
         )
     except ValueError as exc:
         raise SpecError(str(exc), file=str(config)) from exc
-    path = _folder(catalog_dir) / "models.csv"
-    old = read_rows(path, ModelCard, "name")
+    path = _catalog_csv(catalog_dir, "models.csv")
+    old = _read_rows(path, ModelCard, "name")
     diff = refresh(
         old,
         {card.name: card},

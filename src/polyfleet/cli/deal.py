@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from polyfleet.cli._app import main
-from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render
+from polyfleet.cli._common import FORMATS, OutputPath, _emit, _handles_errors, _render, check_ray_address
 from polyfleet.errors import InfeasibleError, SpecError
 from polyfleet.spec import load_spec
 
@@ -34,7 +35,7 @@ def parse_sweep(text: str | None) -> tuple[str, list[float]] | None:
         lo, hi, step = (float(p) for p in parts)
     except ValueError:
         raise bad from None
-    if step <= 0 or hi < lo or (hi - lo) / step > 200:
+    if not all(math.isfinite(v) for v in (lo, hi, step)) or step <= 0 or hi < lo or (hi - lo) / step > 200:
         raise bad
     values = [round(lo + i * step, 10) for i in range(int((hi - lo) / step + 1e-9) + 1)]
     if name == "discount" and not all(0 < v < 1 for v in values):
@@ -103,7 +104,10 @@ def deal_tables(report: dict[str, Any]) -> Group:
 @click.argument("spec_path", metavar="SPEC", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sweep", help="break-even sweep: discount=0.1:0.4:0.05 or growth=-0.2:0.4:0.1")
 @click.option(
-    "--out-of-sample", "oos", type=click.IntRange(min=1), help="overrides uncertainty.out_of_sample"
+    "--out-of-sample",
+    "oos",
+    type=click.IntRange(min=1, max=1_000_000),
+    help="overrides uncertainty.out_of_sample",
 )
 @click.option("--no-evpi", is_flag=True, help="skip the wait-and-see solves (one SAA per scenario)")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
@@ -146,7 +150,15 @@ def deal_cmd(
             raise SpecError(
                 "--engine ray needs the 'ray' package (pip install ray)", file="--engine"
             ) from exc
+        check_ray_address(address)
         started = not ray.is_initialized()
+        if started:  # here, not at the first scenario: a failure is one line naming the flag
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            except Exception as exc:  # Ray raises RuntimeError, ConnectionError, ValueError ...
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                flag = "--address" if address else "--engine"
+                raise SpecError(f"cannot start or reach Ray: {reason}", file=flag) from None
         mapper = ray_mapper(address)
     try:
         report = analyse(

@@ -54,13 +54,15 @@ def parse_grid(text: str, option: str, *, low: float, low_open: bool) -> list[fl
     "--provider-caps", default="0.3,0.5,0.7,1.0", show_default=True, help="max provider share of spend"
 )
 @click.option("--survival", default="0,0.5,0.8", show_default=True, help="fractions of peak kept after N-1")
-@click.option(
-    "--chart", type=OutputPath(), help="write a .png or .svg chart here"
-)
+@click.option("--chart", type=OutputPath(), help="write a .png or .svg chart here")
 @click.option("--format", "fmt", type=FORMATS, default="table", show_default=True)
 @click.option("--out", type=OutputPath(), help="write here instead of stdout (- for stdout)")
 @click.option(
-    "--scenarios", type=click.IntRange(min=1), default=2000, show_default=True, help="Monte Carlo per point"
+    "--scenarios",
+    type=click.IntRange(min=1, max=1_000_000),
+    default=2000,
+    show_default=True,
+    help="Monte Carlo per point",
 )
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(

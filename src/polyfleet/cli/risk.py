@@ -13,6 +13,7 @@ from polyfleet.cli._common import (
     _emit,
     _handles_errors,
     _render,
+    check_ray_address,
     plan_shape_errors,
     working,
 )
@@ -22,6 +23,9 @@ from polyfleet.risk import Mapper, PlanDataError, RiskAssumptions, analyse, flee
 from polyfleet.risk.fleet import Fleet
 from polyfleet.spec import load_spec
 from polyfleet.yamlio import dotted, line_of, read_yaml
+
+#: most scenarios one run draws: each keeps its cost and unserved demand (~10 s per million)
+MAX_SCENARIOS = 10_000_000
 
 
 def load_risk_assumptions(spec_path: Path | None) -> RiskAssumptions:
@@ -64,15 +68,22 @@ def _ray(address: str | None) -> tuple[Mapper, bool]:
         raise SpecError("--engine ray needs the 'ray' package (pip install ray)", file="--engine") from exc
     from polyfleet.risk import ray_mapper
 
+    check_ray_address(address)
     started = not ray.is_initialized()
     if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except Exception as exc:  # Ray raises RuntimeError, ConnectionError, ValueError ...
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SpecError(
+                f"cannot start or reach Ray: {reason}", file="--address" if address else "--engine"
+            ) from None
     return ray_mapper(address), started
 
 
 @main.command("risk")
 @click.argument("plan_path", metavar="PLAN", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--scenarios", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--scenarios", type=click.IntRange(min=1, max=MAX_SCENARIOS), default=10_000, show_default=True)
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option(
     "--spec",

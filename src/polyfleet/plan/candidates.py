@@ -226,7 +226,7 @@ def _training_rows(
     avail = np.array([o.available_instances for o in offers], float)
     instances = np.ceil(chips / cpi)
     capacity = instances <= avail
-    spot_ok = np.array([o.term != "spot" for o in offers]) | (_spot_cap(spec, w) >= 1)
+    spot_ok = np.array([o.term != "spot" for o in offers], bool) | (_spot_cap(spec, w) >= 1)
     ok = stack & spot_ok & feasible & capacity
     reasons["stack"] += int((~stack).sum())
     reasons["spot"] += int((stack & ~spot_ok).sum())
