@@ -12,7 +12,9 @@ submit one).  Every row names its submitter, system and the results directory it
 from.  None of these rows chose any default of the model: they are all held out.
 
 Each row is predicted as a buyer would ask polyfleet (``best_inference_perf``: the best
-tensor/pipeline/expert-parallel configuration within ``min(chips, 8)`` chips per node, at
+tensor/pipeline/expert-parallel configuration within ``min(chips, 8)`` chips per node, or
+within the NVLink domain on a rack-scale part (``defaults.SCALEUP_DOMAIN_CHIPS``: GB200 and
+GB300 NVL72, ``min(chips, 72)``), at
 the row's weight precision, on the benchmark's mean input/output lengths and their
 coefficients of variation, ``DATASETS``, read off MLCommons' data set files)::
 
@@ -210,7 +212,7 @@ def predict(row: Row, **kwargs: object) -> Row:
         output_tokens=data.output_tokens,
         output_tokens_cv=data.output_tokens_cv,
         input_tokens_cv=data.input_tokens_cv,
-        chips_per_node=min(row.chips, 8),
+        chips_per_node=min(row.chips, defaults.SCALEUP_DOMAIN_CHIPS.get(row.accelerator, 8)),
         **slo,
         **kwargs,  # type: ignore[arg-type]
     )

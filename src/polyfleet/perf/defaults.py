@@ -188,6 +188,16 @@ over PCIe Gen5 takes 24.1-24.6 us (same page as ``LINK_EFFICIENCY_SOURCES["pcie"
 "Custom Allreduce vs NCCL" table); an 8-GPU figure, taken for any PCIe group."""
 
 
+SCALEUP_DOMAIN_CHIPS: dict[str, int] = {"nvidia-gb200": 72, "nvidia-gb300": 72}
+"""Chips one NVLink switch domain joins where it is larger than an 8-GPU node: the GB200
+and GB300 NVL72 racks (72 GPUs, one NVLink domain, 1.8 TB/s per GPU; NVIDIA GB200 NVL72
+page https://www.nvidia.com/en-us/data-center/gb200-nvl72/, the catalog's source; GB300:
+glennklockwood.com/garden/processors/B300, both read 2026-12).  A system of such a part
+can run one tensor/expert-parallel group over up to this many chips
+(``bench/mlperf_validation.py``); a cloud offer's instance is still its own node
+(``chips_per_node``), as a rack's VMs are not promised one domain."""
+
+
 def fabric_of(accelerator: str, t: int) -> str:
     """The fabric a ``t``-chip tensor-parallel group of one accelerator id crosses:
     ``FABRIC_BY_ACCELERATOR``, "pcie" beyond a bridge's group, "switched" otherwise."""
