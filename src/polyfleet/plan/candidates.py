@@ -337,6 +337,27 @@ def context_limit(spec: Spec, w: InferenceWorkload, api_offer: object) -> float:
     return float(card.context_tokens) if card is not None and card.context_tokens else math.inf
 
 
+def _unused_api_offer(spec: Spec, api_offer: object) -> str:
+    """Why no workload buys from ``api_offer``: no workload wants its model, or none fits its context."""
+    model = getattr(api_offer, "model", "")
+    wanting = [
+        w
+        for w in spec.workloads
+        if isinstance(w, InferenceWorkload)
+        and w.allow_api
+        and (w.model if isinstance(w.model, str) else w.model.name) == model
+    ]
+    head = f"no workload can use api offer {getattr(api_offer, 'id', '')!r}"
+    if not wanting:
+        return f"{head}: no api or inference workload (with allow_api) wants model {model!r}"
+    w = min(wanting, key=lambda w: max(i + o for i, o, _ in w.length_mix))
+    return (
+        f"{head}: its context of {context_limit(spec, w, api_offer):.0f} tokens is shorter than every "
+        f"request of the workloads that want model {model!r} ({w.name!r}: up to "
+        f"{max(i + o for i, o, _ in w.length_mix)} tokens)"
+    )
+
+
 def _api_rows(
     spec: Spec, w_index: int, w: InferenceWorkload | ApiWorkload, api_offers: list, seconds: float
 ) -> list[tuple[int, int, float, float, float]]:
@@ -429,12 +450,7 @@ def build_candidates(spec: Spec) -> Candidates:
     bought = {api_offers[int(row[1])].id for row in api_rows}
     for index, api_offer in enumerate(spec.model.api_offers):
         if api_offer.id not in bought:
-            raise spec.error(
-                f"no workload can use api offer {api_offer.id!r}: no api or inference workload "
-                f"(with allow_api) wants model {api_offer.model!r}",
-                "api_offers",
-                index,
-            )
+            raise spec.error(_unused_api_offer(spec, api_offer), "api_offers", index)
     remap = np.full(len(all_offers), -1)
     remap[used] = np.arange(len(used))
     offers = [all_offers[j] for j in used]
