@@ -112,12 +112,15 @@ def test_small_offers_stay_open_to_the_rounded_plan():
     offers.append(offer("big", "px", "acc-a", cpi=8, price=2.0))
     spec = make([acc("acc-a")], offers, [inference("w", 100, {"acc-a": (1, 1.0)})])
     milp = build_milp(build_candidates(spec), spec.policy)
-    best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
     rounded = rounded_start(milp, SolveOptions())
     assert rounded is not None
-    # 100 one-chip replicas: 13 eight-chip instances; the 20 $1 offers hold them all
-    assert milp.cost @ best.values == pytest.approx(13 * 8 * 730)
-    assert milp.cost @ rounded == pytest.approx(milp.cost @ best.values)
+    activity = milp.A @ rounded
+    assert np.all(activity >= milp.row_lower - 1e-6) and np.all(activity <= milp.row_upper + 1e-6)
+    # 100 one-chip replicas need 100 chips, bought in whole 8-chip instances: at least
+    # ceil(100 / 8) = 13 instances at $1/chip-h, which the 20 one-instance $1 offers hold.
+    # That bound is the optimum (the exact solve, symmetric over 20 equal offers, proves it
+    # only after a minute), and the rounded plan must reach it.
+    assert milp.cost @ rounded == pytest.approx(13 * 8 * 730)
 
 
 def test_whole_replica_rows_lift_the_lp_bound_but_not_the_plan():
@@ -306,12 +309,14 @@ def _synthetic(n_w: int, n_o: int, seed: int):
     return build_spec(doc)
 
 
-@pytest.mark.parametrize("seed", [0, 2])
+#: seeds whose 8-workload, 40-offer fleet HiGHS proves optimal in about a second, and on which
+#: the 2-second budget ends on the LP plan path (LNS), not an exact solve
+@pytest.mark.parametrize("seed", [2, 10])
 def test_large_model_path_returns_a_plan_that_keeps_every_row(seed):
     """The LP plan path (dive + restricted MILP), forced on a model small enough to solve
     exactly: its plan satisfies every row, and its reported gap is never smaller than its
     true distance from the optimum."""
-    spec = _synthetic(12, 60, seed)
+    spec = _synthetic(8, 40, seed)
     milp = build_milp(build_candidates(spec), spec.policy)
     exact = solve_milp(milp, SolveOptions(rounding_start_above=10**9, time_limit_s=60))
     assert exact.status == Status.OPTIMAL and exact.method == "highs"
@@ -329,7 +334,7 @@ def test_large_model_path_returns_a_plan_that_keeps_every_row(seed):
 def test_subset_keeps_rows_and_block_arrays_aligned():
     from polyfleet.plan.dive import subset
 
-    spec = _synthetic(12, 60, 0)
+    spec = _synthetic(8, 40, 10)
     milp = build_milp(build_candidates(spec), spec.policy)
     best = solve_milp(milp, SolveOptions(rounding_start_above=10**9))
     xs, ys = milp.cols["x"], milp.cols["y"]
