@@ -66,9 +66,11 @@ def test_neighbourhoods_slide_by_excess_then_draw_by_it():
     assert list(_neighbourhood(excess, 1, rng, 9)) == [0, 1, 2, 3, 4]  # k >= all: everyone
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+#: 8-workload, 40-offer fleets whose exact optimum HiGHS proves in about a second (the
+#: 12x60 fleets took 8-34 s for the same check)
+@pytest.mark.parametrize("seed", [2, 10])
 def test_search_never_worsens_the_plan_and_keeps_every_row(seed):
-    spec = _synthetic(12, 60, seed)
+    spec = _synthetic(8, 40, seed)
     milp = build_milp(build_candidates(spec), spec.policy)
     lp = _lp(milp)
     start = solve_milp(milp, SolveOptions(rounding_start_above=0, time_limit_s=0.5))
