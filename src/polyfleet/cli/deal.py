@@ -139,6 +139,7 @@ def deal_cmd(
 
     if address is not None and engine != "ray":
         raise click.BadParameter("--address needs --engine ray", param_hint="--address")
+    check_ray_address(address)  # before any work: Ray would retry a wrong one for minutes
     sweep_spec = parse_sweep(sweep)
     spec = load_spec(spec_path)
     started = False
@@ -150,7 +151,6 @@ def deal_cmd(
             raise SpecError(
                 "--engine ray needs the 'ray' package (pip install ray)", file="--engine"
             ) from exc
-        check_ray_address(address)
         started = not ray.is_initialized()
         if started:  # here, not at the first scenario: a failure is one line naming the flag
             try:

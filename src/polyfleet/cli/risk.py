@@ -68,7 +68,6 @@ def _ray(address: str | None) -> tuple[Mapper, bool]:
         raise SpecError("--engine ray needs the 'ray' package (pip install ray)", file="--engine") from exc
     from polyfleet.risk import ray_mapper
 
-    check_ray_address(address)
     started = not ray.is_initialized()
     if started:
         try:
@@ -111,6 +110,7 @@ def risk_cmd(
     """Monte Carlo risk of PLAN (from `polyfleet plan --format json`): cost and unserved demand."""
     if address is not None and engine != "ray":
         raise click.BadParameter("--address needs --engine ray", param_hint="--address")
+    check_ray_address(address)  # before any work: Ray would retry a wrong one for minutes
     with plan_shape_errors(plan_path):
         fleet = load_fleet(plan_path, month)
     assumptions = load_risk_assumptions(spec_path)

@@ -1,0 +1,149 @@
+"""Broken inputs the fuzz corpus (``test_fuzz_cli.py``) missed, each a one-line error and exit 2.
+
+Found by hand and by a mutation run over every field of a spec with every term, api
+quota, lengths histogram and egress; each case runs in-process in milliseconds (no
+plan is solved, no Ray is imported).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from polyfleet.cli import main
+from polyfleet.cli.deal import parse_sweep
+from polyfleet.errors import SpecError
+from polyfleet.plan import plan
+from polyfleet.spec import build_spec
+
+
+def _invoke(args: list[str]) -> tuple[int, str]:
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(main, args, catch_exceptions=False)
+    return result.exit_code, result.stderr
+
+
+ACCEPTED = "expected auto, HOST:PORT or ray://HOST:PORT"
+
+
+@pytest.mark.parametrize("command", ["risk", "deal"])
+@pytest.mark.parametrize(
+    ("address", "says"),
+    [
+        ("nonsense", f"{ACCEPTED}, got 'nonsense'"),  # Ray retried this for minutes
+        ("garbage:://", f"{ACCEPTED}, got 'garbage:://'"),  # Ray: RuntimeError traceback
+        ("ray://host:port", f"{ACCEPTED}, got 'ray://host:port'"),
+        ("127.0.0.1:1", "cannot reach 127.0.0.1:1 (Connection refused)"),
+    ],
+)
+def test_a_ray_address_nobody_answers_is_one_line(tmp_path, command, address, says):
+    path = tmp_path / "in.yaml"  # never read: the address is refused before any work
+    code, err = _invoke([command, str(path), "--engine", "ray", "--address", address])
+    assert code == 2
+    assert err.startswith(f"polyfleet: --address: {says}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "most"),
+    [
+        (["risk", "plan.json", "--scenarios", "100000000000"], "--scenarios", "10000000"),
+        (["frontier", "spec.yaml", "--scenarios", "10000000000000"], "--scenarios", "1000000"),
+        (["deal", "spec.yaml", "--out-of-sample", "100000000000"], "--out-of-sample", "1000000"),
+    ],
+)
+def test_scenario_counts_that_would_run_for_hours_are_refused(args, flag, most):
+    code, err = _invoke(args)
+    assert code == 2
+    assert f"'{flag}': {args[-1]} is not in the range 1<=x<={most}" in err
+
+
+@pytest.mark.parametrize("text", ["discount=nan:0.4:0.1", "discount=0.1:inf:0.1", "growth=0:1:nan"])
+def test_a_sweep_with_a_non_finite_number_is_bad_input(text):
+    with pytest.raises(SpecError) as info:  # was ValueError: cannot convert float NaN to integer
+        parse_sweep(text)
+    assert info.value.render().startswith("--sweep: expected PARAM=START:STOP:STEP")
+
+
+HF_CONFIG = Path(__file__).parent / "data" / "hf" / "llama-3.1-8b-config.json"
+
+
+@pytest.mark.parametrize(
+    ("command", "csv"),
+    [
+        (["import-prices", "--genai", "{tmp}/x.json"], "api_offers.csv"),
+        (["import-hf-config", str(HF_CONFIG), "--name", "x", "--params-b", "8"], "models.csv"),
+    ],
+)
+def test_a_catalog_dir_without_the_csv_names_the_flag(tmp_path, command, csv):
+    """Was a FileNotFoundError traceback."""
+    (tmp_path / "x.json").write_text("{}")
+    args = ["catalog", *(a.format(tmp=tmp_path) for a in command), "--catalog-dir", str(tmp_path)]
+    code, err = _invoke(args)
+    assert code == 2
+    assert err == f"polyfleet: --catalog-dir {tmp_path}: no {csv} there (expected a folder of catalog CSVs)\n"
+
+
+def test_a_catalog_csv_that_is_not_text_names_the_file(tmp_path):
+    (tmp_path / "api_offers.csv").write_bytes(b"id,provider\n\xff\xfe\x00junk\n")
+    (tmp_path / "x.json").write_text("{}")
+    code, err = _invoke(
+        ["catalog", "import-prices", "--genai", str(tmp_path / "x.json"), "--catalog-dir", str(tmp_path)]
+    )
+    assert code == 2
+    assert (
+        err == f"polyfleet: {tmp_path / 'api_offers.csv'}: not UTF-8 text (byte 12); expected a catalog CSV\n"
+    )
+
+
+API = {"id": "a", "provider": "p", "model": "m", "usd_per_mtok_in": 1, "usd_per_mtok_out": 1}
+
+
+def test_a_training_job_with_no_offers_at_all_is_bad_input():
+    """Was a numpy TypeError: the empty list of offers made a float array, not a bool one."""
+    spec = build_spec(
+        {
+            "catalog": "none",
+            "api_offers": [API],
+            "workloads": [
+                {
+                    "name": "ft",
+                    "kind": "training",
+                    "model": {"params_b": 1},
+                    "tokens_b": 5,
+                    "deadline_days": 20,
+                },
+                {"name": "x", "kind": "api", "model": "m", "mtok_in_per_month": 1, "mtok_out_per_month": 1},
+            ],
+        }
+    )
+    with pytest.raises(SpecError) as info:
+        plan(spec)
+    assert info.value.render() == (
+        "<spec>: workloads[0]: no offer can host workload 'ft': 0 offers excluded, no offers in the catalog"
+    )
+
+
+def test_an_api_offer_whose_context_fits_no_request_says_so():
+    """Was 'no api or inference workload wants model m', untrue: w wants it, 300-token requests."""
+    spec = build_spec(
+        {
+            "catalog": "none",
+            "api_offers": [API, dict(API, id="short", context_tokens=250)],
+            "workloads": [
+                {"name": "w", "kind": "inference", "model": {"name": "m", "params_b": 1}, "requests_per_s": 1,
+                 "lengths": [{"input_tokens": 100, "output_tokens": 50, "weight": 1},
+                             {"input_tokens": 200, "output_tokens": 100, "weight": 1}]},
+            ],
+        }
+    )  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        plan(spec)
+    assert info.value.render() == (
+        "<spec>: api_offers[1]: no workload can use api offer 'short': its context of 250 tokens is "
+        "shorter than every request of the workloads that want model 'm' ('w': up to 300 tokens)"
+    )
