@@ -1,32 +1,13 @@
-"""Parallel engines of ``polyfleet deal`` (Ray tasks, worker processes) give the one-process numbers."""
+"""``polyfleet deal``'s worker processes give the one-process numbers (its Ray engine is
+checked in tests/test_ray_engines.py, on the Ray instance the risk engine's tests start)."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from polyfleet.deals.evaluate import local_mapper, out_of_sample, ray_mapper
 from polyfleet.deals.problem import build_problem
 from polyfleet.spec import build_spec
 from test_deals import _brute_force_doc
-
-ray = pytest.importorskip("ray")
-
-
-def test_ray_out_of_sample_matches_local() -> None:
-    spec = build_spec(_brute_force_doc(True))
-    pb = build_problem(spec)
-    unc, risk = spec.model.uncertainty, spec.model.risk
-    firsts = [np.zeros(pb.n_first), np.array([1.0, 60000.0, 0, 0, 1.0, 3.0])]
-    local = out_of_sample(pb, unc, risk, firsts, local_mapper, count=70)  # two chunks of 64 and 6
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
-        remote = out_of_sample(pb, unc, risk, firsts, ray_mapper(), count=70)
-    finally:
-        ray.shutdown()
-    np.testing.assert_allclose(remote.cost, local.cost, rtol=1e-9)
-    assert local.cost.shape == (2, 70) and local.cost[0].std() > 0
-    assert set(remote.families) == set(local.families)
 
 
 def test_worker_processes_match_one_process() -> None:
