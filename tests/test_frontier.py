@@ -56,9 +56,8 @@ def test_grid_points_respect_their_policy_and_premiums_are_monotone(lab: tuple[d
 
 
 def test_infeasible_point_is_a_row_not_an_error() -> None:
-    result = run_cli(
-        "frontier", LAB, "--provider-caps", "0.1,1", "--survival", "0", "--scenarios", "20", "--format", "json"
-    )
+    args = ["--provider-caps", "0.1,1", "--survival", "0", "--scenarios", "20", "--format", "json"]
+    result = run_cli("frontier", LAB, *args)
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     tight = [p for p in data["points"] if p["provider_cap"] == 0.1]
