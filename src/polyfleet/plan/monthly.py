@@ -41,12 +41,15 @@ from polyfleet.plan.monthly_links import (
     add_training_once,
     allow_idle_reserved,
     no_training_on_reserved,
+    reserved_mask,
 )
 from polyfleet.plan.result import Infeasibility, Plan, read_plan
 from polyfleet.plan.solve import Solution, SolveOptions, Status, solve_milp
 from polyfleet.plan.terms import BLOCK_TERM
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec
 
+#: the per-placement arrays of training candidates (``Candidates.tr_*``)
+_TRAINING_FIELDS = ("tr_w", "tr_o", "tr_chips", "tr_instances", "tr_hours", "tr_usd", "tr_egress_usd")
 #: offer fields a horizon purchase row repeats from its monthly rows
 _OFFER_KEYS = ("offer", "provider", "vendor", "accelerator", "region", "term")
 
@@ -200,6 +203,11 @@ def _diagnose(spec: Spec, model: MonthlyMilp, options: SolveOptions) -> Infeasib
         if solve_milp(b, options).status == Status.INFEASIBLE:
             from polyfleet.plan.build import FAMILIES
 
+            # the month's block closes training on reserved offers by bounds; diagnose
+            # rebuilds it from candidates, so drop those placements there too (else every
+            # family solves and the message blamed the solver)
+            keep = ~reserved_mask(c)[c.tr_o] if len(c.tr_o) else np.zeros(0, bool)
+            c = replace(c, **{f: getattr(c, f)[keep] for f in _TRAINING_FIELDS})
             info = diagnose(c, policy, FAMILIES, options)
             return Infeasibility(info.family, info.subject, f"month {t}: {info.message}")
     names = ", ".join(w.name for w in model.months[0].workloads)
