@@ -2,7 +2,8 @@
 
 Targets: ``direct`` (the upstream itself), ``aiohttp`` (a minimal pass-through written
 here: the floor any Python proxy pays), ``uvicorn`` (the same pass-through as an ASGI app
-on polyfleet's server stack, uvicorn + httptools + uvloop: that stack's floor),
+on polyfleet's server stack, uvicorn + httptools + uvloop, with aiohttp's client: polyfleet
+has its own upstream client, ``gateway/transport.py``),
 ``polyfleet`` (``polyfleet serve`` with every check on: routing, ledger, metrics, a
 gateway key with a daily budget (each request reserves and settles its maximum cost),
 client limits, disconnect watching, protocol checks of the answer, stream-end detection)
@@ -10,7 +11,9 @@ and ``litellm`` (LiteLLM's proxy, one worker, local cost map, a
 non-default master key, the same backend).  Load: ``wrk`` (Debian package) at
 concurrency 1, 16 and 128, non-streaming and streaming chat completions.  Printed per
 cell: requests/s, added p50/p99 latency over direct, CPU ms per request of the target's
-processes (the upstream's, for direct).
+processes (the upstream's, for direct); then, per mode and concurrency, the issue's
+measures: polyfleet's requests/s as a share of the aiohttp pass-through's and as a
+multiple of LiteLLM's, and its p50/p99 over the pass-through's and over direct's.
 
     .venv/bin/python bench/gateway.py [--duration 5] [--bench-venv ~/.cache/polyfleet-bench/venv]
 
@@ -356,6 +359,33 @@ def main() -> None:
         print(
             f"| {name} {label} | {mode} | {conc} | {r['rps']:.0f} | {added[0]:.2f} | {added[1]:.2f} "
             f"| {r['cpu_ms']:.3f} | {r['errors']} |"
+        )
+    summarize(rows)
+
+
+def summarize(rows: list) -> None:
+    """The issue's measures per cell: polyfleet against the aiohttp pass-through (and LiteLLM) of the
+    same run, and what queueing alone predicts for the added p50 (Little's law: with wrk keeping
+    ``conc`` requests in flight, latency is about conc / requests-per-second once a target is
+    saturated)."""
+    cells: dict[tuple[str, int], dict[str, dict]] = {}
+    for name, mode, conc, r, _ in rows:
+        cells.setdefault((mode, conc), {})[name] = r
+    print(
+        "\n| mode | conc | polyfleet / pass-through req/s | added p50 / p99 ms over the pass-through "
+        "| conc/req-s difference ms | added p50 / p99 ms over direct | polyfleet / LiteLLM req/s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for (mode, conc), cell in cells.items():
+        pf, pt, direct, lite = (cell.get(k) for k in ("polyfleet", "aiohttp", "direct", "litellm"))
+        if pf is None or pt is None:
+            continue
+        queueing = 1000 * conc * (1 / pf["rps"] - 1 / pt["rps"])
+        over_direct = f"{pf['p50'] - direct['p50']:.2f} / {pf['p99'] - direct['p99']:.2f}" if direct else ""
+        versus = f"{pf['rps'] / lite['rps']:.0f}x" if lite else ""
+        print(
+            f"| {mode} | {conc} | {pf['rps'] / pt['rps']:.0%} | {pf['p50'] - pt['p50']:.2f} / "
+            f"{pf['p99'] - pt['p99']:.2f} | {queueing:.2f} | {over_direct} | {versus} |"
         )
 
 

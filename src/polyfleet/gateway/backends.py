@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-import aiohttp
 import orjson
 
 from polyfleet.gateway.config import Backend, ModelRoute, Routes
@@ -31,7 +30,7 @@ from polyfleet.gateway.errors import (
 )
 from polyfleet.gateway.limits import BreakerState, CircuitBreaker, RateMeter, TokenBucket
 from polyfleet.gateway.routing import Policy, make_policy
-from polyfleet.gateway.transport import Transport, UpstreamResponse
+from polyfleet.gateway.transport import Timeouts, Transport, UpstreamResponse
 
 log = logging.getLogger("polyfleet.gateway")
 
@@ -55,10 +54,10 @@ class BackendState:
         self.notify: Callable[[BackendState, str, float], None] | None = None  # set by SharedState
         own, default = config.timeouts, routes.timeouts
         self.inter_chunk_s = (own and own.inter_chunk_s) or default.inter_chunk_s
-        self.timeout = aiohttp.ClientTimeout(
-            total=(own and own.total_s) or default.total_s,
-            sock_connect=(own and own.connect_s) or default.connect_s,
-            sock_read=(own and own.first_byte_s) or default.first_byte_s,
+        self.timeout = Timeouts(
+            connect_s=(own and own.connect_s) or default.connect_s,
+            first_byte_s=(own and own.first_byte_s) or default.first_byte_s,
+            total_s=(own and own.total_s) or default.total_s,
         )
         self.probe_url = self.base_url + (config.probe_path or routes.probe.path)
         self.meter = RateMeter()

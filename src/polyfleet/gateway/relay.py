@@ -115,12 +115,12 @@ async def relay_stream(
     end = b"message_stop" if out.backend is not None and out.backend.config.api == "anthropic" else b"[DONE]"
     chunks: list[bytes] = []
     out.chunks = chunks
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    out.responded = True
     complete = False
     tail = b""
     chunk = first
-    try:
+    try:  # from here on the upstream connection is closed (or pooled, after its end) whatever happens
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        out.responded = True
         while chunk:
             chunks.append(chunk)
             if not complete and (end in chunk or end in tail + chunk[:16]):
