@@ -147,3 +147,50 @@ def test_an_api_offer_whose_context_fits_no_request_says_so():
         "<spec>: api_offers[1]: no workload can use api offer 'short': its context of 250 tokens is "
         "shorter than every request of the workloads that want model 'm' ('w': up to 300 tokens)"
     )
+
+
+@pytest.fixture
+def small_reads(monkeypatch):
+    """Inputs capped at 1 MiB and a 0.05 s wait for a pipe: the same rules, in milliseconds."""
+    import polyfleet.yamlio as yamlio
+
+    monkeypatch.setattr(yamlio, "MAX_BYTES", 2**20)
+    monkeypatch.setattr(yamlio, "READ_WAIT_S", 0.05)
+
+
+@pytest.mark.parametrize(
+    ("args", "what"),
+    [
+        (["plan", "{src}"], "spec"),
+        (["risk", "{src}"], "plan"),
+        (["export", "skypilot", "{src}", "--workload", "x"], "plan"),
+        (["usage", "--routes", "{src}"], "routes file"),
+        (["catalog", "import-hf-config", "{src}"], "config"),
+        (["catalog", "import-prices", "--genai", "{src}"], "price file"),
+    ],
+)
+@pytest.mark.parametrize("source", ["/dev/zero", "fifo"])
+def test_an_endless_device_or_a_silent_pipe_is_refused_not_a_hang(tmp_path, small_reads, args, what, source):
+    """Was a MemoryError traceback (/dev/zero) or a hang (a named pipe nobody writes to)."""
+    import os
+
+    if source == "fifo":
+        source = str(tmp_path / "fifo")
+        os.mkfifo(source)
+    code, err = _invoke([a.format(src=source) for a in args])
+    assert code == 2
+    why = "more than 1 MiB (an endless device?)" if source == "/dev/zero" else "no data for 0.05 s"
+    assert err.startswith(f"polyfleet: {source}: cannot read {what}: {why}") and err.count("\n") == 1
+
+
+def test_a_spec_catalog_entry_that_never_ends_is_refused(tmp_path, small_reads):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "catalog: [/dev/zero]\n"
+        "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
+    )
+    code, err = _invoke(["plan", str(spec)])
+    assert (code, err) == (
+        2,
+        "polyfleet: /dev/zero: cannot read catalog file: more than 1 MiB (an endless device?)\n",
+    )

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
+import select
+import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,15 +190,63 @@ def line_of(lines: Lines, path: tuple[Any, ...]) -> int | None:
     return None
 
 
+#: longest wait for the next bytes of a pipe or device input (a FIFO nobody writes to)
+READ_WAIT_S = 3.0
+
+
+def read_input(path: Path | str, what: str = "spec", max_bytes: int | None = None) -> bytes:
+    """The bytes of an input file, refusing in one line what would hang or exhaust memory.
+
+    A regular file larger than ``max_bytes`` is refused from its size.  Anything else (a
+    named pipe, ``/dev/stdin``, a device such as ``/dev/zero``) is read up to ``max_bytes``,
+    waiting at most ``READ_WAIT_S`` for each next chunk: an endless device or a pipe
+    nobody writes to is an error, not a hang.  A directory is named as one.  ``max_bytes``
+    defaults to ``MAX_BYTES``.
+    """
+    file = str(path)
+    path = Path(path)
+    max_bytes = MAX_BYTES if max_bytes is None else max_bytes
+    limit = f"{max_bytes / 2**20:g} MiB"
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise SpecError(f"cannot read {what}: a directory, not a file", file=file)
+        if stat.S_ISREG(mode):
+            if path.stat().st_size > max_bytes:
+                raise SpecError(f"cannot read {what}: larger than {limit}", file=file)
+            return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                ready, _, _ = select.select([fd], [], [], READ_WAIT_S)
+                if not ready:
+                    raise SpecError(
+                        f"cannot read {what}: no data for {READ_WAIT_S:g} s (a pipe nobody writes to?)",
+                        file=file,
+                    )
+                try:
+                    chunk = os.read(fd, 1 << 20)
+                except BlockingIOError:
+                    time.sleep(0.01)
+                    continue
+                if not chunk:
+                    return b"".join(chunks)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise SpecError(f"cannot read {what}: more than {limit} (an endless device?)", file=file)
+                chunks.append(chunk)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from exc
+
+
 def read_yaml(path: Path, what: str = "spec") -> tuple[Any, Lines]:
     """Parse ``path``; bad bytes, bad YAML and duplicate keys become one-line ``SpecError``s."""
     file = str(path)
-    try:
-        if path.is_file() and path.stat().st_size > MAX_BYTES:
-            raise SpecError(f"cannot read {what}: larger than {MAX_BYTES // 2**20} MiB", file=file)
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"cannot read {what}: {exc.strerror or exc}", file=file) from exc
+    raw = read_input(path, what)
     head = raw[:64]
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (
         len(head) >= 8 and (set(head[1::2]) == {0} or set(head[0::2]) == {0})

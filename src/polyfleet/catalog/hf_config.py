@@ -19,6 +19,7 @@ from typing import Any
 
 from polyfleet.catalog.models import ModelCard
 from polyfleet.errors import SpecError
+from polyfleet.yamlio import read_input
 
 #: model_type -> why polyfleet cannot size its KV cache
 UNSUPPORTED = {
@@ -170,7 +171,7 @@ def _count_params(
 def read_config(path: Path) -> dict[str, Any]:
     """A config.json as a dict; bad input is a SpecError naming the file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_input(path, "config").decode("utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read config: {exc}", file=str(path)) from exc
     except json.JSONDecodeError as exc:

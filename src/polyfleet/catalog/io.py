@@ -14,7 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from polyfleet.catalog.models import Accelerator, ApiOffer, Egress, ModelCard, Offer
 from polyfleet.errors import SpecError
-from polyfleet.yamlio import read_yaml
+from polyfleet.yamlio import read_input, read_yaml
 
 R = TypeVar("R", bound=BaseModel)
 
@@ -130,7 +130,7 @@ def csv_section(path: Path) -> str | None:
 def load_catalog_file(path: Path) -> Catalog:
     """An extra catalog: a YAML file with any of the sections, or a CSV named after one."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_input(path, "catalog file").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError("cannot read catalog file: not UTF-8 text", file=str(path)) from exc
     except OSError as exc:

@@ -230,6 +230,8 @@ def import_hf_config_cmd(
             source=source or str(config),
             as_of=as_of,
         )
+    except SpecError:
+        raise  # already names the file
     except ValueError as exc:
         raise SpecError(str(exc), file=str(config)) from exc
     path = _catalog_csv(catalog_dir, "models.csv")
