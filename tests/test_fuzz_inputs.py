@@ -101,6 +101,7 @@ def test_a_catalog_csv_that_is_not_text_names_the_file(tmp_path):
 
 
 API = {"id": "a", "provider": "p", "model": "m", "usd_per_mtok_in": 1, "usd_per_mtok_out": 1}
+API_WORKLOAD = {"name": "x", "kind": "api", "model": "m", "mtok_in_per_month": 1, "mtok_out_per_month": 1}
 
 
 def test_a_training_job_with_no_offers_at_all_is_bad_input():
@@ -193,4 +194,37 @@ def test_a_spec_catalog_entry_that_never_ends_is_refused(tmp_path, small_reads):
     assert (code, err) == (
         2,
         "polyfleet: /dev/zero: cannot read catalog file: more than 1 MiB (an endless device?)\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("deal", "field"),
+    [
+        ({"kind": "spend", "name": "sp", "provider": "p", "discount": 0.2, "usd_per_year": [], "years": 1},
+         "usd_per_year"),
+        ({"kind": "reservation", "name": "blk", "offer": "o", "instances": [], "usd_per_instance_month": 9000,
+          "months": 6}, "instances"),
+    ],
+)  # fmt: skip
+def test_a_deal_with_an_empty_size_grid_is_bad_input(deal, field):
+    """Was ValueError: max() arg is an empty sequence, out of the deal's problem builder."""
+    data = {
+        "catalog": "none",
+        "periods": "monthly",
+        "horizon_months": 12,
+        "accelerators": [
+            {"id": "a", "vendor": "v", "hbm_gb": 80, "hbm_tbps": 3, "bf16_tflops": 1000, "stack": "cuda"}
+        ],
+        "offers": [
+            {"id": "o", "provider": "p", "accelerator": "a", "chips_per_instance": 8,
+             "usd_per_chip_hour": 2, "available_instances": 4},
+        ],
+        "api_offers": [API],
+        "workloads": [API_WORKLOAD],
+        "deals": [deal],
+    }  # fmt: skip
+    with pytest.raises(SpecError) as info:
+        build_spec(data)
+    assert info.value.render() == (
+        f"<spec>: deals[0].{field}: expected a number, a non-empty list of sizes or {{min, max}}, got []"
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 
 class _Strict(BaseModel):
@@ -30,8 +30,14 @@ class SizeRange(_Strict):
         return self
 
 
+def _non_empty_grid(value: object) -> object:
+    if isinstance(value, list) and not value:  # else pydantic reports only "a valid number"
+        raise ValueError("expected a number, a non-empty list of sizes or {min, max}, got []")
+    return value
+
+
 #: a deal's size: one number (sign it or not), a grid of sizes to pick one from, or a range
-Size = float | list[Annotated[float, Field(gt=0)]] | SizeRange
+Size = Annotated[float | list[Annotated[float, Field(gt=0)]] | SizeRange, BeforeValidator(_non_empty_grid)]
 
 
 def size_options(size: Size) -> tuple[list[float], tuple[float, float] | None]:
