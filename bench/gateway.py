@@ -1,9 +1,10 @@
 """Gateway overhead, side by side in one run against the same upstream.
 
 Targets: ``direct`` (the upstream itself), ``aiohttp`` (a minimal pass-through written
-here: the floor any Python proxy pays), ``uvicorn`` (the same pass-through as an ASGI app
-on polyfleet's server stack, uvicorn + httptools + uvloop, with aiohttp's client: polyfleet
-has its own upstream client, ``gateway/transport.py``),
+here, aiohttp's server and client: the floor a common Python proxy pays), ``uvicorn``
+(the same pass-through as an ASGI app on polyfleet's own stack: uvicorn + httptools +
+uvloop and polyfleet's upstream client, ``gateway/transport.py``; that stack's floor, so
+polyfleet against it is what its checks cost),
 ``polyfleet`` (``polyfleet serve`` with every check on: routing, ledger, metrics, a
 gateway key with a daily budget (each request reserves and settles its maximum cost),
 client limits, disconnect watching, protocol checks of the answer, stream-end detection)
@@ -12,8 +13,9 @@ non-default master key, the same backend).  Load: ``wrk`` (Debian package) at
 concurrency 1, 16 and 128, non-streaming and streaming chat completions.  Printed per
 cell: requests/s, added p50/p99 latency over direct, CPU ms per request of the target's
 processes (the upstream's, for direct); then, per mode and concurrency, the issue's
-measures: polyfleet's requests/s as a share of the aiohttp pass-through's and as a
-multiple of LiteLLM's, and its p50/p99 over the pass-through's and over direct's.
+measures: polyfleet's requests/s as a share of the aiohttp pass-through's (and of the
+uvicorn one's) and as a multiple of LiteLLM's, and its p50/p99 over the pass-through's and
+over direct's.
 
     .venv/bin/python bench/gateway.py [--duration 5] [--bench-venv ~/.cache/polyfleet-bench/venv]
 
@@ -81,23 +83,22 @@ web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log
             loop=uvloop.new_event_loop())
 """
 
-# the same pass-through on polyfleet's own stack (uvicorn + httptools + uvloop, aiohttp client):
-# the floor of that stack, to tell what polyfleet's checks cost from what the server costs
+# the same pass-through on polyfleet's own stack (uvicorn + httptools + uvloop, polyfleet's upstream
+# client): the floor of that stack, to tell what polyfleet's checks cost from what the server and client cost
 UVICORN_PROXY = """
-import sys, aiohttp, uvicorn
+import sys, uvicorn
+from polyfleet.gateway.transport import Transport
 UP = sys.argv[2]
-session = None
+transport = Transport(connect_s=10.0, first_byte_s=60.0)
 async def app(scope, receive, send):
-    global session
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                connector = aiohttp.TCPConnector(limit=0)
-                session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+                await transport.start()
                 await send({"type": "lifespan.startup.complete"})
             else:
-                await session.close()
+                await transport.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
     if scope["method"] == "GET":
@@ -110,16 +111,15 @@ async def app(scope, receive, send):
         body += message.get("body", b"")
         if not message.get("more_body"):
             break
-    headers = {"content-type": "application/json"}
-    async with session.post(UP + scope["path"], data=body, headers=headers) as up:
-        kind = up.headers.get("content-type", "application/json").encode()
-        await send({"type": "http.response.start", "status": up.status, "headers": [(b"content-type", kind)]})
-        if kind.startswith(b"text/event-stream"):
-            async for chunk in up.content.iter_any():
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
-        else:
-            await send({"type": "http.response.body", "body": await up.read()})
+    up = await transport.post(UP + scope["path"], body, {"content-type": "application/json"})
+    kind = up.headers.get("content-type", "application/json").encode()
+    await send({"type": "http.response.start", "status": up.status, "headers": [(b"content-type", kind)]})
+    if kind.startswith(b"text/event-stream"):
+        while chunk := await up.next_chunk():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+    else:
+        await send({"type": "http.response.body", "body": await up.read()})
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             access_log=False, log_level="warning", proxy_headers=False)
 """
@@ -373,19 +373,23 @@ def summarize(rows: list) -> None:
         cells.setdefault((mode, conc), {})[name] = r
     print(
         "\n| mode | conc | polyfleet / pass-through req/s | added p50 / p99 ms over the pass-through "
-        "| conc/req-s difference ms | added p50 / p99 ms over direct | polyfleet / LiteLLM req/s |"
+        "| conc/req-s difference ms | added p50 / p99 ms over direct | polyfleet / LiteLLM req/s "
+        "| polyfleet / uvicorn pass-through req/s |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for (mode, conc), cell in cells.items():
         pf, pt, direct, lite = (cell.get(k) for k in ("polyfleet", "aiohttp", "direct", "litellm"))
+        own = cell.get("uvicorn")
         if pf is None or pt is None:
             continue
         queueing = 1000 * conc * (1 / pf["rps"] - 1 / pt["rps"])
         over_direct = f"{pf['p50'] - direct['p50']:.2f} / {pf['p99'] - direct['p99']:.2f}" if direct else ""
         versus = f"{pf['rps'] / lite['rps']:.0f}x" if lite else ""
+        share_of_own = f"{pf['rps'] / own['rps']:.0%}" if own else ""
         print(
             f"| {mode} | {conc} | {pf['rps'] / pt['rps']:.0%} | {pf['p50'] - pt['p50']:.2f} / "
-            f"{pf['p99'] - pt['p99']:.2f} | {queueing:.2f} | {over_direct} | {versus} |"
+            f"{pf['p99'] - pt['p99']:.2f} | {queueing:.2f} | {over_direct} | {versus} "
+            f"| {share_of_own} |"
         )
 
 
