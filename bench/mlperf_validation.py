@@ -27,10 +27,11 @@ coefficients of variation, ``DATASETS``, read off MLCommons' data set files)::
 
 with the planner's default prompt scheduling (``defaults.BATCHING``, serial prefill) or
 ``--batching chunked`` (NVIDIA's v5.1 TensorRT-LLM configs enable chunked context for
-every benchmark but DeepSeek-R1).  Offline uses the same steady state as Server so that
+every benchmark but DeepSeek-R1).  Offline uses the same queueing model as Server so that
 a Server result can never exceed the Offline one for the same system; the planner's own
-offline estimate (no ``percentile``) sizes every slot for the full context instead, a
-conservative bound.
+offline estimate (no ``percentile``, a workload without SLO targets) sizes KV by the same
+steady-state rule (``perf/serving.py`` ``steady_state_capacity``: each request at its mean
+live context).
 
 and the system's tokens/s is the per-chip figure times its chips.  Prints the rows, then
 median and max |error| by scenario, chip family, precision, benchmark and round, and the

@@ -39,7 +39,9 @@ def toy_card(**over: object) -> ModelCard:
 
 
 # ---------------------------------------------------------------- inference: toy cases
-# input 1000, output 200: ctx_full 1200 -> 24e6 B/request, ctx_mean 1100 -> 22e6 B/request.
+# input 1000, output 200: ctx_full 1200 -> 24e6 B/request (one request at its end: the layout),
+# ctx_mean 1100 -> 22e6 B/request: the step's KV reads and, in steady state, the KV memory a
+# request in flight holds (``serving.steady_state_capacity``), so b_mem = floor(1e9/22e6) = 45.
 # One toy chip: step(b) = s0 + s1*b with s0 = 8e9/0.5e12 = 16 ms and
 # s1 = 22e6/0.5e12 + 2*4e9/5e13 = 0.044 ms + 0.16 ms = 0.204 ms (no comm at t=1).
 
@@ -49,25 +51,27 @@ def test_memory_cap_binds_and_all_numbers() -> None:
     # t=1: 9e9 >= 8e9 + 24e6.
     assert r.feasible and r.reason == ""
     assert r.chips_per_replica == 1
-    b_mem = math.floor((9e9 - 8e9) / 24e6)  # 41
+    # steady state: each request holds its mean live context, 1000 + 200/2 tokens (22e6 B),
+    # not its full 1200 (24e6 B, which would give 41)
+    b_mem = math.floor((9e9 - 8e9) / 22e6)  # 45.45 -> 45
     b_tpot = math.floor((0.1 - 8e9 / 0.5e12) / (22e6 / 0.5e12 + 2 * 4e9 / 5e13))  # 84/0.204 -> 411
-    assert (b_mem, b_tpot) == (41, 411)
-    assert r.max_batch == 41
-    mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms
-    comp = 2 * 4e9 * 41 / 5e13  # 6.56 ms
-    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)  # 24.364 ms: no overlap
-    assert r.tpot_ms == pytest.approx(24.364)
+    assert (b_mem, b_tpot) == (45, 411)
+    assert r.max_batch == 45 and r.limit == "capacity"
+    mem = (8e9 + 45 * 22e6) / 0.5e12  # 17.98 ms
+    comp = 2 * 4e9 * 45 / 5e13  # 7.2 ms
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000)  # 25.18 ms: no overlap
+    assert r.tpot_ms == pytest.approx(25.18)
     assert r.bound == "memory" and mem > comp
     prefill = 2 * 4e9 * 1000 / 5e13  # 0.16 s, batched prefill: compute only
     assert r.ttft_ms == pytest.approx(160.0)
-    rps = 1 / (prefill + 200 * (mem + comp) / 41)
+    rps = 1 / (prefill + 200 * (mem + comp) / 45)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 200 / 1)
 
 
 def test_tpot_cap_binds() -> None:
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=20, **TOY)
-    # (20 ms - 16 ms) / 0.204 ms = 19.6 -> 19 < b_mem 41.
+    # (20 ms - 16 ms) / 0.204 ms = 19.6 -> 19 < b_mem 45.
     assert r.max_batch == math.floor((0.020 - 0.016) / 0.204e-3) == 19
     step19 = (8e9 + 19 * 22e6) / 0.5e12 + 2 * 4e9 * 19 / 5e13  # 16.836 + 3.04 = 19.876 ms
     assert r.tpot_ms == pytest.approx(step19 * 1000)
@@ -79,7 +83,7 @@ def test_tpot_cap_binds() -> None:
 
 def test_no_tpot_means_memory_cap_only() -> None:
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
-    assert r.max_batch == 41
+    assert r.max_batch == 45
 
 
 def test_tpot_unreachable() -> None:
@@ -98,7 +102,7 @@ def test_ttft_infeasible_keeps_numbers() -> None:
     assert not r.feasible
     assert r.reason.startswith("slo: ttft")
     assert r.ttft_ms == pytest.approx(160.0)
-    assert r.max_batch == 41 and r.replica_requests_per_s > 0
+    assert r.max_batch == 45 and r.replica_requests_per_s > 0
 
 
 def test_ttft_met() -> None:
@@ -107,13 +111,14 @@ def test_ttft_met() -> None:
 
 
 def test_tensor_parallel_choice_and_memory_infeasible() -> None:
-    # 4.5B -> W 9e9; input 30000 + output 20000 -> 50000*20000 = 1e9 B/request.
+    # 4.5B -> W 9e9; input 30000 + output 20000 -> 50000*20000 = 1e9 B/request at its end
+    # (the layout: one request must fit), 40000*20000 = 0.8e9 B in steady state (the batch).
     card = toy_card(params_b=4.5)
     kw = {"input_tokens": 30_000, "output_tokens": 20_000, **TOY}
     r = inference_perf(card, toy_acc(), **kw)
     # 1 chip: 9e9 < 10e9; 2 chips: 18e9 >= 10e9.
     assert r.chips_per_replica == 2
-    assert r.max_batch == math.floor((18e9 - 9e9) / 1e9)  # 9
+    assert r.max_batch == math.floor((18e9 - 9e9) / 0.8e9) == 11  # 11.25
     assert inference_perf(card, toy_acc(), max_chips=3, **kw).chips_per_replica == 2
     bad = inference_perf(card, toy_acc(), max_chips=1, **kw)
     assert not bad.feasible
@@ -131,10 +136,10 @@ def test_exact_fit_survives_float_rounding() -> None:
 def test_min_batch_raises_tensor_parallel() -> None:
     card = toy_card(params_b=4.5)
     kw = {"input_tokens": 30_000, "output_tokens": 20_000, **TOY}
-    # need 9e9 + 10*1e9 = 19e9 > 2 chips' 18e9 -> 4 chips.
+    # need 9e9 + 10*1e9 = 19e9 > 2 chips' 18e9 -> 4 chips (min_batch requests at full context).
     r = inference_perf(card, toy_acc(), min_batch=10, **kw)
     assert r.chips_per_replica == 4
-    assert r.max_batch == math.floor((36e9 - 9e9) / 1e9)  # 27
+    assert r.max_batch == math.floor((36e9 - 9e9) / 0.8e9) == 33  # steady state: 33.75
 
 
 def test_compute_bound() -> None:
@@ -159,13 +164,13 @@ def test_compute_bound() -> None:
 
 
 def test_decode_step_adds_memory_and_compute() -> None:
-    # No overlap: at b=41 the step is mem + comp, not max(mem, comp).
+    # No overlap: at b=45 the step is mem + comp, not max(mem, comp).
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
-    mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms
-    comp = 2 * 4e9 * 41 / 5e13  # 6.56 ms
-    assert r.max_batch == 41
+    mem = (8e9 + 45 * 22e6) / 0.5e12  # 17.98 ms
+    comp = 2 * 4e9 * 45 / 5e13  # 7.2 ms
+    assert r.max_batch == 45
     assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
-    assert r.tpot_ms > max(mem, comp) * 1000 * 1.3  # 24.364 vs 17.804
+    assert r.tpot_ms > max(mem, comp) * 1000 * 1.3  # 25.18 vs 17.98
     assert r.bound == "memory"
 
 
@@ -177,7 +182,8 @@ def test_prefill_has_no_weight_read_term() -> None:
     assert r.ttft_ms == pytest.approx(2 * 4e9 * 10 / 5e13 * 1000)  # 1.6 ms, below 16 ms
 
 
-# Tensor-parallel case: 4.5B (W 9e9), input 30000 + output 20000 -> t=2 (see below),
+# Tensor-parallel case: 4.5B (W 9e9), input 30000 + output 20000 -> t=2 (see below), batch
+# floor(9e9 / 0.8e9) = 11 (steady state: 40000 live tokens x 20000 B),
 # hidden 1000, scale-up 100 GB/s bidirectional -> link 50e9 B/s one way.  Per all-reduce
 # pair per layer: comm(n) = 2*10*(2*(2-1)/2 * n*1000*2/50e9 + 10e-6)
 #   = 200 us + n * 0.8 us.
@@ -188,22 +194,22 @@ def test_tensor_parallel_comm_cost() -> None:
     card = toy_card(params_b=4.5, hidden=1000)
     acc = toy_acc(scaleup_gbps=100.0)
     r = inference_perf(card, acc, **COMM)
-    assert r.chips_per_replica == 2 and r.max_batch == 9
+    assert r.chips_per_replica == 2 and r.max_batch == 11
 
     def comm(n: float) -> float:
         return 2 * 10 * (2 * (2 - 1) / 2 * n * 1000 * 2 / (100 / 2 * 1e9) + 10e-6)
 
     assert comm(0) == pytest.approx(200e-6)
     assert comm(1) - comm(0) == pytest.approx(0.8e-6)
-    mem = (9e9 + 9 * 40_000 * 20_000) / (2 * 0.5e12)  # 16.2 ms
-    comp = 2 * 4.5e9 * 9 / (2 * 5e13)  # 0.81 ms
-    step = mem + comp + comm(9)  # 16.2 + 0.81 + 0.2072 = 17.2172 ms
+    mem = (9e9 + 11 * 40_000 * 20_000) / (2 * 0.5e12)  # 17.8 ms
+    comp = 2 * 4.5e9 * 11 / (2 * 5e13)  # 0.99 ms
+    step = mem + comp + comm(11)  # 17.8 + 0.99 + 0.2088 = 18.9988 ms
     assert r.tpot_ms == pytest.approx(step * 1000)
-    assert r.tpot_ms == pytest.approx(17.2172)
+    assert r.tpot_ms == pytest.approx(18.9988)
     prefill = 2 * 4.5e9 * 30_000 / (2 * 5e13) + comm(30_000)  # 2.7 s + 24.2 ms
     assert r.ttft_ms == pytest.approx(prefill * 1000)
     assert r.ttft_ms == pytest.approx(2724.2)
-    assert r.replica_requests_per_s == pytest.approx(1 / (prefill + 20_000 * step / 9))
+    assert r.replica_requests_per_s == pytest.approx(1 / (prefill + 20_000 * step / 11))
     assert r.bound == "memory"
 
 
@@ -228,13 +234,13 @@ def test_comm_skipped_without_data_or_tensor_parallelism() -> None:
         assert r.chips_per_replica == 2
         assert r.tpot_ms == pytest.approx(base.tpot_ms)
         assert r.ttft_ms == pytest.approx(base.ttft_ms)
-    assert base.tpot_ms == pytest.approx(16.2 + 0.81)
+    assert base.tpot_ms == pytest.approx(17.8 + 0.99)  # b = 11
     assert base.ttft_ms == pytest.approx(2700.0)
     # t=1 has no all-reduce even with hidden and a scale-up link.
     card, acc = toy_card(hidden=1000), toy_acc(scaleup_gbps=100.0)
     one = inference_perf(card, acc, input_tokens=1000, output_tokens=200, **TOY)
     assert one.chips_per_replica == 1
-    assert one.tpot_ms == pytest.approx(24.364) and one.ttft_ms == pytest.approx(160.0)
+    assert one.tpot_ms == pytest.approx(25.18) and one.ttft_ms == pytest.approx(160.0)
 
 
 def test_kv_dtype_rule() -> None:
@@ -257,7 +263,7 @@ def test_mla_kv_size() -> None:
     card = toy_card(attention="mla", layers=61, kv_latent_dim=576, heads=128, kv_heads=128, head_dim=128)
     assert card.kv_bytes_per_token == 61 * 576 * 2
     r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
-    assert r.max_batch == math.floor(1e9 / (1200 * 70_272))  # 11
+    assert r.max_batch == math.floor(1e9 / (1100 * 70_272))  # 12.9 -> 12: mean live context 1100
 
 
 def test_spec_infeasible() -> None:
@@ -276,7 +282,7 @@ def test_fp8_uses_fp8_peak() -> None:
     assert card.weight_bytes == 8e9 and card.kv_bytes_per_token == 10_000
     r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
     assert r.ttft_ms == pytest.approx(160.0)
-    assert r.max_batch == math.floor(1e9 / (1200 * 10_000))  # 83
+    assert r.max_batch == math.floor(1e9 / (1100 * 10_000))  # 90: mean live context 1100
 
 
 def test_bad_arguments_raise() -> None:
@@ -292,7 +298,7 @@ def test_to_dict() -> None:
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
     d = r.to_dict()
     assert isinstance(r, InferencePerf)
-    assert d["max_batch"] == 41 and d["bound"] == "memory" and d["feasible"] is True
+    assert d["max_batch"] == 45 and d["bound"] == "memory" and d["feasible"] is True
     assert set(d) == {f for f in InferencePerf.__dataclass_fields__}
 
 
@@ -323,18 +329,19 @@ def test_llama70b_on_h100_default_efficiencies() -> None:
     # 1 chip: 72 < 141.79 GB; 2 chips: 144 >= 141.2 + 1800*kv/1e9 = 141.79 GB -> t=2.
     assert w + 1800 * kv > usable and 2 * usable >= w + 1800 * kv
     assert r.chips_per_replica == 2
-    assert r.max_batch == math.floor((2 * usable - w) / (1800 * kv))  # 4: memory cap
+    # the batch holds mean live contexts, 1500 + 300/2 = 1650 tokens: 2.8 GB / 0.5407 GB
+    assert r.max_batch == math.floor((2 * usable - w) / (1650 * kv)) == 5  # memory cap
     # The card has no ``hidden`` and the chip no ``scaleup_gbps``: no comm term.
     # Defaults: bf16 compute efficiency 0.60 x 1.25 = 0.75 (PRECISION_COMPUTE_SCALE) and a
     # 0.6 ms fixed cost per cuda step (STEP_OVERHEAD_S_PER_STEP), in every pass.
     o = 0.6e-3
-    mem = (w + 4 * 1650 * kv) / (2 * 3.35e12 * 0.8)  # 26.7 ms
-    comp = 2 * 70.6e9 * 4 / (2 * 989e12 * 0.75)  # 0.38 ms
-    assert r.tpot_ms == pytest.approx((mem + comp + o) * 1000)  # 27.73 ms
+    mem = (w + 5 * 1650 * kv) / (2 * 3.35e12 * 0.8)  # 26.85 ms
+    comp = 2 * 70.6e9 * 5 / (2 * 989e12 * 0.75)  # 0.48 ms
+    assert r.tpot_ms == pytest.approx((mem + comp + o) * 1000)  # 27.92 ms
     assert r.bound == "memory" and mem > comp
     prefill = 2 * 70.6e9 * 1500 / (2 * 989e12 * 0.75) + o  # 142.8 + 0.6 ms
     assert r.ttft_ms == pytest.approx(prefill * 1000)
-    rps = 1 / (prefill + 300 * (mem + comp + o) / 4)
+    rps = 1 / (prefill + 300 * (mem + comp + o) / 5)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 300 / 2)
 
@@ -348,16 +355,18 @@ def test_llama70b_on_h100_min_batch_picks_four_chips() -> None:
     def step(b: int) -> float:
         return (w + b * 1650 * kv) / mem_rate + 2 * 70.6e9 * b / comp_rate + o
 
-    # 2 chips hold 4 requests < 8 -> 4 chips; memory cap floor((288e9 - w)/(1800 kv)) = 248;
+    # 2 chips hold 4 requests at full context (1800 tokens) < 8 -> 4 chips; memory cap in
+    # steady state floor((288e9 - w)/(1650 kv)) = 271 (248 at full context);
     # TPOT cap (0.04 - w/mem_rate - o) / (1650 kv/mem_rate + 2*70.6e9/comp_rate)
-    #   = (40 - 13.77) ms / 0.0980 ms = 267.5 -> 267: the memory cap 248 binds.
+    #   = (40 - 13.77) ms / 0.0980 ms = 267.5 -> 267: the TPOT cap binds.
     s0 = w / mem_rate + o
     s1 = 1650 * kv / mem_rate + 2 * 70.6e9 / comp_rate
-    assert math.floor((288e9 - w) / (1800 * kv)) == 248
+    assert math.floor((2 * 72e9 - w) / (1800 * kv)) == 4
+    assert math.floor((288e9 - w) / (1650 * kv)) == 271
     assert math.floor((0.04 - s0) / s1) == 267
     assert r.chips_per_replica == 4
-    assert r.max_batch == 248 and r.limit == "capacity"
-    assert r.tpot_ms == pytest.approx(step(248) * 1000)
+    assert r.max_batch == 267 and r.limit == "slo: tpot"
+    assert r.tpot_ms == pytest.approx(step(267) * 1000)
     assert r.tpot_ms <= 40
 
 
@@ -457,13 +466,13 @@ def test_moe_split_and_weights_read() -> None:
 def test_moe_decode_step_hand_worked() -> None:
     card = toy_moe()
     r = inference_perf(card, toy_acc(), input_tokens=1000, output_tokens=200, **TOY)
-    # Capacity holds all 8e9 bytes: same t=1 and b_mem=41 as the dense toy.
-    assert r.chips_per_replica == 1 and r.pipeline_stages == 1 and r.max_batch == 41
-    mem = (moe_read(41) + 41 * 22e6) / 0.5e12
-    comp = 2 * 1.6e9 * 41 / 5e13  # compute counts active parameters only
+    # Capacity holds all 8e9 bytes: same t=1 and b_mem=45 as the dense toy.
+    assert r.chips_per_replica == 1 and r.pipeline_stages == 1 and r.max_batch == 45
+    mem = (moe_read(45) + 45 * 22e6) / 0.5e12
+    comp = 2 * 1.6e9 * 45 / 5e13  # compute counts active parameters only
     assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
     assert r.ttft_ms == pytest.approx(2 * 1.6e9 * 1000 / 5e13 * 1000)  # 64 ms
-    assert r.replica_requests_per_s == pytest.approx(1 / (2 * 1.6e9 * 1000 / 5e13 + 200 * (mem + comp) / 41))
+    assert r.replica_requests_per_s == pytest.approx(1 / (2 * 1.6e9 * 1000 / 5e13 + 200 * (mem + comp) / 45))
 
 
 def test_moe_tpot_cap_bisection() -> None:
@@ -501,18 +510,19 @@ def test_pipeline_stages_hand_worked() -> None:
     card = toy_card(params_b=4.5, hidden=1000)
     r = inference_perf(card, toy_acc(scaleup_gbps=100.0), chips_per_node=1, **COMM)
     assert r.feasible and r.pipeline_stages == 2 and r.chips_per_replica == 2
-    # B_mem = floor((18e9 - 9e9)/1e9) = 9 requests -> 4 per micro-batch, 8 in flight.
-    assert r.max_batch == 8
+    # B_mem = floor((18e9 - 9e9)/0.8e9) = 11 requests (steady state) -> 5 per micro-batch,
+    # 10 in flight.
+    assert r.max_batch == 10
 
     def x(n: float) -> float:
         return 20e-6 + n * 1000 * 2 / 50e9
 
-    step = (9e9 + 4 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 4 / 5e13  # 24.4 + 0.72 ms, t=1: no comm
-    tpot = step + 2 * x(4)  # 25.12 + 0.04032 ms
-    assert r.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(25.16032)
+    step = (9e9 + 5 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 5 / 5e13  # 26 + 0.9 ms, t=1: no comm
+    tpot = step + 2 * x(5)  # 26.9 + 0.0404 ms
+    assert r.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(26.9404)
     pre = 2 * 4.5e9 * 30_000 / 5e13  # 5.4 s on one stage group of 1 chip
     assert r.ttft_ms == pytest.approx((pre + 2 * x(30_000)) * 1000) == pytest.approx(5402.44)
-    rps = 1 / (pre / 2 + x(30_000) + 20_000 * (tpot / 2) / 4)
+    rps = 1 / (pre / 2 + x(30_000) + 20_000 * (tpot / 2) / 5)
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 20_000 / 2)
     assert r.to_dict()["pipeline_stages"] == 2
@@ -525,10 +535,10 @@ def test_pipeline_latency_and_throughput_relations() -> None:
     assert (pp.chips_per_replica, pp.pipeline_stages) == (2, 2)
     assert (tp.chips_per_replica, tp.pipeline_stages) == (2, 1)
     # Same memory, so about the same requests in flight (rounded down to whole micro-batches).
-    assert tp.max_batch == 9 and pp.max_batch == 8
+    assert tp.max_batch == 11 and pp.max_batch == 10
     # A token passes every stage in turn: its TPOT streams all the weights from one
     # chip's bandwidth (9e9/0.5e12 = 18 ms), the tensor-parallel step from two (9 ms).
-    assert tp.tpot_ms == pytest.approx(17.01) and pp.tpot_ms == pytest.approx(25.16032)
+    assert tp.tpot_ms == pytest.approx(18.79) and pp.tpot_ms == pytest.approx(26.9404)
     assert pp.tpot_ms > tp.tpot_ms
     # Prefill is pipelined: TTFT is the whole prompt on one chip, throughput share halves.
     assert pp.ttft_ms == pytest.approx(2 * tp.ttft_ms, rel=1e-3)
@@ -538,7 +548,7 @@ def test_pipeline_latency_and_throughput_relations() -> None:
     # A slower inter-node link only adds hand-off time.
     slow = inference_perf(card, toy_acc(), chips_per_node=1, internode_gbps=0.1, **COMM)
     assert slow.max_batch == pp.max_batch and slow.tpot_ms > pp.tpot_ms
-    assert slow.tpot_ms - pp.tpot_ms == pytest.approx(2 * 4 * 1000 * 2 * (1 / 0.1e9 - 1 / 50e9) * 1000)
+    assert slow.tpot_ms - pp.tpot_ms == pytest.approx(2 * 5 * 1000 * 2 * (1 / 0.1e9 - 1 / 50e9) * 1000)
 
 
 def test_pipeline_not_used_when_the_node_holds_the_model() -> None:
@@ -550,7 +560,7 @@ def test_pipeline_not_used_when_the_node_holds_the_model() -> None:
         assert with_node == inference_perf(card, acc, tpot_ms=30, **COMM)
         assert with_node.pipeline_stages == 1 and with_node.chips_per_replica == 2
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, chips_per_node=8, **TOY)
-    assert r.tpot_ms == pytest.approx(24.364) and r.max_batch == 41 and r.pipeline_stages == 1
+    assert r.tpot_ms == pytest.approx(25.18) and r.max_batch == 45 and r.pipeline_stages == 1
 
 
 def test_pipeline_limits() -> None:
@@ -607,14 +617,14 @@ CHUNKED = {"batching": "chunked", **TOY}
 
 def test_chunked_hand_worked_memory_cap() -> None:
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **CHUNKED)
-    assert r.feasible and r.chips_per_replica == 1 and r.max_batch == 41  # b_mem as serial
-    mem = (8e9 + 41 * 22e6) / 0.5e12  # 17.804 ms: the KV read is unchanged
-    comp = 2 * 4e9 * 41 * 6 / 5e13  # 246 tokens: 39.36 ms
-    assert r.tpot_ms == pytest.approx((mem + comp) * 1000) == pytest.approx(57.164)
+    assert r.feasible and r.chips_per_replica == 1 and r.max_batch == 45  # b_mem as serial
+    mem = (8e9 + 45 * 22e6) / 0.5e12  # 17.98 ms: the KV read is unchanged
+    comp = 2 * 4e9 * 45 * 6 / 5e13  # 270 tokens: 43.2 ms
+    assert r.tpot_ms == pytest.approx((mem + comp) * 1000) == pytest.approx(61.18)
     assert r.bound == "compute" and comp > mem
     # TTFT: ceil(1000 / CHUNK_TOKENS 2048) = 1 chunk, one step.
-    assert r.ttft_ms == pytest.approx(57.164)
-    rps = 41 / (200 * (mem + comp))  # 41 requests finish every 200 steps
+    assert r.ttft_ms == pytest.approx(61.18)
+    rps = 45 / (200 * (mem + comp))  # 45 requests finish every 200 steps
     assert r.replica_requests_per_s == pytest.approx(rps)
     assert r.output_tokens_per_s_per_chip == pytest.approx(rps * 200)
     # One chip, no all-reduce: the same requests/s as serial prefill (same work, same batch).
@@ -628,17 +638,17 @@ def test_chunked_prefill_share_of_the_step() -> None:
     kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
     serial = inference_perf(toy_card(), toy_acc(), **kw)
     chunked = inference_perf(toy_card(), toy_acc(), batching="chunked", **kw)
-    # Same batch 41: the step grows by the compute of P = 41*1000/200 = 205 prompt tokens.
-    assert chunked.max_batch == serial.max_batch == 41
-    assert chunked.tpot_ms - serial.tpot_ms == pytest.approx(205 * 2 * 4e9 / 5e13 * 1000)  # 32.8 ms
+    # Same batch 45: the step grows by the compute of P = 45*1000/200 = 225 prompt tokens.
+    assert chunked.max_batch == serial.max_batch == 45
+    assert chunked.tpot_ms - serial.tpot_ms == pytest.approx(225 * 2 * 4e9 / 5e13 * 1000)  # 36 ms
     # No prompt: no prefill share, the step is the serial decode step; TTFT is one step.
     empty = inference_perf(
         toy_card(), toy_acc(), input_tokens=0, output_tokens=200, batching="chunked", **TOY
     )
-    # ctx_full 200 -> b_mem = floor(1e9/(200*20000)) = 250; ctx_mean 100.
-    assert empty.max_batch == 250
-    tpot = (8e9 + 250 * 100 * 20_000) / 0.5e12 + 2 * 4e9 * 250 / 5e13  # 17 + 40 ms
-    assert empty.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(57.0)
+    # mean live context 100 -> b_mem = floor(1e9/(100*20000)) = 500 (250 at the full 200).
+    assert empty.max_batch == 500
+    tpot = (8e9 + 500 * 100 * 20_000) / 0.5e12 + 2 * 4e9 * 500 / 5e13  # 18 + 80 ms
+    assert empty.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(98.0)
     serial_empty = inference_perf(toy_card(), toy_acc(), input_tokens=0, output_tokens=200, **TOY)
     assert empty.tpot_ms == pytest.approx(serial_empty.tpot_ms)
     assert empty.ttft_ms == pytest.approx(empty.tpot_ms)
@@ -695,33 +705,33 @@ def test_chunked_batch_meets_ttft_and_tpot_at_once() -> None:
 
 def test_chunked_tensor_parallel_and_pipeline() -> None:
     card = toy_card(params_b=4.5, hidden=1000)
-    # t=2, b=9, input 30000 / output 20000: n = 2.5*9 = 22.5 tokens per step.
+    # t=2, b=11, input 30000 / output 20000: n = 2.5*11 = 27.5 tokens per step.
     r = inference_perf(card, toy_acc(scaleup_gbps=100.0), batching="chunked", **COMM)
-    assert r.chips_per_replica == 2 and r.max_batch == 9
-    mem = 16.2e-3  # (9e9 + 9*0.8e9)/1e12, as serial
-    comp = 2 * 4.5e9 * 22.5 / 1e14  # 2.025 ms
-    comm = 200e-6 + 22.5 * 0.8e-6  # 0.218 ms: the prompt tokens are all-reduced too
-    assert r.tpot_ms == pytest.approx((mem + comp + comm) * 1000) == pytest.approx(18.443)
-    assert r.ttft_ms == pytest.approx(18.443 * 15)  # ceil(30000/2048) = 15 chunks
-    assert r.replica_requests_per_s == pytest.approx(9 / (20_000 * (mem + comp + comm)))
-    # Pipeline: t=1, p=2, b=4 per micro-batch, n = 10; hand-off x(10) = 20 + 0.4 us.
+    assert r.chips_per_replica == 2 and r.max_batch == 11
+    mem = 17.8e-3  # (9e9 + 11*0.8e9)/1e12, as serial
+    comp = 2 * 4.5e9 * 27.5 / 1e14  # 2.475 ms
+    comm = 200e-6 + 27.5 * 0.8e-6  # 0.222 ms: the prompt tokens are all-reduced too
+    assert r.tpot_ms == pytest.approx((mem + comp + comm) * 1000) == pytest.approx(20.497)
+    assert r.ttft_ms == pytest.approx(20.497 * 15)  # ceil(30000/2048) = 15 chunks
+    assert r.replica_requests_per_s == pytest.approx(11 / (20_000 * (mem + comp + comm)))
+    # Pipeline: t=1, p=2, b=5 per micro-batch, n = 12.5; hand-off x(12.5) = 20 + 0.5 us.
     pp = inference_perf(card, toy_acc(), chips_per_node=1, batching="chunked", **COMM)
-    assert (pp.pipeline_stages, pp.chips_per_replica, pp.max_batch) == (2, 2, 8)
-    step = (9e9 + 4 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 10 / 5e13  # 24.4 + 1.8 ms
-    tpot = step + 2 * (20e-6 + 10 * 1000 * 2 / 50e9)  # 26.2408 ms
-    assert pp.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(26.2408)
+    assert (pp.pipeline_stages, pp.chips_per_replica, pp.max_batch) == (2, 2, 10)
+    step = (9e9 + 5 * 0.8e9) / 0.5e12 + 2 * 4.5e9 * 12.5 / 5e13  # 26 + 2.25 ms
+    tpot = step + 2 * (20e-6 + 12.5 * 1000 * 2 / 50e9)  # 28.291 ms
+    assert pp.tpot_ms == pytest.approx(tpot * 1000) == pytest.approx(28.291)
     assert pp.ttft_ms == pytest.approx(tpot * 15 * 1000)
-    assert pp.replica_requests_per_s == pytest.approx(4 / (20_000 * tpot / 2))  # b/stage per token
+    assert pp.replica_requests_per_s == pytest.approx(5 / (20_000 * tpot / 2))  # b/stage per token
 
 
 def test_chunked_moe_routes_prompt_tokens() -> None:
     r = inference_perf(toy_moe(), toy_acc(), input_tokens=1000, output_tokens=200, **CHUNKED)
-    assert r.max_batch == 41
-    # 246 tokens per step route to experts: essentially all 8 are read.
-    mem = (moe_read(246) + 41 * 22e6) / 0.5e12
-    comp = 2 * 1.6e9 * 246 / 5e13
+    assert r.max_batch == 45
+    # 270 tokens per step route to experts: essentially all 8 are read.
+    mem = (moe_read(270) + 45 * 22e6) / 0.5e12
+    comp = 2 * 1.6e9 * 270 / 5e13
     assert r.tpot_ms == pytest.approx((mem + comp) * 1000)
-    assert moe_read(246) > moe_read(41)
+    assert moe_read(270) > moe_read(45)
     # TPOT cap by bisection over the chunked step.
     capped = inference_perf(toy_moe(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=30, **CHUNKED)
 
@@ -751,15 +761,15 @@ def test_full_mesh_box_gives_a_small_group_only_its_peer_links() -> None:
     mesh = inference_perf(card, toy_acc(scaleup_gbps=100.0, scaleup_links=7), **COMM)
     switched = inference_perf(card, toy_acc(scaleup_gbps=100.0), **COMM)
     assert mesh.chips_per_replica == switched.chips_per_replica == 2
-    assert mesh.max_batch == switched.max_batch == 9
+    assert mesh.max_batch == switched.max_batch == 11
 
     def comm(n: float) -> float:
         return 2 * 10 * (n * 1000 * 2 / (100 / 7 / 2 * 1e9) + 10e-6)
 
     assert comm(1) - comm(0) == pytest.approx(5.6e-6)
-    step = (16.2e-3 + 0.81e-3) + comm(9)  # 17.01 + 0.2504 ms
+    step = (17.8e-3 + 0.99e-3) + comm(11)  # 18.79 + 0.2616 ms
     assert mesh.tpot_ms == pytest.approx(step * 1000)
-    assert mesh.tpot_ms == pytest.approx(17.2604)
+    assert mesh.tpot_ms == pytest.approx(19.0516)
     assert mesh.ttft_ms == pytest.approx((2.7 + comm(30_000)) * 1000)  # 2700 + 168.2 ms
     assert mesh.ttft_ms > switched.ttft_ms + 140
 
@@ -806,14 +816,14 @@ def test_per_accelerator_efficiency_defaults_apply_unless_overridden() -> None:
 def test_step_overhead_adds_a_fixed_cost_per_layer_to_each_pass() -> None:
     # Toy case of test_memory_cap_binds_and_all_numbers (10 layers) with 100 us per layer:
     # o = 1 ms on every decode step and on the prefill.  TPOT cap 100 ms:
-    # b_tpot = floor((0.1 - 16 ms - 1 ms) / 0.204 ms) = 406; memory still caps at 41.
+    # b_tpot = floor((0.1 - 16 ms - 1 ms) / 0.204 ms) = 406; memory still caps at 45.
     base = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100, **TOY)
     r = inference_perf(
         toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, tpot_ms=100,
         step_overhead_s_per_layer=100e-6, **TOY,
     )  # fmt: skip
-    assert r.max_batch == base.max_batch == 41
-    assert r.tpot_ms == pytest.approx(24.364 + 1.0)
+    assert r.max_batch == base.max_batch == 45
+    assert r.tpot_ms == pytest.approx(25.18 + 1.0)
     assert r.ttft_ms == pytest.approx(base.ttft_ms + 1.0)  # 160 + 1 ms
     # a tighter TPOT target: (0.02 - 0.017) / 0.204e-3 = 14.7 -> 14 (without o: 19)
     tight = inference_perf(
@@ -852,7 +862,7 @@ def test_step_overhead_counts_once_per_pass_with_pipeline_stages_and_chunking() 
     kw = {"input_tokens": 1000, "output_tokens": 200, "batching": "chunked", **TOY}
     c0 = inference_perf(toy_card(), toy_acc(), **kw)
     c1 = inference_perf(toy_card(), toy_acc(), step_overhead_s_per_layer=100e-6, **kw)
-    assert c1.max_batch == c0.max_batch == 41
+    assert c1.max_batch == c0.max_batch == 45
     assert c1.tpot_ms == pytest.approx(c0.tpot_ms + 1.0)
-    per_request = 200 * c1.tpot_ms / 1000 / 41
+    per_request = 200 * c1.tpot_ms / 1000 / 45
     assert c1.replica_requests_per_s == pytest.approx(1 / per_request)

@@ -25,6 +25,7 @@ from polyfleet.perf.serving import (
     mm1_wait_quantile,
     planned_load,
     poisson_quantile,
+    steady_state_capacity,
 )
 
 TOY = {"hbm_utilisation": 0.9, "memory_efficiency": 0.5, "compute_efficiency": 0.5, "step_overhead_s": 0.0}
@@ -129,11 +130,22 @@ def test_server_load_is_below_offline_at_the_same_targets() -> None:
 
 def test_kv_is_sized_for_the_mean_live_context_under_load() -> None:
     # Each request holds (1000 + 200/2) * 20,000 = 22e6 B on average: 1e9 / 22e6 -> 45
-    # requests, not the 41 that reserving the full 1,200-token context for each allows.
+    # requests, not the 41 that reserving the full 1,200-token context for each allows
+    # (1e9 / 24e6).  One rule for both paths: the Poisson admission at p99 and the
+    # idealised full batch of a workload without SLO targets.
+    assert steady_state_capacity(1e9, 22e6) == 45 == math.floor(1e9 / 22e6)
+    assert steady_state_capacity(9e8, 0.0) == 10**9  # a card without KV: not a KV limit
     kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
     served = inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw)
-    assert served.max_batch == 45 == math.floor(1e9 / 22e6) and served.limit == "capacity"
-    assert inference_perf(toy_card(), toy_acc(), **kw).max_batch == 41 == math.floor(1e9 / 24e6)
+    assert served.max_batch == 45 and served.limit == "capacity"
+    offline = inference_perf(toy_card(), toy_acc(), **kw)  # no SLO, no percentile: idealised
+    assert offline.max_batch == 45 and offline.limit == "capacity" and offline.percentile is None
+    # long-tailed outputs (cv 1) hold 1000 + 200 live tokens in both paths: 1e9 / 24e6 -> 41
+    spread = {**kw, "output_tokens_cv": 1.0}
+    assert inference_perf(toy_card(), toy_acc(), **spread).max_batch == 41 == math.floor(1e9 / 24e6)
+    # a fixed batch beyond the steady-state capacity does not fit: 46 x 22e6 > 1e9
+    assert not inference_perf(toy_card(), toy_acc(), batch=46, **kw).feasible
+    assert inference_perf(toy_card(), toy_acc(), batch=45, **kw).feasible
 
 
 def test_output_length_spread_makes_requests_in_flight_hold_more_kv() -> None:
@@ -186,12 +198,12 @@ def test_prompt_length_spread_shortens_the_ttft_queue_and_raises_the_load() -> N
 
 def test_prefix_cache_hit_stores_the_prefix_once_and_skips_its_prefill() -> None:
     kw = {"input_tokens": 1000, "output_tokens": 200, "prefix_cache_hit": 0.6, **TOY}
-    # KV room 1e9 - 0.6*1000*20,000 = 988e6; per request (400 + 200) * 20,000 = 12e6 -> 82
+    # KV room 1e9 - 0.6*1000*20,000 = 988e6; per request in steady state (400 + 200/2) *
+    # 20,000 = 10e6 -> floor(988e6 / 10e6) = 98 (82 at the full 400 + 200), with or without load
     r = inference_perf(toy_card(), toy_acc(), **kw)
-    assert r.max_batch == math.floor(988e6 / 12e6) == 82
+    assert r.max_batch == math.floor(988e6 / 10e6) == 98
     # prefill of the 400 uncached tokens: 2*4e9*400/5e13 = 64 ms (160 ms without the cache)
     assert r.ttft_ms == pytest.approx(64.0)
-    # under load: per request (400 + 100) * 20,000 = 10e6 -> floor(988e6 / 10e6) = 98
     assert inference_perf(toy_card(), toy_acc(), percentile=0.99, **kw).max_batch == 98
 
 
@@ -242,8 +254,8 @@ def test_clock_derate_lowers_the_compute_peak_of_power_limited_parts() -> None:
 def test_per_step_overhead_is_added_to_every_step_and_binds_small_batches() -> None:
     kw = {k: v for k, v in TOY.items() if k != "step_overhead_s"}
     r = inference_perf(toy_card(), toy_acc(), input_tokens=1000, output_tokens=200, **kw)
-    # cuda default 0.6 ms on top of the 24.364 ms roofline step at b = 41; prefill 160 + 0.6
-    assert r.tpot_ms == pytest.approx(24.364 + 0.6) and r.ttft_ms == pytest.approx(160.6)
+    # cuda default 0.6 ms on top of the 25.18 ms roofline step at b = 45; prefill 160 + 0.6
+    assert r.tpot_ms == pytest.approx(25.18 + 0.6) and r.ttft_ms == pytest.approx(160.6)
     # a 0.1B card at batch 1: memory 0.2e9/0.5e12 = 0.4 ms + compute 0.004 ms < 0.6 ms
     small = inference_perf(
         toy_card(params_b=0.1), toy_acc(), input_tokens=10, output_tokens=10, batch=1, **kw
@@ -259,20 +271,21 @@ def test_per_step_overhead_is_added_to_every_step_and_binds_small_batches() -> N
 
 def test_best_configuration_and_pareto_front_by_hand() -> None:
     # No scale-up link, so no all-reduce cost: a larger group holds more requests and
-    # amortises the weight read (per chip: tokens/s of the group / t).
-    #   TP1: b 41,   step 24.364 ms, pre 160 ms -> 3.5862 req/s -> 717.2 tok/s/chip
-    #   TP2: b 416,  step 50.432 ms, pre 80 ms  -> 9.5927 req/s -> 959.3 tok/s/chip
-    #   TP4: b 1166, step 63.466 ms, pre 40 ms  -> 19.652 req/s -> 982.6 tok/s/chip
+    # amortises the weight read (per chip: tokens/s of the group / t).  b = floor((9e9*t -
+    # 8e9) / 22e6), each request at its mean live context (1000 + 200/2 tokens):
+    #   TP1: b 45,   step 25.18 ms,  pre 160 ms -> 3.6777 req/s -> 735.5 tok/s/chip
+    #   TP2: b 454,  step 54.308 ms, pre 80 ms  -> 9.6224 req/s -> 962.2 tok/s/chip
+    #   TP4: b 1272, step 68.872 ms, pre 40 ms  -> 19.674 req/s -> 983.7 tok/s/chip
     kw = {"input_tokens": 1000, "output_tokens": 200, **TOY}
     configs = search_configs(toy_card(), toy_acc(), chips_per_node=4, **kw)
     by_tp = {c.perf.tensor_parallel: c.perf for c in configs}
     assert sorted(by_tp) == [1, 2, 4]
-    assert by_tp[1].max_batch == 41 and by_tp[2].max_batch == 416 and by_tp[4].max_batch == 1166
-    assert by_tp[1].output_tokens_per_s_per_chip == pytest.approx(717.2, rel=1e-3)
-    assert by_tp[2].output_tokens_per_s_per_chip == pytest.approx(959.3, rel=1e-3)
-    assert by_tp[4].output_tokens_per_s_per_chip == pytest.approx(982.6, rel=1e-3)
+    assert by_tp[1].max_batch == 45 and by_tp[2].max_batch == 454 and by_tp[4].max_batch == 1272
+    assert by_tp[1].output_tokens_per_s_per_chip == pytest.approx(735.5, rel=1e-3)
+    assert by_tp[2].output_tokens_per_s_per_chip == pytest.approx(962.2, rel=1e-3)
+    assert by_tp[4].output_tokens_per_s_per_chip == pytest.approx(983.7, rel=1e-3)
     best = best_config(configs)
-    assert best is not None and best.perf.tensor_parallel == 4 and best.label == "TP4 PP1 bf16 b=1166"
+    assert best is not None and best.perf.tensor_parallel == 4 and best.label == "TP4 PP1 bf16 b=1272"
     # every one trades TPOT for tokens/s per chip: all three are on the front, by TPOT
     assert [c.perf.tensor_parallel for c in pareto_front(configs)] == [1, 2, 4]
     # TPOT <= 30 ms: TP2 b 215 (927.3/chip), TP4 b 509 (965.8/chip): TP4 still wins

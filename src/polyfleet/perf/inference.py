@@ -28,8 +28,13 @@ Inputs (SI units)::
                                                     (``me``/``ce`` default to the accelerator's
                                                     ``defaults.efficiency_for(acc.id)``)
 
-    ctx_full = input_tokens + output_tokens         context at the end (memory sizing)
-    ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time;
+    ctx_full = input_tokens + output_tokens         context at the end (the layout: one
+                                                    request, or ``min_batch``, must fit)
+    ctx_mean = input_tokens + output_tokens / 2     mean context during decode (step time,
+                                                    and the KV a request in flight holds in
+                                                    steady state, which sizes the batch with
+                                                    or without SLO targets:
+                                                    ``serving.steady_state_capacity``;
                                                     output_tokens*(1 + cv^2)/2 with
                                                     ``output_tokens_cv``: perf/serving.py)
 
@@ -145,7 +150,6 @@ def _evaluate(prep: Prepared, t: int, p: int, expert_parallel: int, tags: dict[s
         roof,
         chips=chips,
         kv_room=kv_room,
-        ctx_full=memory.ctx_full,
         output_tokens=prep.output_tokens,
         tpot_ms=prep.tpot_ms,
         ttft_ms=prep.ttft_ms,

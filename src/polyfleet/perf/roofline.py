@@ -118,6 +118,14 @@ class Roofline:
     chunks: int
     live_out: float = 0.0
 
+    @property
+    def live_kv_bytes(self) -> float:
+        """Bytes of KV one request in flight holds on average in steady state,
+        ``(live_in + live_out)*kv``: its uncached prompt plus its mean live output
+        (``polyfleet.perf.serving.steady_state_capacity`` sizes both the idealised batch
+        and the Poisson admission with it)."""
+        return (self.live_in + self.live_out) * self.kv
+
     def tokens(self, b: float) -> float:
         """Tokens one step of ``b`` decoding requests pushes through the model."""
         return b * self.one_plus_ratio

@@ -162,9 +162,25 @@ class _State:
     failed: str  # the first constraint it breaks, "" if none
 
 
+def steady_state_capacity(kv_room_bytes: float, kv_bytes_per_request: float) -> int:
+    """Requests a replica's KV memory holds in steady state: ``floor(kv_room / kv_per_request)``
+    with ``kv_per_request`` a request's *mean* live KV (``Roofline.live_kv_bytes``:
+    ``((1-h)*input + output*(1 + cv^2)/2)*kv``), not its full context.
+
+    Why one function: the idealised full batch (no SLO, ``polyfleet.perf.sizing``) and the
+    Poisson admission at the percentile (``planned_load``) size KV by the same rule.  A
+    full batch of ``b`` requests at staggered positions holds ``b`` mean live contexts
+    (its count does not vary); under Poisson arrivals the percentile of the count must
+    fit.  A card without KV (``kv_per_request`` 0) is not limited here.
+    """
+    if kv_bytes_per_request <= 0:
+        return 10**9
+    return math.floor(kv_room_bytes / kv_bytes_per_request + 1e-9)
+
+
 def _cap(r: Replica) -> int:
     """Requests the KV memory admits at their mean live context (and ``max_batch``)."""
-    cap = math.floor(r.kv_room_bytes / r.kv_bytes_per_request + 1e-9) if r.kv_bytes_per_request > 0 else 10**9
+    cap = steady_state_capacity(r.kv_room_bytes, r.kv_bytes_per_request)
     return cap if r.max_batch is None else min(cap, r.max_batch)
 
 

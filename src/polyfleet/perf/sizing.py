@@ -8,7 +8,12 @@ SLO at a percentile under Poisson arrivals.
 
 Batch (per micro-batch ``b``; ``max_batch = p*b``)::
 
-    B_mem   = floor((t*p*HBM*u - W) / (ctx_full*kv))   requests the memory holds
+    B_mem   = floor((t*p*HBM*u - W - h*input*kv) / kv_live)   requests the memory holds in
+              steady state: kv_live = ((1-h)*input + output*(1 + cv^2)/2)*kv, a request's
+              mean live KV (``Roofline.live_kv_bytes``), the rule the Poisson admission
+              uses too (``polyfleet.perf.serving.steady_state_capacity``): a full batch's
+              requests sit at staggered positions, each halfway through its output on
+              average, so ``b`` slots hold ``b`` mean live contexts, not ``b`` full ones
     b_mem   = floor(B_mem / p)
     b_tpot  = largest b with tpot(b) <= T, T = tpot_ms/1000 (no cap when tpot_ms is None);
               dense: floor((T - s0) / s1); MoE: found by bisection (tpot grows with b)
@@ -41,6 +46,7 @@ from typing import Any
 from polyfleet.perf.result import InferencePerf
 from polyfleet.perf.result import infeasible as _infeasible
 from polyfleet.perf.roofline import Roofline
+from polyfleet.perf.serving import steady_state_capacity
 
 _EPS = 1e-9
 """Slack added before ``floor`` so a batch that fits exactly is not lost to rounding."""
@@ -90,7 +96,7 @@ def percentile_perf(
 ) -> InferencePerf:
     """The load the replica takes with its SLOs met at ``percentile`` (``polyfleet.perf.serving``).
 
-    Each request holds its mean live KV, ``(live_in + output/2)*kv``: steady state, not
+    Each request holds its mean live KV, ``Roofline.live_kv_bytes``: steady state, not
     the full context for every slot.
     """
     from polyfleet.perf.serving import Replica, planned_load
@@ -105,7 +111,7 @@ def percentile_perf(
         chunked=roof.chunked,
         chunks=roof.chunks,
         kv_room_bytes=kv_room,
-        kv_bytes_per_request=(roof.live_in + roof.live_out) * roof.kv,
+        kv_bytes_per_request=roof.live_kv_bytes,
         stages=p,
         chips=chips,
         output_tokens=output_tokens,
@@ -122,7 +128,6 @@ def idealised_perf(
     *,
     chips: int,
     kv_room: float,
-    ctx_full: float,
     output_tokens: int,
     tpot_ms: float | None,
     ttft_ms: float | None,
@@ -133,7 +138,7 @@ def idealised_perf(
     """The batch of the module docstring for a replica that always runs full, and its result."""
     p = roof.stages
     tpot, ttft = roof.tpot, roof.ttft
-    b_mem = floor_eps(kv_room / (ctx_full * roof.kv)) // p
+    b_mem = steady_state_capacity(kv_room, roof.live_kv_bytes) // p
     b_tpot: float = math.inf
     if batch is not None:
         if batch // p > b_mem or batch < p:
