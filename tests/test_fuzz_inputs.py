@@ -228,3 +228,98 @@ def test_a_deal_with_an_empty_size_grid_is_bad_input(deal, field):
     assert info.value.render() == (
         f"<spec>: deals[0].{field}: expected a number, a non-empty list of sizes or {{min, max}}, got []"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("models: abc\nbackends: {a: {url: 'http://x/v1'}}\n",
+         ":1: models: expected a mapping of workload name -> served model name, got 'abc'"),
+        ("models: {chat: null}\nbackends: {a: {url: 'http://x/v1'}}\n",
+         ":1: models.chat: expected a served model name (text), got None"),
+        ("backends: []\n", ":1: backends: expected a mapping of offer id -> {url: …}, got []"),
+        ("backends:\n  a: x\n", ":2: backends.a: expected a mapping with at least 'url' (text), got 'x'"),
+        ("backends: {a: {url: 'http://x/v1'}}\nroutes: 5\n",
+         ":2: routes: expected a mapping of routes file settings, got 5"),
+        ("- a\n", ":1: expected a mapping with a 'backends' section"),
+    ],
+)  # fmt: skip
+def test_a_broken_backends_file_is_refused_before_planning(tmp_path, text, says):
+    """The spec is never read: the backends file's shape is checked first, with its lines
+    (``models: abc`` was an AttributeError traceback from the gateway's routes builder)."""
+    backends = tmp_path / "backends.yaml"
+    backends.write_text(text)
+    args = [
+        "plan",
+        str(tmp_path / "absent.yaml"),
+        "--routes",
+        str(tmp_path / "r.yaml"),
+        "--backends",
+        str(backends),
+    ]
+    code, err = _invoke(args)
+    assert (code, err) == (2, f"polyfleet: {backends}{says}\n")
+
+
+def _tiny_plan(tmp_path):
+    """A feasible plan of one inference service on api offers a (quota) and b, as JSON on disk."""
+    import json
+
+    spec = {
+        "catalog": "none",
+        "api_offers": [dict(API, max_tokens_per_minute=60000), dict(API, id="b", provider="q")],
+        "policy": {"survive_provider_loss": 0.5},
+        "workloads": [
+            {"name": "w", "kind": "inference", "model": {"name": "m", "params_b": 1}, "requests_per_s": 1,
+             "input_tokens": 100, "output_tokens": 100},
+        ],
+    }  # fmt: skip
+    (tmp_path / "spec.yaml").write_text(json.dumps(spec))
+    out = plan(build_spec(spec)).to_dict()
+    assert out["status"] == "optimal"
+    return out
+
+
+def test_a_backends_entry_the_gateway_refuses_is_named_with_its_line(tmp_path):
+    backends = tmp_path / "backends.yaml"
+    backends.write_text("backends:\n  a: {url: 'http://x/v1'}\n  b:\n    url: 'http://y/v1'\n    weight: 3\n")
+    _tiny_plan(tmp_path)
+    code, err = _invoke(
+        [
+            "plan",
+            str(tmp_path / "spec.yaml"),
+            "--routes",
+            str(tmp_path / "r.yaml"),
+            "--backends",
+            str(backends),
+        ]
+    )
+    assert code == 2  # (after the catalog's undated-row warning)
+    assert err.splitlines()[-1] == f"polyfleet: {backends}:5: backends.b.weight: 'weight' comes from the plan"
+
+
+@pytest.mark.parametrize(
+    ("edit", "says"),
+    [
+        (lambda p: p["workloads"][0]["demand"].update(requests_per_s="abc"),
+         "workloads[0].demand.requests_per_s: expected a number, got 'abc'"),  # was ValueError in survival
+        (lambda p: p["workloads"][0].update(api_fallbacks=None),
+         "workloads[0].api_fallbacks: expected a list of api fallbacks, got None"),
+        (lambda p: p["workloads"][0]["api_fallbacks"][0].update(usd_per_request=[]),
+         "workloads[0].api_fallbacks[0].usd_per_request: expected a number, got []"),
+        (lambda p: p["workloads"][0]["allocations"][0].update(offer=[]),
+         "workloads[0].allocations[0].offer: expected an offer id, got []"),  # was 'unhashable type'
+        (lambda p: p.update(policy="abc"), "policy: expected a mapping of the plan's policy, got 'abc'"),
+    ],
+)  # fmt: skip
+def test_a_hand_edited_plan_names_the_field_and_its_line(tmp_path, edit, says):
+    import json
+
+    data = _tiny_plan(tmp_path)
+    assert data["workloads"][0]["api_fallbacks"]  # the quota'd offer is a fallback
+    edit(data)
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data, indent=2))
+    code, err = _invoke(["risk", str(path), "--scenarios", "10"])
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"polyfleet: {path}:") and f": {says}" in err, err

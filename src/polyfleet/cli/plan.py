@@ -11,11 +11,13 @@ import click
 
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, OutputPath, _handles_errors, _show, _write_atomic, _wrote, working
+from polyfleet.errors import SpecError
 from polyfleet.gateway.routes import routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
 from polyfleet.report.tables import plan_tables
 from polyfleet.spec import load_spec
+from polyfleet.yamlio import Lines, dotted, line_of, read_yaml
 
 
 @main.command("plan")
@@ -63,6 +65,7 @@ def plan_cmd(
     """Plan the cheapest fleet for SPEC (exit 1 when infeasible, 2 on bad input)."""
     if (routes_out is None) != (backends_map is None):
         raise click.BadParameter("--routes and --backends go together", param_hint="--routes")
+    backend_lines = _check_backends(backends_map) if backends_map is not None else {}
     spec = load_spec(spec_path)
     with working(f"planning {spec_path.name} (time limit {time_limit:g} s)", delay_s=2.0):
         result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
@@ -70,7 +73,17 @@ def plan_cmd(
     for line in data.get("warnings", []):  # the spec's, planned as given (spec_checks)
         click.echo(f"polyfleet: warning: {line}", err=True)
     catalog_notes = _catalog_notes(spec, data, offline_ok)  # estimates in the JSON, warnings on stderr
-    routes_text = routes_yaml(data, backends_map) if backends_map is not None and result.feasible else None
+    routes_text = None
+    if backends_map is not None and result.feasible:
+        try:
+            routes_text = routes_yaml(data, backends_map)
+        except SpecError as exc:  # the gateway names the field; add its line in the file
+            if exc.line is None and exc.file == str(backends_map) and exc.path:
+                known = [
+                    k for k in backend_lines if exc.path == dotted(k) or exc.path.startswith(dotted(k) + ".")
+                ]
+                exc.line = backend_lines[max(known, key=len)] if known else None
+            raise
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     # an infeasible run (or one with no plan in the time limit) never touches --out
     _show(data, fmt, lambda: catalog_notes(tables(data)), out if result.feasible else None)
@@ -84,6 +97,40 @@ def plan_cmd(
             err=True,
         )
         sys.exit(1)
+
+
+def _check_backends(path: Path) -> Lines:
+    """The backends file's shape, before any planning: one line naming the field and its line.
+
+    ``models`` maps workload names to served model names, ``backends`` offer ids to a
+    mapping with at least ``url``, ``routes`` is a mapping (docs/gateway.md); the entries'
+    own fields are checked when the routes are built.
+    """
+    data, lines = read_yaml(path, what="backend mapping")
+    file = str(path)
+
+    def bad(message: str, *key: Any) -> SpecError:
+        return SpecError(message, file=file, line=line_of(lines, key) or 1, path=dotted(key))
+
+    if not isinstance(data, dict) or "backends" not in data:
+        raise SpecError("expected a mapping with a 'backends' section", file=file, line=1)
+    models = data.get("models")
+    if models is not None:
+        if not isinstance(models, dict):
+            raise bad(f"expected a mapping of workload name -> served model name, got {models!r}", "models")
+        for workload, name in models.items():
+            if not isinstance(name, str) or not name:
+                raise bad(f"expected a served model name (text), got {name!r}", "models", workload)
+    backends = data["backends"]
+    if not isinstance(backends, dict) or not backends:
+        raise bad(f"expected a mapping of offer id -> {{url: …}}, got {backends!r}", "backends")
+    for offer, entry in backends.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"]:
+            raise bad(f"expected a mapping with at least 'url' (text), got {entry!r}", "backends", offer)
+    routes = data.get("routes")
+    if routes is not None and not isinstance(routes, dict):
+        raise bad(f"expected a mapping of routes file settings, got {routes!r}", "routes")
+    return lines
 
 
 def _catalog_notes(spec: Any, data: dict[str, Any], offline_ok: bool) -> Callable[[Any], Any]:

@@ -149,6 +149,39 @@ def _demand(workload: dict, path: tuple[Any, ...], kind: str, horizon: float) ->
     return _number(demand, "tokens_b", dpath, 1e-12), "billion tokens"
 
 
+def _optional(node: dict, key: str, path: tuple[Any, ...], kind: type | tuple[type, ...], what: str) -> None:
+    """``node[key]`` absent, null or of ``kind`` (numbers finite and >= 0; a number may not be null)."""
+    if not isinstance(node, dict):
+        raise PlanDataError("expected a mapping", path)
+    if key not in node or (node[key] is None and kind != (int, float)):
+        return
+    if kind == (int, float):
+        _number(node, key, path)
+    else:
+        _get(node, key, path, kind, what)
+
+
+def _check_survival_fields(workload: dict, path: tuple[Any, ...]) -> None:
+    """The fields ``plan.survival`` reads from an inference workload: types checked here, so a
+    hand-edited plan is one line naming the field rather than a traceback from inside it."""
+    _optional(workload["demand"], "requests_per_s", (*path, "demand"), (int, float), "a number")
+    for a, alloc in enumerate(workload["allocations"]):
+        apath = (*path, "allocations", a)
+        _optional(alloc, "offer", apath, str, "an offer id")
+        _optional(alloc, "term", apath, str, "a term")
+    fallbacks = workload.get("api_fallbacks", [])
+    if not isinstance(fallbacks, list):
+        raise PlanDataError(f"expected a list of api fallbacks, got {fallbacks!r}", (*path, "api_fallbacks"))
+    for f, fb in enumerate(fallbacks):
+        fpath = (*path, "api_fallbacks", f)
+        _get(fb, "provider", fpath, str, "the provider's name")
+        _get(fb, "offer", fpath, str, "an api offer id")
+        _number(fb, "usd_per_request", fpath)
+        _number(fb, "tokens_per_request", fpath)
+        if _get(fb, "requests_per_s", fpath, (int, float, type(None)), "a number or null") is not None:
+            _number(fb, "requests_per_s", fpath)
+
+
 def fleet_from_plan(plan: dict[str, Any]) -> Fleet:
     """Index a plan dictionary; raise :class:`PlanDataError` naming the bad field.
 
@@ -162,6 +195,7 @@ def fleet_from_plan(plan: dict[str, Any]) -> Fleet:
     if status not in ("optimal", "feasible"):
         raise PlanDataError(f"expected a plan with status optimal or feasible, got {status!r}", ("status",))
     horizon = _number(plan, "horizon_months", (), 1e-12)
+    _optional(plan, "policy", (), dict, "a mapping of the plan's policy")
     workloads = _get(plan, "workloads", (), list, "a list of workloads")
     providers, accelerators, groups = _Codes(), _Codes(), _Codes()
     names: list[str] = []
@@ -181,6 +215,8 @@ def fleet_from_plan(plan: dict[str, Any]) -> Fleet:
         allocations = _get(workload, "allocations", path, list, "a list of allocations")
         if not allocations:
             raise PlanDataError("expected at least one allocation", (*path, "allocations"))
+        if kind == "inference":
+            _check_survival_fields(workload, path)
         names.append(name)
         kinds.append(kind)
         demand.append(d)
