@@ -242,6 +242,10 @@ def test_a_deal_with_an_empty_size_grid_is_bad_input(deal, field):
         ("backends: {a: {url: 'http://x/v1'}}\nroutes: 5\n",
          ":2: routes: expected a mapping of routes file settings, got 5"),
         ("- a\n", ":1: expected a mapping with a 'backends' section"),
+        ("backends:\n  a:\n    url: ftp://x\n",  # was named by the routes built from it, no line
+         ":3: backends.a.url: String should match pattern '^https?://' (got 'ftp://x')"),
+        ("backends:\n  a: {url: 'http://x/v1', timeouts: {connect_s: -1}}\n",
+         ":2: backends.a.timeouts.connect_s: Input should be greater than 0 (got -1)"),
     ],
 )  # fmt: skip
 def test_a_broken_backends_file_is_refused_before_planning(tmp_path, text, says):

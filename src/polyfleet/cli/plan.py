@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import ValidationError
 
 from polyfleet.cli._app import main
 from polyfleet.cli._common import FORMATS, OutputPath, _handles_errors, _show, _write_atomic, _wrote, working
 from polyfleet.errors import SpecError
-from polyfleet.gateway.routes import routes_yaml
+from polyfleet.gateway.config import Backend
+from polyfleet.gateway.routes import _FROM_PLAN, routes_yaml
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.report.monthly import monthly_tables
 from polyfleet.report.tables import plan_tables
@@ -127,6 +129,15 @@ def _check_backends(path: Path) -> Lines:
     for offer, entry in backends.items():
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"]:
             raise bad(f"expected a mapping with at least 'url' (text), got {entry!r}", "backends", offer)
+        try:  # the fields a routes file's backend takes (those the plan sets are refused later)
+            Backend.model_validate({**entry, "name": str(offer)})
+        except ValidationError as exc:
+            for error in exc.errors():
+                if error["type"] == "extra_forbidden" or error["loc"][0] in ("name", *_FROM_PLAN):
+                    continue
+                value = error.get("input")
+                got = "" if isinstance(value, dict) else f" (got {value!r})"
+                raise bad(f"{error['msg']}{got}", "backends", offer, *error["loc"]) from None
     routes = data.get("routes")
     if routes is not None and not isinstance(routes, dict):
         raise bad(f"expected a mapping of routes file settings, got {routes!r}", "routes")
