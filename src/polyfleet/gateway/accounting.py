@@ -52,7 +52,6 @@ class Accountant:
         self.budgets: SharedBudgets | None = None  # key budgets in Redis, with shared state
         self.counter = Counter()
         self._counting: set[asyncio.Task[None]] = set()
-        self._series: dict[tuple[str, str, int], Any] = {}
 
     def finish(self, req: Request, out: Outcome) -> None:
         """Account for the request now, or once its tokens are counted when upstream sent no usage."""
@@ -116,20 +115,4 @@ class Accountant:
                 out.estimated,
             )
         )
-        series = self._series.get((model, name, status))
-        if series is None:
-            m = self.metrics
-            series = self._series[(model, name, status)] = (
-                m.requests.labels(model, name, str(status)),
-                m.tokens.labels(model, name, "in"),
-                m.tokens.labels(model, name, "out"),
-                m.cost.labels(model, name, provider),
-                m.latency.labels(model, name),
-            )
-        requests, t_in, t_out, usd, latency = series
-        requests.inc()
-        latency.observe(elapsed)
-        if out.usage:
-            t_in.inc(tokens_in)
-            t_out.inc(tokens_out)
-            usd.inc(cost)
+        self.metrics.answered.add(model, name, status, provider, tokens_in, tokens_out, cost, elapsed)
