@@ -327,3 +327,19 @@ def test_a_hand_edited_plan_names_the_field_and_its_line(tmp_path, edit, says):
     code, err = _invoke(["risk", str(path), "--scenarios", "10"])
     assert code == 2 and err.count("\n") == 1, err
     assert err.startswith(f"polyfleet: {path}:") and f": {says}" in err, err
+
+
+def test_a_skypilot_csv_that_is_not_text_names_the_file(tmp_path):
+    """Was a UnicodeDecodeError traceback from the SkyPilot reader (import-skypilot, cheapest)."""
+    import shutil
+
+    folder = tmp_path / "sky"
+    shutil.copytree(Path(__file__).parent / "data" / "skypilot", folder)
+    bad = folder / "catalogs" / "v8" / "lambda" / "vms.csv"
+    bad.write_bytes(b"Instance\xc0\xff,Price\n")
+    for args in (["import-skypilot", str(folder)], ["cheapest", "H100:8", "--catalog", f"skypilot:{folder}"]):
+        code, err = _invoke(["catalog", *args])
+        assert (code, err) == (
+            2,
+            f"polyfleet: {bad}: not UTF-8 text (byte 8): expected a SkyPilot catalog CSV\n",
+        )

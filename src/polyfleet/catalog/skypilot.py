@@ -23,6 +23,7 @@ from typing import NamedTuple
 from polyfleet.catalog.io import Catalog
 from polyfleet.catalog.models import MONTHLY_FIELDS, Accelerator, Offer
 from polyfleet.catalog.skypilot_gcp import TPU_PLACEHOLDER_USD, attach_hosts, is_split, tpu_slice
+from polyfleet.errors import SpecError
 
 #: SkyPilot ``AcceleratorName`` -> polyfleet accelerator id.  Names not here are skipped
 #: (e.g. A6000, RTX6000 (Ada/Turing), V100, Inferentia 1: no polyfleet accelerator record).
@@ -164,9 +165,16 @@ def _read_vms(
     result: ImportResult,
 ) -> None:
     best: dict[str, _Best] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = [(reader.line_num, row) for row in reader]
+    try:
+        with path.open(encoding="utf-8", newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = [(reader.line_num, row) for row in reader]
+    except UnicodeDecodeError as exc:  # a damaged download: one line naming the file, not a traceback
+        raise SpecError(
+            f"not UTF-8 text (byte {exc.start}): expected a SkyPilot catalog CSV", file=str(path)
+        ) from None
+    except csv.Error as exc:
+        raise SpecError(f"not a CSV: {exc}", file=str(path), line=reader.line_num or None) from None
     if any(is_split(row) for _, row in rows):  # GCP: accelerators priced apart from VMs
         merged = {line: (row, reason) for line, row, reason in attach_hosts(rows)}
     else:
