@@ -45,3 +45,20 @@ def test_a_monthly_training_job_only_reserved_offers_could_take_is_named():
     assert out["status"] == "infeasible"
     assert (out["infeasible"]["family"], out["infeasible"]["subject"]) == ("demand", "t0")
     assert out["infeasible"]["message"].startswith("month 0: workload 't0' cannot be met")
+
+
+def test_no_plan_has_no_gap():
+    """An infeasible (or unknown) plan said ``gap: 0.0``, which reads as a proven optimum."""
+    spec = build_spec(
+        {
+            "catalog": "none",
+            "accelerators": [_accelerator("acc-a", "cuda")],
+            "offers": [{"id": "o", "provider": "p", "accelerator": "acc-a", "chips_per_instance": 1,
+                        "usd_per_chip_hour": 1.0, "available_instances": 1}],
+            "workloads": [{"name": "chat", "kind": "inference", "model": CARD, "requests_per_s": 5,
+                           "input_tokens": 100, "output_tokens": 100,
+                           "throughput": {"acc-a": {"chips_per_replica": 1, "requests_per_s": 2}}}],
+        }
+    )  # fmt: skip
+    out = plan(spec).to_dict()  # 5 requests/s, one 2-requests/s replica at most
+    assert (out["status"], out["infeasible"]["family"], out["gap"]) == ("infeasible", "demand", None)

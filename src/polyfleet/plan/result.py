@@ -62,7 +62,7 @@ class Plan:
             "horizon_months": self.horizon_months,
             "total_usd": round(self.total_usd, 2),
             "solve_seconds": round(self.solve_seconds, 4),
-            "gap": self.gap if math.isfinite(self.gap) else None,
+            "gap": self.gap if self.feasible and math.isfinite(self.gap) else None,  # no plan: no gap
             "method": self.method,
             "purchases": self.purchases,
             "workloads": self.workloads,
