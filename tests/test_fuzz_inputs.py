@@ -343,3 +343,28 @@ def test_a_skypilot_csv_that_is_not_text_names_the_file(tmp_path):
             2,
             f"polyfleet: {bad}: not UTF-8 text (byte 8): expected a SkyPilot catalog CSV\n",
         )
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "what"),
+    [
+        ("total_usd", "abc", "a number"),  # was 'ValueError: could not convert string to float'
+        ("purchases", "x", "a list of purchases"),  # was "AttributeError: 'str' object has no ..."
+        ("capacity_shares", 5, "a mapping of group -> value -> share"),
+    ],
+)
+def test_report_of_a_hand_edited_plan_names_the_field(tmp_path, key, value, what):
+    import json
+
+    data = _tiny_plan(tmp_path)
+    data[key] = value
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(data, indent=2))
+    line = json.dumps(data, indent=2).splitlines().index(f'  "{key}": {json.dumps(value)},') + 1
+    code, err = _invoke(["report", str(path), "--out", str(tmp_path / "r.html")])
+    assert (code, err) == (
+        2,
+        f"polyfleet: {path}:{line}: {key}: expected {what}"
+        f" (a plan written by `polyfleet plan --format json`), got {value!r}\n",
+    )
+    assert not (tmp_path / "r.html").exists()

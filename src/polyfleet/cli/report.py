@@ -35,12 +35,32 @@ def _monthly_spec(spec: Spec) -> Spec:
     return dataclasses.replace(spec, model=spec.model.model_copy(update={"periods": "monthly"}))
 
 
+#: top-level plan fields the report reads: (key, type, what is accepted)
+_PLAN_FIELDS: tuple[tuple[str, type | tuple[type, ...], str], ...] = (
+    ("total_usd", (int, float), "a number"),
+    ("purchases", list, "a list of purchases"),
+    ("workloads", list, "a list of workloads"),
+    ("survival", dict, "a mapping of provider -> served fraction"),
+    ("capacity_shares", dict, "a mapping of group -> value -> share"),
+    ("commitments", list, "a list of commitments"),
+)
+
+
 def _check_plan(plan_dict: dict[str, Any], source: Path, lines: dict) -> None:
     """Refuse a plan file whose allocations cannot be read, naming the field (as ``polyfleet risk``)."""
     from polyfleet.risk import PlanDataError, fleet_from_plan
 
     if plan_dict.get("status") not in ("optimal", "feasible"):
         return
+    for key, kind, what in _PLAN_FIELDS:  # the top-level fields the report reads, when present
+        value = plan_dict.get(key)
+        if key in plan_dict and (not isinstance(value, kind) or isinstance(value, bool)):
+            raise SpecError(
+                f"expected {what} (a plan written by `polyfleet plan --format json`), got {value!r:.60}",
+                file=str(source),
+                line=line_of(lines, (key,)),
+                path=key,
+            )
     monthly = plan_dict.get("periods") == "monthly"
     try:
         if monthly and not plan_dict.get("months"):
