@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from polyfleet.plan import plan
 from polyfleet.spec import build_spec
 
@@ -62,3 +64,26 @@ def test_no_plan_has_no_gap():
     )  # fmt: skip
     out = plan(spec).to_dict()  # 5 requests/s, one 2-requests/s replica at most
     assert (out["status"], out["infeasible"]["family"], out["gap"]) == ("infeasible", "demand", None)
+
+
+#: random specs (``plan_oracle.random_fleet``) whose optimum both solvers prove: together they
+#: cover every term, capacity blocks booked by training, egress, length histograms, api
+#: quotas, fallback quotas and context limits, caps on capacity and spend, survival, spot
+#: caps, budgets and horizons other than one month
+ORACLE_SEEDS = [376, 145, 393, 95, 383, 341, 268, 234, 366, 361]
+
+
+@pytest.mark.parametrize("seed", ORACLE_SEEDS)
+def test_random_fleets_cost_what_an_independent_milp_of_the_doc_says(seed):
+    """polyfleet.plan against scipy.optimize.milp on a formulation written from
+    docs/planning-model.md alone (tests/plan_oracle.py)."""
+    import json
+    import random
+
+    from plan_oracle import random_fleet, solve
+
+    data = random_fleet(random.Random(seed))
+    out = plan(build_spec(json.loads(json.dumps(data)))).to_dict()
+    status, usd = solve(data)
+    assert (out["status"], status) == ("optimal", "optimal")
+    assert out["total_usd"] == pytest.approx(usd, abs=0.02 + 2e-6 * usd)
