@@ -304,15 +304,23 @@ class UpstreamResponse:
                     break
                 if conn.error is not None:
                     raise conn.error
-                if await self._wait() and not (conn.chunks or conn.complete or conn.error):
+                if self._overdue() or (
+                    await self._wait() and not (conn.chunks or conn.complete or conn.error)
+                ):
                     raise UpstreamTimeout("upstream stalled while answering")
         finally:
             self._finish()
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _overdue(self) -> bool:
+        """Past ``total_s``: checked on every read, so an answer that keeps coming still ends there."""
+        return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
+
     async def next_chunk(self) -> bytes:
         """The stream's next bytes as they arrive (all that is buffered), or ``b""`` at its end."""
         conn = self._conn
+        if self._overdue() and not conn.complete:
+            raise UpstreamTimeout("upstream stalled while streaming")
         while not conn.chunks:
             if conn.complete:
                 self._finish()
