@@ -368,3 +368,43 @@ def test_report_of_a_hand_edited_plan_names_the_field(tmp_path, key, value, what
         f" (a plan written by `polyfleet plan --format json`), got {value!r}\n",
     )
     assert not (tmp_path / "r.html").exists()
+
+
+def test_a_deadline_too_short_to_count_chips_is_bad_input():
+    """Was an OverflowError traceback: chips = FLOPs / (rate x 5e-300 days) is infinite."""
+    spec = build_spec(
+        {
+            "catalog": "bundled",
+            "workloads": [
+                {
+                    "name": "ft",
+                    "kind": "training",
+                    "model": {"params_b": 1},
+                    "tokens_b": 5,
+                    "deadline_days": 5e-300,
+                }
+            ],
+        }
+    )
+    with pytest.raises(SpecError) as info:
+        plan(spec)
+    assert info.value.render() == (
+        "<spec>: workloads[0].deadline_days: 5e-300 days for 5B tokens needs more chips than can be "
+        "counted: expected a deadline of a realistic length"
+    )
+
+
+def test_a_tiny_demand_keeps_its_peak_in_the_plan():
+    """peak_requests_per_s was rounded to 6 decimals: 2e-7 req/s read back as 0 in risk and the gateway."""
+    spec = build_spec(
+        {
+            "catalog": "bundled",
+            "workloads": [
+                {"name": "svc", "kind": "inference", "model": "llama-3.1-8b", "requests_per_s": 2e-7,
+                 "input_tokens": 1200, "output_tokens": 250, "allow_api": False},
+            ],
+        }
+    )
+    result = plan(spec)
+    demand = result.to_dict()["workloads"][0]["demand"]
+    assert demand["peak_requests_per_s"] == pytest.approx(2e-7)

@@ -206,18 +206,27 @@ def _training_rows(
     """Eligible offers for one training job; marks in ``spot_blocked`` offers only its spot cap shut."""
     accs = spec.catalog.accelerators
     card = spec.card(w)
-    perfs = [
-        training_perf(
-            card,
-            accs[acc_id],
-            tokens_b=w.tokens_b,
-            deadline_days=w.deadline_days,
-            chips_per_instance=cpi,
-            flops=w.flops,
-            mfu=w.mfu,
-        )
-        for acc_id, cpi in key_list
-    ]
+    try:
+        perfs = [
+            training_perf(
+                card,
+                accs[acc_id],
+                tokens_b=w.tokens_b,
+                deadline_days=w.deadline_days,
+                chips_per_instance=cpi,
+                flops=w.flops,
+                mfu=w.mfu,
+            )
+            for acc_id, cpi in key_list
+        ]
+    except OverflowError:  # chips = FLOPs / (rate x deadline) past any integer (5e-300 days)
+        raise spec.error(
+            f"{w.deadline_days:g} days for {w.tokens_b:g}B tokens needs more chips than can be counted: "
+            "expected a deadline of a realistic length",
+            "workloads",
+            spec.workloads.index(w),
+            "deadline_days",
+        ) from None
     stack = _stack_ok(spec, offers, w.stacks)
     feasible = np.array([p.feasible for p in perfs], bool)[keys]
     chips = np.array([p.chips for p in perfs], float)[keys]

@@ -368,7 +368,9 @@ def _workloads(
 def _demand(w: Any, peak_rps: float) -> dict[str, float]:
     """What the workload must be served: what risk re-dispatch and the gateway read back."""
     if isinstance(w, InferenceWorkload):
-        return {"requests_per_s": float(w.requests_per_s), "peak_requests_per_s": round(peak_rps, 6)}
+        # 6 decimals, unless that rounds a tiny demand to 0 (its survival is a share of it)
+        peak = round(peak_rps, 6) or float(peak_rps)
+        return {"requests_per_s": float(w.requests_per_s), "peak_requests_per_s": peak}
     if isinstance(w, TrainingWorkload):
         return {"tokens_b": float(w.tokens_b), "deadline_days": float(w.deadline_days)}
     return {
