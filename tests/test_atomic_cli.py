@@ -240,8 +240,10 @@ class _Writes(ast.NodeVisitor):
         elif owner in ("os", "shutil") and name in ("replace", "rename", "move", "copy", "copy2"):
             self.found.append((node.lineno, f"{owner}.{name}"))
         elif name == "open" and owner in ("", "io", "builtins"):
-            mode = node.args[1] if len(node.args) > 1 else next(
-                (k.value for k in node.keywords if k.arg == "mode"), None
+            mode = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((k.value for k in node.keywords if k.arg == "mode"), None)
             )
             if isinstance(mode, ast.Constant) and any(c in str(mode.value) for c in "wax+"):
                 target = ast.unparse(node.args[0]) if node.args else ""

@@ -400,8 +400,15 @@ def test_a_tiny_demand_keeps_its_peak_in_the_plan():
         {
             "catalog": "bundled",
             "workloads": [
-                {"name": "svc", "kind": "inference", "model": "llama-3.1-8b", "requests_per_s": 2e-7,
-                 "input_tokens": 1200, "output_tokens": 250, "allow_api": False},
+                {
+                    "name": "svc",
+                    "kind": "inference",
+                    "model": "llama-3.1-8b",
+                    "requests_per_s": 2e-7,
+                    "input_tokens": 1200,
+                    "output_tokens": 250,
+                    "allow_api": False,
+                },
             ],
         }
     )

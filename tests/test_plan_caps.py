@@ -63,8 +63,9 @@ def test_spend_cap_is_met_by_dilution_and_the_capacity_cap_is_not() -> None:
     assert capped["status"] == "infeasible"
     assert capped["infeasible"]["family"] == "lock-in"
     assert capped["infeasible"]["subject"] == "w"
-    assert "only 1 provider(s) can hold a share that small, at most 60% of its peak" in (
-        capped["infeasible"]["message"]
+    assert (
+        "only 1 provider(s) can hold a share that small, at most 60% of its peak"
+        in (capped["infeasible"]["message"])
     )
 
 
@@ -121,8 +122,9 @@ def test_a_cap_no_whole_replica_fits_is_infeasible_without_a_solve() -> None:
     result = solve(spec)
     assert result["status"] == "infeasible"
     assert (result["infeasible"]["family"], result["infeasible"]["subject"]) == ("lock-in", "w")
-    assert "only 1 provider(s) can hold a share that small, at most 50% of its peak" in (
-        result["infeasible"]["message"]
+    assert (
+        "only 1 provider(s) can hold a share that small, at most 50% of its peak"
+        in (result["infeasible"]["message"])
     )
 
 

@@ -95,7 +95,6 @@ def _se(diff: np.ndarray, prob: np.ndarray, named: bool) -> float:
     return float(np.std(diff, ddof=1) / np.sqrt(len(diff)))
 
 
-
 def deal_cvar(spec: Spec) -> tuple[float, float]:
     """The mean-CVaR objective's (alpha, weight): ``risk.cvar_*`` where the spec sets them
     (the issue's spelling), else ``uncertainty.cvar_*``."""
@@ -104,6 +103,7 @@ def deal_cvar(spec: Spec) -> tuple[float, float]:
     alpha = risk.cvar_alpha if risk.cvar_alpha is not None else unc.cvar_alpha
     weight = risk.cvar_weight if risk.cvar_weight is not None else unc.cvar_weight
     return alpha, weight
+
 
 def analyse(
     spec: Spec,
