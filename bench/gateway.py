@@ -17,7 +17,11 @@ measures: polyfleet's requests/s as a share of the aiohttp pass-through's (and o
 uvicorn one's) and as a multiple of LiteLLM's, and its p50/p99 over the pass-through's and
 over direct's.
 
-    .venv/bin/python bench/gateway.py [--duration 5] [--bench-venv ~/.cache/polyfleet-bench/venv]
+    .venv/bin/python bench/gateway.py [--duration 5] [--rounds 3] [--bench-venv ~/.cache/polyfleet-bench/venv]
+
+With ``--rounds N`` every cell runs N times (the targets' order turning each round) and
+the tables show each figure's median over the rounds, then polyfleet against the
+pass-through round by round.
 
 LiteLLM and aiohttp live in a separate venv (created on first use), never in .venv;
 without ``litellm`` among ``--targets`` the pass-through runs on .venv's aiohttp and no
@@ -33,6 +37,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,6 +262,9 @@ def main() -> None:
     parser.add_argument(
         "--targets", nargs="+", default=["direct", "aiohttp", "uvicorn", "polyfleet", "litellm"]
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run every cell this many times; print medians (LiteLLM: once)"
+    )
     args = parser.parse_args()
     venv = bench_venv(args.bench_venv) if "litellm" in args.targets else Path(sys.executable).parent.parent
     work = Path(tempfile.mkdtemp(prefix="polyfleet-bench-"))
@@ -335,22 +343,41 @@ def main() -> None:
             )
             wait_ready(f"http://127.0.0.1:{port}/health/liveliness", proc, timeout=180)
             targets["litellm"] = (f"http://127.0.0.1:{port}/v1/chat/completions", proc, MASTER_KEY)
+        runs: dict[tuple[str, str, int], list[dict[str, float]]] = {}
+        names = list(targets)
+        for round_no in range(args.rounds):
+            # each round runs every cell; the targets' order turns by one each round, so a
+            # stall of the shared machine or a warm cache never lands on the same target
+            order = names[round_no % len(names) :] + names[: round_no % len(names)]
+            for stream in (False, True):
+                mode = "stream" if stream else "json"
+                for conc in args.concurrency:
+                    for name in order:
+                        if name == "litellm" and round_no > 0:
+                            continue  # 50-100x slower: one round says as much
+                        url, proc, key = targets[name]
+                        run_wrk(url, conc, 1.0, stream, key)  # warm-up: connections, caches
+                        before = cpu_seconds(proc.pid)
+                        result = run_wrk(url, conc, args.duration, stream, key)
+                        cpu = cpu_seconds(proc.pid) - before
+                        result["cpu_ms"] = 1000 * cpu / max(result["requests"], 1)
+                        runs.setdefault((name, mode, conc), []).append(result)
+                        print(
+                            f"  round {round_no + 1} {name:9} {mode:6} c={conc:<3} "
+                            f"{result['rps']:9.0f} req/s",
+                            file=sys.stderr,
+                        )
         rows = []
         for stream in (False, True):
+            mode = "stream" if stream else "json"
             for conc in args.concurrency:
                 base = None
-                for name, (url, proc, key) in targets.items():
-                    run_wrk(url, conc, 1.0, stream, key)  # warm-up: connections, caches
-                    before = cpu_seconds(proc.pid)
-                    result = run_wrk(url, conc, args.duration, stream, key)
-                    cpu = cpu_seconds(proc.pid) - before
-                    result["cpu_ms"] = 1000 * cpu / max(result["requests"], 1)
+                for name in names:
+                    result = median_of(runs[(name, mode, conc)])
                     base = base or result
-                    rows.append((name, "stream" if stream else "json", conc, result, base))
-                    print(
-                        f"  {name:9} {rows[-1][1]:6} c={conc:<3} {result['rps']:9.0f} req/s",
-                        file=sys.stderr,
-                    )
+                    rows.append((name, mode, conc, result, base))
+        if args.rounds > 1:
+            per_round(runs)
     print("\n| target | mode | conc | req/s | added p50 ms | added p99 ms | CPU ms/req | errors |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name, mode, conc, r, base in rows:
@@ -361,6 +388,32 @@ def main() -> None:
             f"| {r['cpu_ms']:.3f} | {r['errors']} |"
         )
     summarize(rows)
+
+
+def median_of(results: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over the rounds of one cell (errors: their sum)."""
+    keys = ("rps", "p50", "p99", "cpu_ms", "requests")
+    out = {k: statistics.median(r[k] for r in results) for k in keys}
+    out["errors"] = sum(r["errors"] for r in results)
+    return out
+
+
+def per_round(runs: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
+    """polyfleet against the aiohttp pass-through round by round: how much a single round can swing."""
+    print(
+        "\n| mode | conc | round | polyfleet / pass-through req/s "
+        "| added p50 / p99 ms over the pass-through |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for (name, mode, conc), pf_runs in runs.items():
+        pt_runs = runs.get(("aiohttp", mode, conc))
+        if name != "polyfleet" or pt_runs is None:
+            continue
+        for i, (pf, pt) in enumerate(zip(pf_runs, pt_runs, strict=True)):
+            print(
+                f"| {mode} | {conc} | {i + 1} | {pf['rps'] / pt['rps']:.0%} "
+                f"| {pf['p50'] - pt['p50']:.2f} / {pf['p99'] - pt['p99']:.2f} |"
+            )
 
 
 def summarize(rows: list) -> None:
