@@ -17,6 +17,7 @@ import os
 import re
 import select
 import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,23 @@ def _json_error(text: str, file: str) -> SpecError | None:
     except RecursionError:
         return None
     return None
+
+
+def loads_json(text: str, file: str, line: int | None = None) -> Any:
+    """``json.loads(text)``; nesting too deep for its parser is a one-line ``SpecError``.
+
+    The C parser recurses per level and raises ``RecursionError`` (a traceback) at about
+    the interpreter's recursion limit; a ``JSONDecodeError`` is left to the caller, whose
+    message says what the file should have been.
+    """
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise SpecError(
+            f"nested too deeply for JSON (at most about {sys.getrecursionlimit():,} levels)",
+            file=file,
+            line=line,
+        ) from None
 
 
 def dotted(path: tuple[Any, ...]) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from polyfleet.catalog.models import ModelCard
 from polyfleet.errors import SpecError
-from polyfleet.yamlio import read_input
+from polyfleet.yamlio import loads_json, read_input
 
 #: model_type -> why polyfleet cannot size its KV cache
 UNSUPPORTED = {
@@ -171,7 +171,7 @@ def _count_params(
 def read_config(path: Path) -> dict[str, Any]:
     """A config.json as a dict; bad input is a SpecError naming the file."""
     try:
-        data = json.loads(read_input(path, "config").decode("utf-8"))
+        data = loads_json(read_input(path, "config").decode("utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read config: {exc}", file=str(path)) from exc
     except json.JSONDecodeError as exc:

@@ -24,7 +24,7 @@ from polyfleet.catalog.models import ApiOffer
 from polyfleet.catalog.refresh import keep_curated
 from polyfleet.catalog.skypilot import slug
 from polyfleet.errors import SpecError
-from polyfleet.yamlio import read_input
+from polyfleet.yamlio import loads_json, read_input
 
 #: genai-prices provider id -> polyfleet provider (``google`` serves Gemini; Claude there is Vertex)
 GENAI_PROVIDERS = {
@@ -302,7 +302,7 @@ def onto_bundled_ids(imported: Mapping[str, ApiOffer], bundled: Iterable[ApiOffe
 
 def _load_json(path: Path) -> Any:
     try:
-        return json.loads(read_input(path, "price file").decode("utf-8"))
+        return loads_json(read_input(path, "price file").decode("utf-8"), str(path))
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read price file: {exc}", file=str(path)) from exc
     except json.JSONDecodeError as exc:

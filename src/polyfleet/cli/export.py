@@ -12,7 +12,7 @@ from polyfleet.cli._app import main
 from polyfleet.cli._common import OutputPath, _emit, _handles_errors, plan_shape_errors
 from polyfleet.errors import SpecError
 from polyfleet.spec import load_spec
-from polyfleet.yamlio import read_input
+from polyfleet.yamlio import loads_json, read_input
 
 
 @main.group("export")
@@ -37,7 +37,7 @@ def export_skypilot_cmd(plan_path: Path, workload: str, out: Path | None, spec_p
     from polyfleet.report.skypilot_task import skypilot_task_yaml
 
     try:
-        data = json.loads(read_input(plan_path, "plan").decode("utf-8"))
+        data = loads_json(read_input(plan_path, "plan").decode("utf-8"), str(plan_path))
     except OSError as exc:
         raise SpecError(f"cannot read plan: {exc.strerror}", file=str(plan_path)) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -32,6 +32,7 @@ from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.perf.defaults import (
     MAX_TENSOR_PARALLEL,
 )
+from polyfleet.yamlio import loads_json, read_input
 
 REQUIRED_COLUMNS = (
     "model",
@@ -114,12 +115,10 @@ def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measur
     """Measurements from a CSV; any bad row raises one-line ``SpecError`` (file, line, column)."""
     catalog = catalog or load_bundled()
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
+    try:  # read_input: a pipe or device (/dev/zero) is refused, not a hang or a MemoryError
+        text = read_input(path, "measurements").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise SpecError(f"cannot read measurements: not UTF-8 text (byte {exc.start})", file=file) from exc
-    except OSError as exc:
-        raise SpecError(f"cannot read measurements: {exc.strerror}", file=file) from exc
     if Path(path).suffix.lower() == ".jsonl":
         return _read_jsonl(text, catalog, file)
     reader = csv.DictReader(text.splitlines())
@@ -140,7 +139,7 @@ def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measur
         for rec in reader:
             out.append(_measurement(rec, catalog, file, reader.line_num))
     except csv.Error as exc:
-        raise SpecError(f"malformed CSV: {exc}", file=file, line=reader.line_num) from exc
+        raise SpecError(f"malformed CSV: {exc}", file=file, line=reader.line_num + 1) from exc
     if not out:
         raise SpecError("no measurements: the CSV has a header but no rows", file=file, line=1)
     return out
@@ -157,7 +156,7 @@ def _read_jsonl(text: str, catalog: Catalog, file: str) -> list[Measurement]:
         if not raw.strip():
             continue
         try:
-            rec = json.loads(raw)
+            rec = loads_json(raw, file, number)
         except json.JSONDecodeError as exc:
             raise SpecError(f"not a JSON object: {exc.msg}", file=file, line=number) from exc
         if not isinstance(rec, dict):

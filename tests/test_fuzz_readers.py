@@ -1,0 +1,65 @@
+"""Input readers the session-8 mutation fuzz broke: each a one-line error naming the file, exit 2.
+
+Every case runs in-process in milliseconds (no plan is solved).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from polyfleet.cli import main
+
+
+def _invoke(args: list[str]) -> tuple[int, str]:
+    """Exit code and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stderr
+
+
+@pytest.fixture
+def small_reads(monkeypatch):
+    """Inputs capped at 1 MiB and a 0.05 s wait for a pipe: the same rules, in milliseconds."""
+    import polyfleet.yamlio as yamlio
+
+    monkeypatch.setattr(yamlio, "MAX_BYTES", 2**20)
+    monkeypatch.setattr(yamlio, "READ_WAIT_S", 0.05)
+
+
+@pytest.mark.parametrize(
+    ("name", "args", "line"),
+    [
+        ("plan.json", ["export", "skypilot", "{src}", "--workload", "ft"], ""),
+        ("m.jsonl", ["perf", "calibrate", "{src}", "--out", "{dir}/cal.yaml"], ":1"),
+        ("config.json", ["catalog", "import-hf-config", "{src}"], ""),
+        ("data.json", ["catalog", "import-prices", "--genai", "{src}"], ""),
+        ("prices.json", ["catalog", "import-prices", "--litellm", "{src}"], ""),
+    ],
+)
+def test_json_nested_past_the_parser_is_one_line(tmp_path, name, args, line):
+    """Was a RecursionError traceback from json.loads (a 100,000-deep array)."""
+    src = tmp_path / name
+    src.write_text("[" * 100_000 + "\n")
+    code, err = _invoke([a.format(src=src, dir=tmp_path) for a in args])
+    assert code == 2
+    assert err.startswith(f"polyfleet: {src}{line}: nested too deeply for JSON (at most about ")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "cal.yaml").exists()
+
+
+@pytest.mark.parametrize("source", ["/dev/zero", "fifo"])
+def test_perf_calibrate_refuses_an_endless_device_or_a_silent_pipe(tmp_path, small_reads, source):
+    """Was a hang (a named pipe nobody writes to) or a MemoryError (/dev/zero)."""
+    if source == "fifo":
+        source = str(tmp_path / "fifo.csv")
+        os.mkfifo(source)
+    code, err = _invoke(["perf", "calibrate", source, "--out", tmp_path / "cal.yaml"])
+    assert code == 2
+    why = "more than 1 MiB (an endless device?)" if source == "/dev/zero" else "no data for 0.05 s"
+    assert err.startswith(f"polyfleet: {source}: cannot read measurements: {why}") and err.count("\n") == 1
