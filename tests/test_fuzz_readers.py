@@ -63,3 +63,32 @@ def test_perf_calibrate_refuses_an_endless_device_or_a_silent_pipe(tmp_path, sma
     assert code == 2
     why = "more than 1 MiB (an endless device?)" if source == "/dev/zero" else "no data for 0.05 s"
     assert err.startswith(f"polyfleet: {source}: cannot read measurements: {why}") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("extra-offers.csv", ["catalog", "cheapest", "H100:8", "--catalog", "{src}"]),
+        ("m.csv", ["perf", "calibrate", "{src}", "--out", "{dir}/cal.yaml"]),
+    ],
+)
+def test_a_csv_cell_past_the_field_limit_names_its_line(tmp_path, name, args):
+    """A catalog CSV cell over csv's 131,072 characters was a csv.Error traceback (plan with
+    the file in catalog:, catalog cheapest --catalog); perf calibrate named line 1, not 2."""
+    src = tmp_path / name
+    header = "model,weight_dtype,accelerator,tensor_parallel,input_tokens,output_tokens"
+    src.write_text(f"{header},output_tokens_per_s_whole_tp_group\n" + "x" * 200_000 + "\n")
+    code, err = _invoke([a.format(src=src, dir=tmp_path) for a in args])
+    assert (code, err) == (2, f"polyfleet: {src}:2: malformed CSV: field larger than field limit (131072)\n")
+
+
+def test_a_spec_catalog_csv_past_the_field_limit_is_one_line(tmp_path):
+    (tmp_path / "extra-offers.csv").write_text("id,provider\n" + "x" * 200_000 + "\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "catalog: [extra-offers.csv]\n"
+        "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
+    )
+    code, err = _invoke(["plan", spec])
+    assert code == 2 and err.count("\n") == 1
+    assert "extra-offers.csv:2: malformed CSV: field larger than field limit" in err

@@ -66,17 +66,25 @@ class Catalog:
         return {a.model for a in self.api_offers.values()}
 
 
-def _csv_rows(text: str) -> list[dict[str, Any]]:
-    """CSV text to dicts: empty cells dropped (None), true/false to bool."""
+def _csv_rows(text: str, source: str = "catalog CSV") -> list[dict[str, Any]]:
+    """CSV text to dicts: empty cells dropped (None), true/false to bool.
+
+    A row the csv module refuses (a cell past its 131,072-character field limit) is a
+    one-line ``SpecError`` naming ``source`` and the line, not a ``csv.Error`` traceback.
+    """
     rows = []
-    for raw in csv.DictReader(text.splitlines()):
-        row: dict[str, Any] = {}
-        for key, value in raw.items():
-            if key is None or value is None or value == "":
-                continue
-            low = value.strip().lower()
-            row[key] = {"true": True, "false": False}.get(low, value)
-        rows.append(row)
+    reader = csv.DictReader(text.splitlines())
+    try:
+        for raw in reader:
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if key is None or value is None or value == "":
+                    continue
+                low = value.strip().lower()
+                row[key] = {"true": True, "false": False}.get(low, value)
+            rows.append(row)
+    except csv.Error as exc:
+        raise SpecError(f"malformed CSV: {exc}", file=source, line=reader.line_num + 1) from None
     return rows
 
 
@@ -144,7 +152,8 @@ def load_catalog_file(path: Path) -> Catalog:
                 file=str(path),
             )
         model, key = SECTIONS[section]
-        return Catalog(**{section: _keyed(_records(model, _csv_rows(text), str(path), _csv_line), key)})
+        rows = _csv_rows(text, str(path))
+        return Catalog(**{section: _keyed(_records(model, rows, str(path), _csv_line), key)})
     data, lines = read_yaml(path, "catalog file")
     data = data or {}
     if not isinstance(data, dict):

@@ -156,4 +156,4 @@ def read_rows(path: Path, model: type[BaseModel], key: str) -> dict[str, BaseMod
     from polyfleet.catalog.io import _csv_line, _csv_rows, _records
 
     text = path.read_text(encoding="utf-8")
-    return {getattr(r, key): r for r in _records(model, _csv_rows(text), str(path), _csv_line)}
+    return {getattr(r, key): r for r in _records(model, _csv_rows(text, str(path)), str(path), _csv_line)}
