@@ -92,3 +92,27 @@ def test_a_spec_catalog_csv_past_the_field_limit_is_one_line(tmp_path):
     code, err = _invoke(["plan", spec])
     assert code == 2 and err.count("\n") == 1
     assert "extra-offers.csv:2: malformed CSV: field larger than field limit" in err
+
+
+@pytest.mark.parametrize(
+    ("rows", "says"),
+    [
+        ("5", ":1: offers: expected a list of rows, one mapping each, got 5"),
+        ("true", ":1: offers: expected a list of rows, one mapping each, got True"),
+        ("abc", ":1: offers: expected a list of rows, one mapping each, got 'abc'"),
+        ("[7]", ":1: offers[0]: Input should be a valid dictionary"),
+        ("\n  - {id: x}", ":2: offers[0].provider: Field required"),
+    ],
+)
+def test_a_yaml_catalog_section_that_is_not_a_list_of_rows(tmp_path, rows, says):
+    """``offers: 5`` was a TypeError traceback ('int' object is not iterable); ``offers: abc``
+    was read letter by letter; a bad row named no row."""
+    (tmp_path / "extra.yaml").write_text(f"offers: {rows}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "catalog: [bundled, extra.yaml]\n"
+        "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
+    )
+    code, err = _invoke(["plan", spec])
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"polyfleet: {tmp_path / 'extra.yaml'}{says}"), err

@@ -89,9 +89,16 @@ def _csv_rows(text: str, source: str = "catalog CSV") -> list[dict[str, Any]]:
 
 
 def _records(
-    model: type[R], rows: Iterable[dict[str, Any]], source: str, lines: Callable[[int], int | None]
+    model: type[R],
+    rows: Iterable[dict[str, Any]],
+    source: str,
+    lines: Callable[[int], int | None],
+    section: str | None = None,
 ) -> list[R]:
-    """Validate rows; the first bad one becomes a SpecError at ``lines(row index)``."""
+    """Validate rows; the first bad one becomes a SpecError at ``lines(row index)``.
+
+    With ``section`` (a YAML catalog file) the path names the row too: ``offers[0].id``.
+    """
     out = []
     for index, row in enumerate(rows):
         try:
@@ -99,7 +106,9 @@ def _records(
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            raise SpecError(first["msg"], file=source, line=lines(index), path=loc) from exc
+            if section is not None:
+                loc = f"{section}[{index}]" + (f".{loc}" if loc else "")
+            raise SpecError(first["msg"], file=source, line=lines(index), path=loc or None) from exc
     return out
 
 
@@ -166,6 +175,13 @@ def load_catalog_file(path: Path) -> Catalog:
     parts = {}
     for section, rows in data.items():
         model, key = SECTIONS[section]
+        if rows is not None and not isinstance(rows, list):  # 5 or true: not iterable; abc: its letters
+            raise SpecError(
+                f"expected a list of rows, one mapping each, got {rows!r:.40}",
+                file=str(path),
+                line=lines.get((section,)),
+                path=section,
+            )
         rows_lines = partial(_yaml_line, lines, section)
-        parts[section] = _keyed(_records(model, rows or [], str(path), rows_lines), key)
+        parts[section] = _keyed(_records(model, rows or [], str(path), rows_lines, section), key)
     return Catalog(**parts)
