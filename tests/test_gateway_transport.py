@@ -179,3 +179,35 @@ def test_a_head_probe_gets_its_status_and_no_answer_is_none():
         assert await transport.probe("GET", "http://127.0.0.1:9/models", {}, 0.5) is None  # refused
 
     _run(script, test)
+
+
+def test_a_reused_connection_the_upstream_closed_is_retried_once_on_a_fresh_one():
+    """An upstream that closes a kept-alive connection as the next request arrives on it (its
+    idle timeout crossing our reuse) costs a new connection, not a failed attempt; a fresh
+    connection that closes, or one that closes after part of an answer, is still an error."""
+    answer = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}"
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _head(reader)
+        if b"/fresh-close" in head:
+            writer.transport.abort()  # closes a new connection without a byte
+            return
+        writer.write(answer)  # no connection: close, so the client keeps it
+        await writer.drain()
+        head = await _head(reader)  # the next request on it: closed unanswered
+        if b"/half" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-le")
+            await writer.drain()
+        writer.transport.abort()
+
+    async def test(transport: Transport, url: str) -> None:
+        for _ in range(3):  # each reuse meets a closing connection and goes on a fresh one
+            response = await transport.post(url + "/v1/chat", b"{}", {})
+            assert (response.status, await response.read()) == (200, b"{}")
+        with pytest.raises(UpstreamUnavailable, match="broke off"):  # part of an answer came
+            await transport.post(url + "/half", b"{}", {})
+        await (await transport.post(url + "/v1/chat", b"{}", {})).read()
+        with pytest.raises(UpstreamUnavailable, match="broke off"):
+            await transport.post(url + "/fresh-close", b"{}", {})  # reused, retried, fresh: fails
+
+    assert _run(script, test) == 5  # 1 + a fresh one per reuse met closing (2, the last) + after /half

@@ -14,9 +14,14 @@ Timeouts (``Timeouts``): ``connect_s`` for DNS and the TCP (and TLS) handshake;
 ``inter_chunk_s`` (``UpstreamResponse.first_chunk``) between a stream's chunks;
 ``total_s`` for the whole exchange, body included.  A connection is reused only after an
 answer read to its end that lets it live (``keep-alive``); one given up mid-answer is
-aborted, so the upstream sees its client leave.  We ask for ``accept-encoding: identity``:
-bytes are passed on as received, never decoded.  Every failure before a complete answer
-is an ``UpstreamError`` subclass, so the failover loop catches one class.
+aborted, so the upstream sees its client leave.  An idle connection is kept at most
+``_KEEPALIVE_S`` (under the 5 s idle timeout of uvicorn, Node and Apache), and a request on
+a reused connection that the upstream closed before any byte of an answer came (it
+closed the idle connection as we sent) is sent once more on a fresh connection, as Go's
+``net/http`` and urllib3 do for an idle connection the server closed.  We ask for
+``accept-encoding: identity``: bytes are passed on as received, never decoded.  Every
+failure before a complete answer is an ``UpstreamError`` subclass, so the failover loop
+catches one class.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ from polyfleet.gateway.errors import UpstreamError, UpstreamTimeout, UpstreamUna
 
 _MAX_HEAD_BYTES = 65536  # an upstream's status line and headers (aiohttp's limit is 8190 a line)
 _PAUSE_BYTES = 262144  # stop reading a stream the client is slow to take past this much buffered
-_KEEPALIVE_S = 60.0  # an idle pooled connection older than this is closed, not reused
+# an idle pooled connection older than this is closed, not reused: under the 5 s idle timeout of
+# uvicorn (vLLM, SGLang), Node and Apache, so we rarely send on a connection the upstream is closing
+_KEEPALIVE_S = 4.0
 _MAX_IDLE = 256  # idle connections kept per upstream host
 
 
@@ -79,6 +86,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.head_only = False  # the answer to a HEAD: it ends with its headers
         self.keep_alive = False  # the answer lets the connection live
+        self.reused = False  # it served an answer before this request
+        self.received = False  # a byte of the current answer arrived
 
     # --- asyncio.Protocol ----------------------------------------------------------------
 
@@ -86,6 +95,7 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.received = True
         if self.complete or self.error is not None:  # bytes after the answer: not HTTP we asked for
             self._broken(UpstreamUnavailable("upstream sent bytes after its answer"))
             return
@@ -185,7 +195,7 @@ class _Connection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.status = self.head_bytes = self.header_bytes = 0
         self.headers = {}
-        self.head_done = self.complete = self.keep_alive = False
+        self.head_done = self.complete = self.keep_alive = self.received = False
         self.head_only = head_only
         self.idle_since = 0.0
 
@@ -198,8 +208,11 @@ class _Pool:
         self.ssl_context = ssl_context
         self.closed = False
 
-    async def connect(self, key: tuple[str, int, bool], timeout_s: float | None) -> _Connection:
-        idle = self.idle.get(key)
+    async def connect(
+        self, key: tuple[str, int, bool], timeout_s: float | None, fresh: bool = False
+    ) -> _Connection:
+        """An idle connection to ``key`` (the newest), or a new one (always with ``fresh``)."""
+        idle = None if fresh else self.idle.get(key)
         now = time.monotonic()
         while idle:
             conn = idle.pop()
@@ -237,6 +250,7 @@ class _Pool:
             oldest.idle_since = 0.0
             oldest.abort()
         conn.idle_since = time.monotonic()
+        conn.reused = True
         idle.append(conn)
 
     def forget(self, conn: _Connection) -> None:
@@ -425,15 +439,31 @@ class Transport:
             lines.append(f"content-length: {len(body)}\r\n")
         lines.append("accept-encoding: identity\r\n\r\n")
         head = "".join(lines).encode("latin-1")
+        data = head + body if body else head
         connect_s = limits.connect_s
         if limits.total_s is not None and (connect_s is None or limits.total_s < connect_s):
             connect_s = limits.total_s
         conn = await self._pool.connect(target.key, connect_s)
+        try:
+            return await self._exchange(conn, data, method, limits, deadline)
+        except UpstreamUnavailable:
+            if not conn.reused or conn.received:
+                raise
+        # the upstream closed a kept-alive connection as we reused it, before a byte of an
+        # answer: it most likely closed it idle and never read the request (see the module doc)
+        conn = await self._pool.connect(target.key, connect_s, fresh=True)
+        return await self._exchange(conn, data, method, limits, deadline)
+
+    async def _exchange(
+        self, conn: _Connection, data: bytes, method: str, limits: Timeouts, deadline: float | None
+    ) -> UpstreamResponse:
+        """Write the request on ``conn`` and wait for the answer's head."""
+        assert self._pool is not None
         conn.start(head_only=method == "HEAD")
         response = UpstreamResponse(conn, self._pool, limits.first_byte_s, deadline)
         try:
             assert conn.transport is not None
-            conn.transport.write(head + body if body else head)
+            conn.transport.write(data)
             while not conn.head_done:
                 if conn.error is not None:
                     raise conn.error

@@ -1,0 +1,131 @@
+"""Upstreams that bend HTTP and the protocols, written byte by byte (``gateway_raw.py``), against
+one gateway with the official SDKs: connections closed as they are reused, compressed or
+HTTP/1.0 answers, interim 100s and trailers, 2xx answers that are not the protocol, streams
+whose upstream lingers after their end, and what the SDKs read of the gateway's own answers.
+
+Each section adds a raw upstream (``SECTIONS``: its script and the models routed to it);
+one gateway serves them all for the module (a start costs about a second), so each test
+reads the ledger rows of its own models, as the writer flushes them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway_procs import Gateway
+from gateway_raw import RawRequest, RawUpstream, http
+
+MESSAGES = [{"role": "user", "content": "say hello"}]
+JSON = "content-type: application/json"
+SSE = "content-type: text/event-stream"
+
+Answer = Callable[[RawRequest], Any]
+# section name -> (its upstream's script, the models routed to it given the upstream's URL)
+SECTIONS: dict[str, tuple[Answer, Callable[[str], list[dict[str, Any]]]]] = {}
+
+
+def chat(text: str = "hello there") -> bytes:
+    """A chat completion body."""
+    message = {"role": "assistant", "content": text}
+    body = {
+        "id": "c1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "m",
+        "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5},
+    }
+    return orjson.dumps(body)
+
+
+def chunks(*texts: str, done: bool = True) -> bytes:
+    """A chat completion stream: a chunk per text, the finish, usage, ``[DONE]``."""
+
+    def event(choices: list, usage: dict | None = None) -> bytes:
+        data = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": "m", "choices": choices}
+        return b"data: " + orjson.dumps({**data, "usage": usage}) + b"\n\n"
+
+    out = [event([{"index": 0, "delta": {"content": t}, "finish_reason": None}]) for t in texts]
+    out.append(event([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    usage = {"prompt_tokens": 3, "completion_tokens": len(texts), "total_tokens": 3 + len(texts)}
+    out.append(event([], usage))
+    return b"".join(out) + (b"data: [DONE]\n\n" if done else b"")
+
+
+def streams(request: RawRequest) -> bool:
+    """Whether the request asks for a stream."""
+    return b'"stream":true' in request.body.replace(b" ", b"")
+
+
+def model(name: str, url: str, **fields: Any) -> dict[str, Any]:
+    """A model with one backend of the same name at ``url``."""
+    return {"name": name, "backends": [{"name": name, "url": url, **fields}]}
+
+
+@pytest.fixture(scope="module", name="raw")
+def raw_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, dict[str, RawUpstream]]]:
+    """Every section's upstream, and one gateway routing every section's models to them."""
+    upstreams = {name: RawUpstream(answer) for name, (answer, _) in SECTIONS.items()}
+    models = [m for name, (_, routed) in SECTIONS.items() for m in routed(upstreams[name].url)]
+    gw = Gateway(tmp_path_factory.mktemp("raw"), {"models": models, "probe": {"interval_s": 3}})
+    try:
+        gw.wait_ready("/healthz")
+        yield gw, upstreams
+    finally:
+        gw.close()
+        for upstream in upstreams.values():
+            upstream.close()
+
+
+def ledger(gw: Gateway, model: str, count: int, fields: str = "status, partial") -> list[tuple]:
+    """``fields`` of the model's ledger rows, once ``count`` are written (5 s at most)."""
+    deadline = time.monotonic() + 5
+    rows: list[tuple] = []
+    while time.monotonic() < deadline:
+        with contextlib.suppress(sqlite3.OperationalError):  # no table before the first flush
+            sql = f"SELECT {fields} FROM requests WHERE model = ? ORDER BY ts"
+            with contextlib.closing(sqlite3.connect(Path(gw.ledger))) as conn:
+                rows = conn.execute(sql, (model,)).fetchall()
+        if len(rows) >= count:
+            break
+        time.sleep(0.05)
+    return rows
+
+
+def streamed(gw: Gateway, model: str) -> str:
+    """The text of a chat completion stream, read with the OpenAI docs' loop."""
+    stream = gw.openai().chat.completions.create(model=model, messages=MESSAGES, stream=True)
+    return "".join(c.choices[0].delta.content or "" for c in stream)
+
+
+# --- kept-alive connections the upstream closes as they are reused -----------------------------
+
+
+def _closes_reused(request: RawRequest) -> bytes | None:
+    if request.index > 0:
+        return None  # closed as the next request arrived on the kept-alive connection
+    return http(200, chat(), JSON)  # and no "connection: close" to warn the client
+
+
+SECTIONS["reuse"] = (_closes_reused, lambda url: [model("reuse", url + "/v1")])
+
+
+def test_an_upstream_closing_kept_alive_connections_as_they_are_reused_costs_no_attempt(raw):
+    """Its idle timeout crossing our reuse: the request goes on a fresh connection; before, each
+    such request failed on the healthy backend (a 502 with one backend, failovers with more)."""
+    gw, upstreams = raw
+    client = gw.openai()
+    for _ in range(4):
+        assert client.chat.completions.create(model="reuse", messages=MESSAGES).choices[0].message.content
+    seen = upstreams["reuse"].requests
+    assert len(seen) == 7 and len({r.connection for r in seen}) == 4  # a fresh one per reuse met closing
+    # each answered at the first attempt, on the one backend (before: 502s)
+    assert ledger(gw, "reuse", 4, "status, attempts") == [(200, 1)] * 4
