@@ -11,6 +11,7 @@ reads the ledger rows of its own models, as the writer flushes them.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -129,3 +130,38 @@ def test_an_upstream_closing_kept_alive_connections_as_they_are_reused_costs_no_
     assert len(seen) == 7 and len({r.connection for r in seen}) == 4  # a fresh one per reuse met closing
     # each answered at the first attempt, on the one backend (before: 502s)
     assert ledger(gw, "reuse", 4, "status, attempts") == [(200, 1)] * 4
+
+
+# --- compressed, HTTP/1.0, interim and trailer answers ------------------------------------------
+
+BENT = ("gzip", "http10", "interim", "trailer")
+
+
+def _bent(request: RawRequest) -> bytes:
+    kind = request.path.split("/")[1]
+    body, head = (chunks("a", "b"), SSE) if streams(request) else (chat("fine"), JSON)
+    if kind == "gzip":
+        return http(200, gzip.compress(body), head, "content-encoding: gzip")
+    if kind == "http10":
+        request.close = True
+        return b"HTTP/1.0 200 OK\r\n" + head.encode() + b"\r\n\r\n" + body
+    if kind == "interim":
+        return b"HTTP/1.1 100 Continue\r\n\r\n" + http(200, body, head)
+    chunked = b"%x\r\n%s\r\n0\r\nx-usage: 1\r\n\r\n" % (len(body), body)  # with a trailer
+    return http(200, chunked, head, "transfer-encoding: chunked")
+
+
+SECTIONS["bent"] = (_bent, lambda url: [model(kind, f"{url}/{kind}/v1") for kind in BENT])
+
+
+def test_compressed_http10_interim_and_trailer_answers_reach_the_sdks(raw):
+    """We ask for identity, but gzip came anyway: decoded (before: a 502, the body not JSON);
+    HTTP/1.0 bodies ended by the close, a 100 Continue before the answer, chunk trailers."""
+    gw, _ = raw
+    for kind in BENT:
+        for _ in range(2):  # the second on a reused connection where one is kept
+            reply = gw.openai().chat.completions.create(model=kind, messages=MESSAGES)
+            assert reply.choices[0].message.content == "fine", kind
+            assert streamed(gw, kind) == "ab", kind
+    translated = gw.anthropic().messages.create(model="gzip", max_tokens=5, messages=MESSAGES)
+    assert translated.content[0].text == "fine"

@@ -9,7 +9,9 @@ total timeouts, and a HEAD probe.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -211,3 +213,66 @@ def test_a_reused_connection_the_upstream_closed_is_retried_once_on_a_fresh_one(
             await transport.post(url + "/fresh-close", b"{}", {})  # reused, retried, fresh: fails
 
     assert _run(script, test) == 5  # 1 + a fresh one per reuse met closing (2, the last) + after /half
+
+
+def test_gzip_and_deflate_answers_are_decoded_and_other_encodings_refused():
+    """We ask for identity, but an upstream (or a proxy before it) may compress anyway: gzip and
+    deflate (zlib-wrapped or raw) are decoded, chunked or not; an encoding we cannot decode
+    is an error (the attempt fails over), never bytes passed on as if they were JSON."""
+    body = b'{"choices": [{"message": {"content": "' + b"tok " * 500 + b'"}}]}'
+    raw = zlib.compressobj(wbits=-15)
+    answers = {
+        b"/gzip": (b"gzip", gzip.compress(body)),
+        b"/zlib": (b"deflate", zlib.compress(body)),
+        b"/raw": (b"deflate", raw.compress(body) + raw.flush()),
+        b"/br": (b"br", b"\x0b\x02\x80hello"),
+        b"/bad": (b"gzip", b"not gzip at all"),
+    }
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await _head(reader)
+            path = head.split(b" ")[1]
+            coding, data = answers[path.rstrip(b"c")]
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: " + coding)
+            if path.endswith(b"c"):  # chunked, in two pieces
+                half = len(data) // 2
+                writer.write(b"\r\ntransfer-encoding: chunked\r\n\r\n")
+                for piece in (data[:half], data[half:]):
+                    writer.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                writer.write(b"0\r\n\r\n")
+            else:
+                writer.write(b"\r\ncontent-length: %d\r\n\r\n%s" % (len(data), data))
+            await writer.drain()
+
+    async def test(transport: Transport, url: str) -> None:
+        for path in ("/gzip", "/zlib", "/raw", "/gzipc", "/rawc"):
+            response = await transport.post(url + path, b"{}", {})
+            assert "content-encoding" not in response.headers
+            assert await response.read() == body, path
+        for path in ("/br", "/bad"):
+            with pytest.raises(UpstreamUnavailable, match="content-encoding"):
+                await (await transport.post(url + path, b"{}", {})).read()
+
+    _run(script, test)
+
+
+def test_an_interim_100_continue_and_chunk_trailers_are_read_past():
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            await _head(reader)
+            writer.write(
+                b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                b"transfer-encoding: chunked\r\ntrailer: x-usage\r\n\r\n"
+                b"e\r\ndata: [DONE]\n\n\r\n0\r\nx-usage: 5\r\n\r\n"
+            )
+            await writer.drain()
+
+    async def test(transport: Transport, url: str) -> None:
+        for _ in range(2):  # the second on the same connection: the first was read to its end
+            response = await transport.post(url, b"{}", {})
+            assert response.status == 200
+            assert await response.first_chunk(0.5) == b"data: [DONE]\n\n"
+            assert await response.next_chunk() == b""
+
+    assert _run(script, test) == 1

@@ -19,9 +19,9 @@ aborted, so the upstream sees its client leave.  An idle connection is kept at m
 a reused connection that the upstream closed before any byte of an answer came (it
 closed the idle connection as we sent) is sent once more on a fresh connection, as Go's
 ``net/http`` and urllib3 do for an idle connection the server closed.  We ask for
-``accept-encoding: identity``: bytes are passed on as received, never decoded.  Every
-failure before a complete answer is an ``UpstreamError`` subclass, so the failover loop
-catches one class.
+``accept-encoding: identity``; an answer in ``gzip`` or ``deflate`` anyway is decoded as it
+arrives, any other encoding is an error.  Every failure before a complete answer
+is an ``UpstreamError`` subclass, so the failover loop catches one class.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -43,6 +44,39 @@ _PAUSE_BYTES = 262144  # stop reading a stream the client is slow to take past t
 # uvicorn (vLLM, SGLang), Node and Apache, so we rarely send on a connection the upstream is closing
 _KEEPALIVE_S = 4.0
 _MAX_IDLE = 256  # idle connections kept per upstream host
+
+
+class _Inflate:
+    """Decodes a ``gzip`` or ``deflate`` body as it arrives (an upstream that ignored our
+    ``accept-encoding: identity``); ``deflate`` is zlib-wrapped or, as some servers send it, raw."""
+
+    __slots__ = ("_coding", "_obj", "_seen")
+
+    def __init__(self, coding: str):
+        self._coding = coding
+        self._obj = zlib.decompressobj(31 if coding != "deflate" else 15)
+        self._seen = b""  # deflate input before any output: replayed raw if the zlib header is wrong
+
+    def feed(self, data: bytes) -> bytes:
+        """The decoded bytes of ``data`` (raises ``zlib.error`` on what is not the encoding)."""
+        if self._coding == "deflate" and self._seen is not None:
+            self._seen += data
+            try:
+                out = self._obj.decompress(data)
+            except zlib.error:
+                self._obj, seen, self._seen = zlib.decompressobj(-15), self._seen, None
+                return self._obj.decompress(seen)
+            if out:
+                self._seen = None
+            return out
+        return self._obj.decompress(data)
+
+    def flush(self) -> bytes:
+        """What is left at the end of the body."""
+        return self._obj.flush()
+
+
+_DECODED = ("gzip", "x-gzip", "deflate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +120,7 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self.head_only = False  # the answer to a HEAD: it ends with its headers
         self.keep_alive = False  # the answer lets the connection live
+        self.inflate: _Inflate | None = None  # the answer's content-encoding, decoded
         self.reused = False  # it served an answer before this request
         self.received = False  # a byte of the current answer arrived
 
@@ -115,7 +150,7 @@ class _Connection(asyncio.Protocol):
             self.pool.forget(self)
         elif not self.complete and self.error is None:
             if exc is None and self.head_done and self._until_close():
-                self.complete = True  # a body delimited by the connection's close (no length, not chunked)
+                self._ended()  # a body delimited by the connection's close (no length, not chunked)
             else:
                 reason = type(exc).__name__ if exc is not None else "closed"
                 self.error = UpstreamUnavailable(f"upstream broke off its answer: connection {reason}")
@@ -142,6 +177,9 @@ class _Connection(asyncio.Protocol):
         if self.status < 200:  # 1xx: an interim answer; the real one follows
             self.headers = {}
             return
+        coding = self.headers.get("content-encoding")
+        if coding is not None and not self.head_only:
+            self._decode(coding.strip().lower())
         self.head_done = True
         # asked now: once the answer is complete the parser has moved on to the next one
         self.keep_alive = self.parser.should_keep_alive()
@@ -149,7 +187,27 @@ class _Connection(asyncio.Protocol):
             self.complete = True
         self._wake()
 
+    def _decode(self, coding: str) -> None:
+        """Decode a body in gzip or deflate (passed on decoded); refuse any other encoding."""
+        if coding in _DECODED:
+            self.inflate = _Inflate(coding)
+            del self.headers["content-encoding"]  # what the reader gets is decoded
+        elif coding != "identity":
+            self.error = UpstreamUnavailable(
+                f"upstream answered in content-encoding {coding!r}: the gateway asks for identity"
+                " and decodes only gzip and deflate"
+            )
+            raise httptools.HttpParserError(self.error)  # stops the parser
+
     def on_body(self, body: bytes) -> None:
+        if self.inflate is not None:
+            try:
+                body = self.inflate.feed(body)
+            except zlib.error as exc:
+                self.error = UpstreamUnavailable(f"upstream body is not the content-encoding it names: {exc}")
+                raise httptools.HttpParserError(self.error) from None
+            if not body:
+                return
         self.chunks.append(body)
         self.buffered += len(body)
         if self.buffered > _PAUSE_BYTES and not (self.paused or self.closed) and self.transport is not None:
@@ -159,8 +217,17 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         if self.head_done:
-            self.complete = True
+            self._ended()
             self._wake()
+
+    def _ended(self) -> None:
+        """The answer is complete (what a decoder still held is its last bytes)."""
+        if self.inflate is not None:
+            rest = self.inflate.flush()
+            if rest:
+                self.chunks.append(rest)
+                self.buffered += len(rest)
+        self.complete = True
 
     # --- for UpstreamResponse ------------------------------------------------------------
 
@@ -197,6 +264,7 @@ class _Connection(asyncio.Protocol):
         self.headers = {}
         self.head_done = self.complete = self.keep_alive = self.received = False
         self.head_only = head_only
+        self.inflate = None
         self.idle_since = 0.0
 
 
