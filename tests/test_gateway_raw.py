@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 
@@ -165,3 +166,46 @@ def test_compressed_http10_interim_and_trailer_answers_reach_the_sdks(raw):
             assert streamed(gw, kind) == "ab", kind
     translated = gw.anthropic().messages.create(model="gzip", max_tokens=5, messages=MESSAGES)
     assert translated.content[0].text == "fine"
+
+
+# --- 2xx answers that are not the protocol -----------------------------------------------------
+
+
+def _not_the_protocol(request: RawRequest) -> bytes:
+    if request.path.startswith("/ok/"):
+        return http(200, chunks("ok"), SSE) if streams(request) else http(200, chat("ok"), JSON)
+    if streams(request):
+        return http(200, b'data: {"error": {"message": "overloaded", "type": "server_error"}}\n\n', SSE)
+    if request.path.startswith("/error/"):
+        return http(200, b'{"error": {"message": "overloaded", "type": "server_error"}}', JSON)
+    return http(200, b'{"id": "c1", "object": "chat.completion"}', JSON)
+
+
+def _with_a_good_one(url: str) -> list[dict[str, Any]]:
+    def routed(bad: str) -> dict[str, Any]:
+        backends = [
+            {"name": bad, "url": f"{url}/{bad}/v1", "weight": 1},
+            {"name": f"{bad}-ok", "url": f"{url}/ok/v1", "weight": 0.001},
+        ]
+        return {"name": bad, "backends": backends}
+
+    return [routed("error"), routed("empty")]
+
+
+SECTIONS["protocol"] = (_not_the_protocol, _with_a_good_one)
+
+
+def test_2xx_answers_that_are_not_the_protocol_fail_over(raw):
+    """A 200 holding an error object, or an object without the endpoint's list (``choices``),
+    or a stream that opens with an error event is the upstream's failure: the next backend
+    answers (before, the SDK got the error object as a completion, or the error mid-stream)."""
+    gw, _ = raw
+    for name in ("error", "empty"):
+        reply = gw.openai().chat.completions.with_raw_response.create(model=name, messages=MESSAGES)
+        assert reply.headers["x-polyfleet-backend"] == f"{name}-ok"
+        assert reply.parse().choices[0].message.content == "ok"
+        assert streamed(gw, name) == "ok"
+    metrics = httpx.get(gw.url + "/metrics", timeout=5).text
+    assert (
+        'polyfleet_failovers_total{backend="error",model="error",reason="UpstreamMalformed"} 2.0' in metrics
+    )

@@ -239,19 +239,48 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 _SSE_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:", b"\n", b"\r")
 
+# what a 2xx answer of each endpoint must hold: the list the SDKs read
+_ANSWER_LIST = {
+    "/chat/completions": "choices",
+    "/completions": "choices",
+    "/embeddings": "data",
+    "/messages": "content",
+}
 
-def _check_protocol(response: UpstreamResponse, stream: bool, first: bytes) -> dict[str, Any] | None:
-    """A 2xx must be the protocol: a JSON object (returned, parsed), or for a stream an event stream."""
+
+def _first_event_is_error(first: bytes) -> bool:
+    """Whether a stream opens with an error event (``data: {"error": ...}``, or Anthropic's
+    ``event: error``) instead of its first answer event: parsed only when it says "error"."""
+    if b'"error"' not in first:
+        return False
+    for line in first.split(b"\n"):
+        line = line.strip()
+        if line.startswith(b"data:"):
+            event = _json_object(line[5:])
+            return event is not None and "error" in event and event.get("type", "error") == "error"
+    return False
+
+
+def _check_protocol(
+    response: UpstreamResponse, stream: bool, first: bytes, path: str
+) -> dict[str, Any] | None:
+    """A 2xx must be the protocol: the endpoint's JSON object (returned, parsed), or for a
+    stream an event stream that does not open with an error event."""
     if stream:
         kind = response.headers.get("content-type", "")
         if "text/event-stream" not in kind or not first.lstrip(b" ").startswith(_SSE_STARTS):
             raise UpstreamMalformed(
                 f"upstream answered 2xx with {kind or 'no content type'}, not an event stream"
             )
+        if _first_event_is_error(first):
+            raise UpstreamMalformed("upstream answered 2xx with a stream that opens with an error event")
         return None
     parsed = _json_object(first)
     if parsed is None:
         raise UpstreamMalformed("upstream answered 2xx with a body that is not a JSON object")
+    field = _ANSWER_LIST.get(path)
+    if field is not None and not isinstance(parsed.get(field), list):
+        raise UpstreamMalformed(f"upstream answered 2xx with a JSON object without its {field!r} list")
     return parsed
 
 
@@ -297,7 +326,7 @@ async def open_upstream(
             parsed = None
             if response.status < 300:
                 try:
-                    parsed = _check_protocol(response, stream, first)
+                    parsed = _check_protocol(response, stream, first, path)
                 except UpstreamMalformed:
                     response.close()
                     raise
