@@ -148,6 +148,15 @@ def idealised_perf(
                 bound="memory",
                 **tags,
             )
+    elif b_mem < 1:  # a request's mean live KV (output*(1+cv^2)/2 tokens) can outgrow its full context
+        holds = "no request" if p == 1 else f"fewer than the {p} requests its {p} stages need"
+        return _infeasible(
+            f"memory: the KV memory left after the weights holds {holds} ({kv_room / 1e9:.1f} GB; "
+            f"{roof.live_kv_bytes / 1e9:.1f} GB of mean live KV each)",
+            chips_per_replica=chips,
+            bound="memory",
+            **tags,
+        )
     elif tpot_ms is not None:
         target = tpot_ms / 1000
         if not roof.moe:

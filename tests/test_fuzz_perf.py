@@ -1,0 +1,31 @@
+"""``polyfleet perf`` flags the session-8 mutation fuzz broke (each in-process, well under a second)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from polyfleet.cli import main
+
+
+def _invoke(args: list[str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_a_request_whose_mean_live_kv_outgrows_the_room_is_infeasible_not_a_crash():
+    """--output-cv 5 makes a request's mean live KV output*(1+25)/2 = 13x its output: more than
+    its full context, which sized the layout.  The idealised batch came out 0 and the
+    requests per second divided by it (a ZeroDivisionError traceback)."""
+    args = ["perf", "--model", "mixtral-8x7b", "--accelerator", "nvidia-h100-sxm", "--tp", "8",
+            "--output-tokens", "1000000", "--output-cv", "5", "--format", "json"]  # fmt: skip
+    code, out, _ = _invoke(args)
+    assert code == 1
+    reason = json.loads(out)["reason"]
+    assert reason.startswith("memory: the KV memory left after the weights holds no request (")
