@@ -25,7 +25,8 @@ def test_a_request_whose_mean_live_kv_outgrows_the_room_is_infeasible_not_a_cras
     requests per second divided by it (a ZeroDivisionError traceback)."""
     args = ["perf", "--model", "mixtral-8x7b", "--accelerator", "nvidia-h100-sxm", "--tp", "8",
             "--output-tokens", "1000000", "--output-cv", "5", "--format", "json"]  # fmt: skip
-    code, out, _ = _invoke(args)
+    code, out, err = _invoke(args)
     assert code == 1
     reason = json.loads(out)["reason"]
     assert reason.startswith("memory: the KV memory left after the weights holds no request (")
+    assert err == f"polyfleet: mixtral-8x7b on nvidia-h100-sxm: {reason}\n"

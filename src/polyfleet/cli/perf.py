@@ -327,5 +327,6 @@ def perf_cmd(
             ["field", "value"],
         ),
     )
-    if not perf.feasible:
+    if not perf.feasible:  # the table says why too; stderr carries it for a script or a pipe
+        click.echo(f"polyfleet: {model_name} on {accelerator_id}: {perf.reason}", err=True)
         sys.exit(1)
