@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import orjson
 import pytest
 
@@ -209,3 +210,65 @@ def test_2xx_answers_that_are_not_the_protocol_fail_over(raw):
     assert (
         'polyfleet_failovers_total{backend="error",model="error",reason="UpstreamMalformed"} 2.0' in metrics
     )
+
+
+# --- streams whose upstream lingers after their end ---------------------------------------------
+
+
+def _lingers(request: RawRequest) -> list[bytes | float]:
+    if request.path.startswith("/says-done/"):  # a text "[DONE]", then the stream is cut
+        request.close = True
+        return [b"HTTP/1.1 200 OK\r\n" + SSE.encode() + b"\r\n\r\n" + chunks("[DONE]", done=False)]
+    body = _messages_stream("hi") if request.path.startswith("/anthropic/") else chunks("a", "b")
+    head = b"HTTP/1.1 200 OK\r\n" + SSE.encode() + b"\r\ntransfer-encoding: chunked\r\n\r\n"
+    return [head + b"%x\r\n%s\r\n" % (len(body), body), 5.0, b"0\r\n\r\n"]  # the chunked end 5 s late
+
+
+def _messages_stream(text: str) -> bytes:
+    """An Anthropic Messages stream for one text block."""
+
+    def event(kind: str, data: dict) -> bytes:
+        return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
+
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": []}
+    message |= {"stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 3, "output_tokens": 1}}
+    return b"".join(
+        [
+            event("message_start", {"message": message}),
+            event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}),
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}),
+            event("content_block_stop", {"index": 0}),
+            event("message_delta", {"delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 2}}),
+            event("message_stop", {}),
+        ]
+    )
+
+
+SECTIONS["linger"] = (
+    _lingers,
+    lambda url: [
+        model("lingers", f"{url}/openai/v1"),
+        model("lingers-anthropic", f"{url}/anthropic/v1", api="anthropic"),
+        model("says-done", f"{url}/says-done/v1"),
+    ],
+)
+
+
+def test_a_stream_ends_for_the_client_at_its_protocol_end_whatever_the_upstream_does_next(raw):
+    """An upstream that lingers after ``[DONE]`` / ``message_stop`` (its chunked end late): the
+    client's stream ends at the protocol's end, a full answer in the ledger (before: held until
+    the upstream ended, or ``inter_chunk_s``, and an OpenAI SDK that stops reading at
+    ``[DONE]`` was recorded 499 partial).  A text that says ``[DONE]`` is not the end: cut
+    after it, the stream is an error (before: a normal end)."""
+    gw, _ = raw
+    body = {"model": "lingers", "messages": MESSAGES, "stream": True}
+    with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=2) as reply:
+        assert b"data: [DONE]" in b"".join(reply.iter_bytes())  # within the 2 s read timeout
+    assert streamed(gw, "lingers") == "ab"
+    with gw.anthropic().messages.stream(model="lingers-anthropic", max_tokens=5, messages=MESSAGES) as stream:
+        assert stream.get_final_message().content[0].text == "hi"
+    with pytest.raises(openai.APIError, match="before its end"):
+        streamed(gw, "says-done")
+    assert ledger(gw, "lingers", 2) == [(200, 0), (200, 0)]
+    assert ledger(gw, "lingers-anthropic", 1) == [(200, 0)]
+    assert ledger(gw, "says-done", 1) == [(502, 1)]

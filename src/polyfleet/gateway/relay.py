@@ -7,6 +7,9 @@ routed; ``Outcome`` is what became of it, filled in as the answer goes through (
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +23,13 @@ from polyfleet.gateway.metrics import Metrics
 from polyfleet.gateway.transport import UpstreamResponse
 from polyfleet.gateway.types import Send
 from polyfleet.gateway.usage import StreamUsage, Usage, usage_of
+
+# a stream's protocol end, at the start of a line (a JSON string holds no raw line break, so
+# an answer whose text says "[DONE]" or "message_stop" is not taken for its end)
+_OPENAI_END = re.compile(rb"[\r\n]data: ?\[DONE\]")
+_ANTHROPIC_END = re.compile(rb'[\r\n](?:event: ?message_stop|data: ?\{"type": ?"message_stop")')
+_EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # a chunk that ends an event
+_DRAIN_S = 0.5  # how long the upstream may take to end its answer after its protocol's end
 
 
 @dataclass(slots=True)
@@ -112,36 +122,53 @@ async def relay_stream(
     headers.append((b"cache-control", b"no-cache"))
     recode = ChatToMessagesStream(req.model) if translate else None
     meter = StreamUsage(hide_usage_chunk=hide_usage)
-    end = b"message_stop" if out.backend is not None and out.backend.config.api == "anthropic" else b"[DONE]"
+    anthropic = out.backend is not None and out.backend.config.api == "anthropic"
+    end, ends = (b"message_stop", _ANTHROPIC_END) if anthropic else (b"[DONE]", _OPENAI_END)
     chunks: list[bytes] = []
     out.chunks = chunks
     complete = False
-    tail = b""
+    tail = b"\n"  # the stream starts at the start of a line
     chunk = first
     try:  # from here on the upstream connection is closed (or pooled, after its end) whatever happens
-        await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        out.responded = True
-        while chunk:
-            chunks.append(chunk)
-            if not complete and (end in chunk or end in tail + chunk[:16]):
-                complete = True
-            tail = chunk[-16:]
-            passed = meter.feed(chunk)
-            if recode is not None:
-                passed = recode.feed(chunk)
-            if passed:
-                await send({"type": "http.response.body", "body": passed, "more_body": True})
-            chunk = await response.next_chunk()
-    except UpstreamError as exc:
-        out.error = str(exc)
+        try:
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
+            out.responded = True
+            while chunk:
+                chunks.append(chunk)
+                ended = not complete and (end in chunk or end in tail + chunk[:16])
+                ended = ended and ends.search(tail + chunk) is not None
+                tail = chunk[-32:]
+                passed = meter.feed(chunk)
+                if recode is not None:
+                    passed = recode.feed(chunk)  # raises on an event it cannot read: not complete
+                complete = complete or ended
+                if passed:
+                    await send({"type": "http.response.body", "body": passed, "more_body": True})
+                if complete and chunk.endswith(_EVENT_ENDS):
+                    break  # the protocol's end: the client's answer ends now, whenever the upstream's does
+                chunk = await response.next_chunk()
+        except UpstreamError as exc:
+            out.error = str(exc)
+        finally:
+            if meter.seen:
+                out.usage = (meter.tokens_in, meter.tokens_out)
+        if complete:
+            last = meter.rest() + (recode.finish() if recode is not None else b"")
+        else:
+            out.status, out.partial = 502, True
+            metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
+            last = stream_error(req.api, out.error or "the upstream ended the stream before its end")
+        await send({"type": "http.response.body", "body": last})
+        if complete and not response.at_eof():
+            await _drain(response)
     finally:
         response.close()
-        if meter.seen:
-            out.usage = (meter.tokens_in, meter.tokens_out)
-    if complete:
-        last = meter.rest() + (recode.finish() if recode is not None else b"")
-    else:
-        out.status, out.partial = 502, True
-        metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
-        last = stream_error(req.api, out.error or "the upstream ended the stream before its end")
-    await send({"type": "http.response.body", "body": last})
+
+
+async def _drain(response: UpstreamResponse) -> None:
+    """Read what an upstream still sends after its protocol's end (its chunked terminator, at
+    once as a rule), for up to ``_DRAIN_S``, so that its connection can be reused."""
+    with contextlib.suppress(UpstreamError, TimeoutError):
+        async with asyncio.timeout(_DRAIN_S):
+            while await response.next_chunk():
+                pass
