@@ -30,3 +30,14 @@ def test_a_request_whose_mean_live_kv_outgrows_the_room_is_infeasible_not_a_cras
     reason = json.loads(out)["reason"]
     assert reason.startswith("memory: the KV memory left after the weights holds no request (")
     assert err == f"polyfleet: mixtral-8x7b on nvidia-h100-sxm: {reason}\n"
+
+
+def test_perf_configs_that_exits_1_writes_no_chart(tmp_path):
+    """No configuration meets the SLO: exit 1, and the chart path is not touched (README: a run
+    that fails never touches the output path); it was written before the exit."""
+    chart = tmp_path / "front.png"
+    args = ["perf", "configs", "--model", "llama-3.1-8b", "--accelerator", "nvidia-l4",
+            "--tpot-ms", "0.001", "--chart", chart]  # fmt: skip
+    code, _, err = _invoke(args)
+    assert code == 1 and err.startswith("polyfleet: no configuration meets the SLO (")
+    assert not chart.exists()

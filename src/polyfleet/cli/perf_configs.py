@@ -173,7 +173,7 @@ def configs_cmd(
             [headers.get(c, c) for c in _CONFIG_COLUMNS],
         ),
     )
-    if chart is not None:
+    if chart is not None and front:  # a run that exits 1 never touches the output path (README)
         from polyfleet.report.configs_chart import configs_chart
 
         _write_chart_atomic(chart, configs_chart(every, front, title))
