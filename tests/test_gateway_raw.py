@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import orjson
@@ -272,3 +273,26 @@ def test_a_stream_ends_for_the_client_at_its_protocol_end_whatever_the_upstream_
     assert ledger(gw, "lingers", 2) == [(200, 0), (200, 0)]
     assert ledger(gw, "lingers-anthropic", 1) == [(200, 0)]
     assert ledger(gw, "says-done", 1) == [(502, 1)]
+
+
+# --- an Anthropic client's translated stream with an event that is not JSON --------------------
+
+
+def _not_json(request: RawRequest) -> bytes:
+    request.close = True
+    body = chunks("a").replace(b"data: {", b"data: {not json", 2)
+    return b"HTTP/1.1 200 OK\r\n" + SSE.encode() + b"\r\nconnection: close\r\n\r\n" + body
+
+
+SECTIONS["not-json"] = (_not_json, lambda url: [model("not-json", url + "/v1")])
+
+
+def test_a_translated_stream_with_an_event_that_is_not_json_is_an_error_for_the_anthropic_sdk(raw):
+    """Before: the translation raised out of the app, the connection broke and the ledger said 200."""
+    gw, _ = raw
+    with (
+        pytest.raises(anthropic.APIError, match="not a JSON object"),
+        gw.anthropic().messages.stream(model="not-json", max_tokens=5, messages=MESSAGES) as stream,
+    ):
+        stream.get_final_message()
+    assert ledger(gw, "not-json", 1) == [(502, 1)]

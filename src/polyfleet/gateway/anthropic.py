@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from polyfleet.gateway.errors import GatewayError
+from polyfleet.gateway.errors import GatewayError, UpstreamMalformed
 
 _STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "content_filter": "refusal"}
 
@@ -75,11 +75,15 @@ def _usage(data: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def chat_to_message(body: bytes, model: str) -> bytes:
-    """An OpenAI chat completion (JSON bytes) as an Anthropic message (JSON bytes)."""
+    """An OpenAI chat completion (JSON bytes, an object with ``choices``) as an Anthropic message."""
     data = orjson.loads(body)
-    choice = (data.get("choices") or [{}])[0]
-    text = (choice.get("message") or {}).get("content") or ""
+    choice = _dict((data.get("choices") or [{}])[0])
+    text = _dict(choice.get("message")).get("content") or ""
     message = {
         "id": data.get("id", "msg"),
         "type": "message",
@@ -123,7 +127,13 @@ class ChatToMessagesStream:
             if payload == b"[DONE]":
                 out.append(self.finish())
                 continue
-            out.append(self._chunk(orjson.loads(payload)))
+            try:
+                data = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                data = None
+            if not isinstance(data, dict):  # the stream ends here, with an error event for the client
+                raise UpstreamMalformed("upstream sent an event that is not a JSON object")
+            out.append(self._chunk(data))
         return b"".join(out)
 
     def _start(self, data: dict[str, Any]) -> bytes:
@@ -146,8 +156,10 @@ class ChatToMessagesStream:
         out = b"" if self._started else self._start(data)
         if data.get("usage"):
             self._usage = _usage(data)
-        for choice in data.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content")
+        choices = data.get("choices")
+        for choice in choices if isinstance(choices, list) else []:
+            choice = _dict(choice)
+            text = _dict(choice.get("delta")).get("content")
             if text:
                 out += _event(
                     "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": text}}
