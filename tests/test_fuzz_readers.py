@@ -116,3 +116,11 @@ def test_a_yaml_catalog_section_that_is_not_a_list_of_rows(tmp_path, rows, says)
     code, err = _invoke(["plan", spec])
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"polyfleet: {tmp_path / 'extra.yaml'}{says}"), err
+
+
+def test_a_measurements_header_past_the_field_limit_is_one_line(tmp_path):
+    """The header is read before the rows' csv.Error guard: it was a csv.Error traceback."""
+    src = tmp_path / "m.csv"
+    src.write_text("model," + "x" * 200_000 + "\n")
+    code, err = _invoke(["perf", "calibrate", src, "--out", tmp_path / "cal.yaml"])
+    assert (code, err) == (2, f"polyfleet: {src}:1: malformed CSV: field larger than field limit (131072)\n")

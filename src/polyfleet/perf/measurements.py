@@ -122,7 +122,10 @@ def read_measurements(path: Path, catalog: Catalog | None = None) -> list[Measur
     if Path(path).suffix.lower() == ".jsonl":
         return _read_jsonl(text, catalog, file)
     reader = csv.DictReader(text.splitlines())
-    header = [h.strip() for h in (reader.fieldnames or [])]
+    try:
+        header = [h.strip() for h in (reader.fieldnames or [])]
+    except csv.Error as exc:  # a header cell past the field limit
+        raise SpecError(f"malformed CSV: {exc}", file=file, line=1) from None
     if not header:
         raise SpecError("empty measurements file: expected a CSV header", file=file, line=1)
     reader.fieldnames = header
