@@ -296,3 +296,34 @@ def test_a_translated_stream_with_an_event_that_is_not_json_is_an_error_for_the_
     ):
         stream.get_final_message()
     assert ledger(gw, "not-json", 1) == [(502, 1)]
+
+
+# --- what the SDKs read of the gateway's own answers -------------------------------------------
+
+SECTIONS["refuses"] = (
+    lambda request: http(401, b'{"error": "bad key sk-secret"}', JSON),
+    lambda url: [model("refuses", url + "/v1")],
+)
+
+
+def test_what_the_sdks_read_of_the_gateways_own_answers(raw):
+    """``models.retrieve``, Anthropic's ``models.list``, Anthropic-shaped errors on /v1/messages,
+    no SDK retry after a backend refused our key, and a 503's Retry-After while its breaker is
+    open (the next probe, every 3 s here)."""
+    gw, _ = raw
+    client = gw.openai()
+    assert client.models.retrieve("reuse").id == "reuse"
+    with pytest.raises(openai.NotFoundError):
+        client.models.retrieve("nope")
+    assert "lingers-anthropic" in [m.id for m in gw.anthropic().models.list()]
+    with pytest.raises(anthropic.NotFoundError) as info:
+        gw.anthropic().messages.create(model="nope", max_tokens=5, messages=MESSAGES)
+    assert info.value.body["type"] == "error" and info.value.body["error"]["type"] == "not_found_error"
+    retrying = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=2, timeout=5)
+    gw.clients.append(retrying)
+    with pytest.raises(openai.APIStatusError) as failed:  # the SDK does not retry: one request
+        retrying.chat.completions.create(model="refuses", messages=MESSAGES)
+    assert failed.value.status_code == 502 and failed.value.response.headers["x-should-retry"] == "false"
+    reply = httpx.post(gw.url + "/v1/chat/completions", json={"model": "refuses", "messages": MESSAGES})
+    assert (reply.status_code, reply.headers["retry-after"]) == (503, "3")
+    assert ledger(gw, "refuses", 2, "status") == [(502,), (503,)]

@@ -318,3 +318,24 @@ def test_a_key_budget_that_cannot_be_checked_in_redis_is_refused_with_503():
     error = asyncio.run(reserve())
     assert error.status == 503 and error.code == "budget_store_unavailable"
     assert "budget_usd_per_day cannot be checked" in str(error)
+
+
+def test_anthropic_backends_get_an_api_version_the_client_may_replace(tmp_path):
+    """The Anthropic API refuses a request without ``anthropic-version``: the health probe sent
+    none, so it never brought an Anthropic backend back."""
+    text = (
+        GOOD
+        + """
+  - name: claude
+    backends:
+      - {name: ant, url: "http://127.0.0.1:9003/v1", api: anthropic, api_key_env: ANT_KEY}
+"""
+    )
+    routes = load_routes(write_spec(tmp_path, text, "routes.yaml"), environ={"OWN_KEY": "o", "ANT_KEY": "a"})
+    pools = {r.name: Pool(r, routes, {"OWN_KEY": "o", "ANT_KEY": "a"}) for r in routes.models}
+    assert pools["claude"].backends[0].headers == {
+        "content-type": "application/json",
+        "anthropic-version": "2023-06-01",
+        "x-api-key": "a",
+    }
+    assert "anthropic-version" not in pools["llama"].backends[0].headers

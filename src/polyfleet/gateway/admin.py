@@ -41,16 +41,44 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def models(keys: Keys, pools: Mapping[str, Pool], scope: Scope, send: Send) -> None:
-    """``/v1/models``: the models the request's key may use."""
+def _model(name: str) -> dict[str, object]:
+    """A model as both SDKs read it: OpenAI's fields and Anthropic's (``type``, ``display_name``)."""
+    return {
+        "id": name,
+        "object": "model",
+        "created": 0,
+        "owned_by": "polyfleet",
+        "type": "model",
+        "display_name": name,
+        "created_at": "1970-01-01T00:00:00Z",
+    }
+
+
+async def models(keys: Keys, pools: Mapping[str, Pool], scope: Scope, send: Send, name: str | None) -> None:
+    """``/v1/models``: the models the request's key may use; ``/v1/models/NAME``: one of them (404 else)."""
     headers = dict(scope["headers"])
     key = keys.authenticate(headers.get(b"authorization"), headers.get(b"x-api-key"))
-    data = [
-        {"id": name, "object": "model", "created": 0, "owned_by": "polyfleet"}
-        for name in pools
-        if key.models is None or name in key.models
-    ]
-    await respond(send, 200, orjson.dumps({"object": "list", "data": data}))
+    names = [n for n in pools if key.models is None or n in key.models]
+    if name is not None:
+        if name not in names:
+            raise GatewayError(
+                f"the model {name!r} does not exist",
+                status=404,
+                type="not_found_error",
+                code="model_not_found",
+                param="model",
+            )
+        await respond(send, 200, orjson.dumps(_model(name)))
+        return
+    data = [_model(n) for n in names]
+    listing = {
+        "object": "list",
+        "data": data,
+        "has_more": False,  # Anthropic's paging fields: one page holds them all
+        "first_id": names[0] if names else None,
+        "last_id": names[-1] if names else None,
+    }
+    await respond(send, 200, orjson.dumps(listing))
 
 
 def may_see(routes: Routes, scope: Scope) -> bool:

@@ -108,7 +108,9 @@ class Gateway:
                     raise _error(f"{path} takes POST", 405, "method_not_allowed")
                 await self._proxy(scope, receive, send, *ENDPOINTS[path])
             elif path == "/v1/models" and method == "GET":
-                await admin.models(self.keys, self.pools, scope, send)
+                await admin.models(self.keys, self.pools, scope, send, None)
+            elif path.startswith("/v1/models/") and method == "GET":
+                await admin.models(self.keys, self.pools, scope, send, path[len("/v1/models/") :])
             elif path == "/healthz":
                 await admin.health(self.routes, self.pools, scope, send)
             elif path == "/metrics":
@@ -116,7 +118,8 @@ class Gateway:
             else:
                 raise _error(f"no route for {method} {path}", 404, "unknown_url")
         except GatewayError as exc:
-            await admin.respond(send, exc.status, exc.body(), headers=exc.headers)
+            body = exc.anthropic_body() if path == "/v1/messages" else exc.body()
+            await admin.respond(send, exc.status, body, headers=exc.headers)
         except _ClientGone:
             return
 

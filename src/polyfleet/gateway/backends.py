@@ -34,6 +34,8 @@ from polyfleet.gateway.transport import Timeouts, Transport, UpstreamResponse
 
 log = logging.getLogger("polyfleet.gateway")
 
+ANTHROPIC_VERSION = "2023-06-01"  # the Messages API's version, sent when the client sent none
+
 
 class BackendState:
     """One backend's live state: in-flight count, limits, breaker and Retry-After hold."""
@@ -153,6 +155,15 @@ class BackendState:
         if self.tpm is not None and actual is not None:
             self.tpm.correct(estimated - actual)
 
+    def wait_s(self, now: float, probe_s: float) -> float:
+        """Seconds until this backend may take requests again, as far as we know: the end of a
+        Retry-After hold, or of an open breaker's cooldown or its next probe (0: now)."""
+        wait = self.hold_until - now
+        if self.breaker.state is BreakerState.OPEN:
+            cooldown = self.breaker.opened_at + self.breaker.cooldown_s - now
+            wait = max(wait, min(cooldown, probe_s))
+        return max(wait, 0.0)
+
     def state(self, now: float) -> str:
         """``up``, ``held`` (Retry-After) or the breaker state, for /healthz."""
         if now < self.hold_until:
@@ -161,7 +172,12 @@ class BackendState:
 
 
 def _auth_headers(config: Backend, environ: Mapping[str, str]) -> dict[str, str]:
+    """The headers every request to this backend carries: its key, and for ``anthropic`` an
+    ``anthropic-version`` (the API refuses requests without one, the health probe included;
+    a client's own ``anthropic-version`` replaces it)."""
     headers = {"content-type": "application/json"}
+    if config.api == "anthropic":
+        headers["anthropic-version"] = ANTHROPIC_VERSION
     secret = environ.get(config.api_key_env, "") if config.api_key_env else ""
     if secret and config.api == "anthropic":
         headers["x-api-key"] = secret
@@ -347,13 +363,17 @@ async def open_upstream(
             continue
         backend.breaker.on_success()
         return Opened(backend, response, first, attempt, parsed)
-    raise _exhausted(pool, last, tried)
+    raise _exhausted(pool, last, tried, routes.probe.interval_s)
 
 
-def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int]) -> GatewayError:
+def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int], probe_s: float) -> GatewayError:
+    """The client's answer when no backend answered: 503 (none available, with the wait until
+    one may be, as Retry-After), 429 (all rate limited), 502, or 504 after a timeout."""
     if last is None:
-        holds = [b.hold_until - time.monotonic() for b in pool.backends if b.hold_until > time.monotonic()]
-        headers = ((b"retry-after", str(max(1, round(min(holds)))).encode()),) if holds else ()
+        now = time.monotonic()
+        waits = [b.wait_s(now, probe_s) for b in pool.backends]
+        waits = [w for w in waits if w > 0]
+        headers = ((b"retry-after", str(max(1, round(min(waits)))).encode()),) if waits else ()
         return GatewayError(
             f"no backend of model {pool.name!r} is available (all at capacity, cooling down or failing)",
             status=503,
@@ -370,11 +390,14 @@ def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int]) -> Gatew
             code="rate_limit_exceeded",
             headers=headers,
         )
-    if isinstance(last, UpstreamAuth):
+    headers = ()
+    if isinstance(last, UpstreamAuth):  # the SDKs' retries would meet the same keys: tell them not to
         last = UpstreamError("a backend refused the gateway's credentials (see the gateway's log)")
+        headers = ((b"x-should-retry", b"false"),)
     return GatewayError(
         f"every backend of model {pool.name!r} tried ({len(tried)}) failed; last: {last}",
         status=504 if isinstance(last, UpstreamTimeout) else 502,
         type="server_error",
         code="upstream_error",
+        headers=headers,
     )

@@ -36,6 +36,29 @@ class GatewayError(Exception):
         error = {"message": self.message, "type": self.type, "param": self.param, "code": self.code}
         return orjson.dumps({"error": error})
 
+    def anthropic_body(self) -> bytes:
+        """The body for an Anthropic Messages client: ``{"type": "error", "error": {"type",
+        "message"}}`` with Anthropic's error type for the status (and our ``code`` and ``param``)."""
+        kind = _ANTHROPIC_TYPES.get(
+            self.status, "api_error" if self.status >= 500 else "invalid_request_error"
+        )
+        error = {"type": kind, "message": self.message, "code": self.code, "param": self.param}
+        return orjson.dumps({"type": "error", "error": error})
+
+
+# Anthropic's error types by HTTP status (docs.anthropic.com, "Errors")
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
 
 class UpstreamError(Exception):
     """One attempt at one backend failed in a way another backend may not: try the next."""
