@@ -276,3 +276,20 @@ def test_an_interim_100_continue_and_chunk_trailers_are_read_past():
             assert await response.next_chunk() == b""
 
     assert _run(script, test) == 1
+
+
+def test_a_head_with_bare_lf_line_endings_is_read_as_http_client_and_httpx_read_it():
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _head(reader)
+        writer.write(b"HTTP/1.1 200 OK\ncontent-type: application/json\ncontent-length: 2\n\n{}")
+        await writer.drain()
+
+    async def test(transport: Transport, url: str) -> None:
+        response = await transport.post(url, b"{}", {})
+        assert (response.status, response.headers["content-type"], await response.read()) == (
+            200,
+            "application/json",
+            b"{}",
+        )
+
+    _run(script, test)

@@ -104,7 +104,7 @@ class _Connection(asyncio.Protocol):
         self.pool = pool
         self.key = key
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = self._parser()
         self.status = 0
         self.headers: dict[str, str] = {}
         self.head_bytes = 0  # received while the head is not complete
@@ -257,9 +257,16 @@ class _Connection(asyncio.Protocol):
             self.closed = True
             self.transport.abort()
 
+    def _parser(self) -> httptools.HttpResponseParser:
+        """A parser for one answer; it takes a head whose lines end in a bare LF, as http.client
+        and h11 (httpx) do (llhttp is strict by default: 'Missing expected CR')."""
+        parser = httptools.HttpResponseParser(self)
+        parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+        return parser
+
     def start(self, head_only: bool) -> None:
         """Ready for a new answer."""
-        self.parser = httptools.HttpResponseParser(self)
+        self.parser = self._parser()
         self.status = self.head_bytes = self.header_bytes = 0
         self.headers = {}
         self.head_done = self.complete = self.keep_alive = self.received = False
