@@ -35,8 +35,28 @@ def wide_option() -> click.Option:
     )
 
 
+#: the longest message ``_fail`` prints whole; a longer one (a 5,000-character value echoed
+#: back) keeps its head (file, line, field, what is expected) and its tail
+MAX_MESSAGE_CHARS = 300
+
+
+def one_short_line(message: str) -> str:
+    """``message`` on one line of at most about ``MAX_MESSAGE_CHARS`` characters.
+
+    Line breaks (a value holding one) become spaces; past the limit the middle is cut,
+    saying how much, so the file, line and field at the head and the end survive.
+    """
+    message = " ".join(message.splitlines())
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    head, tail = MAX_MESSAGE_CHARS * 2 // 3, MAX_MESSAGE_CHARS // 4
+    cut = len(message) - head - tail
+    return f"{message[:head]} [... {cut:,} characters ...] {message[-tail:]}"
+
+
 def _fail(message: str, code: int = 2) -> None:
-    click.echo(f"polyfleet: {message}", err=True)
+    """``polyfleet: MESSAGE`` as one short line on stderr, then exit ``code``."""
+    click.echo(f"polyfleet: {one_short_line(message)}", err=True)
     sys.exit(code)
 
 
