@@ -120,6 +120,7 @@ def report_cmd(
     """Write one self-contained HTML report of SPEC_OR_PLAN (a spec is planned first)."""
     from polyfleet.plan import SolveOptions, plan
     from polyfleet.report.html import collect, render
+    from polyfleet.risk.frontier import check_single_period
 
     options = SolveOptions(time_limit_s=time_limit)
     data, lines = read_yaml(source, what="spec or plan")
@@ -127,10 +128,14 @@ def report_cmd(
         plan_dict = data
         _check_plan(plan_dict, source, lines)
         spec = load_spec(spec_path) if spec_path is not None else None
+        if frontier and spec is not None:
+            check_single_period(spec)
     else:
         if spec_path is not None:
             raise SpecError("--spec goes with a plan file; SPEC_OR_PLAN is already a spec", file="--spec")
         spec = build_spec(data, file=str(source), lines=lines, base_dir=source.parent)
+        if frontier:  # a monthly spec: refused before any plan is solved
+            check_single_period(spec)
         with working(f"planning {source.name} (time limit {time_limit:g} s)", delay_s=2.0):
             plan_dict = plan(spec, options).to_dict()
     if plan_dict.get("status") not in ("optimal", "feasible"):
@@ -187,6 +192,8 @@ def report_cmd(
             raise
         click.echo(f"polyfleet: deal: {exc}", err=True)
         sys.exit(1)
+    except SpecError:  # a ValueError too: bad input named by its own file, not the plan's
+        raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
         if spec is not None and not _is_plan(data):
             raise  # a spec we planned ourselves: a bug, not bad input

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from polyfleet.errors import SpecError
 from polyfleet.plan import SolveOptions, plan
 from polyfleet.risk.assumptions import RiskAssumptions
 from polyfleet.risk.dispatch import evaluate
@@ -39,6 +40,22 @@ from polyfleet.risk.engine import monte_carlo
 from polyfleet.risk.fleet import fleet_from_plan
 from polyfleet.risk.scenarios import provider_down
 from polyfleet.spec import Spec
+
+
+def check_single_period(spec: Spec) -> None:
+    """Refuse a monthly spec (``SpecError`` naming ``periods``), before any plan is solved.
+
+    Why: a point's provider share and risk figures are those of one period's fleet, and a
+    monthly plan has one fleet per month (its top-level ``capacity_shares`` is empty).
+    """
+    if spec.model.periods == "monthly":
+        raise SpecError(
+            "the frontier re-plans one period: expected periods: single (a monthly plan's fleet"
+            " changes by month; `polyfleet risk PLAN --month N` stresses one month)",
+            file=spec.file,
+            line=spec.lines.get(("periods",)),
+            path="periods",
+        )
 
 
 def with_policy(spec: Spec, provider_cap: float | None, survival: float) -> Spec:
@@ -114,7 +131,11 @@ def frontier(
     seed: int = 0,
     options: SolveOptions | None = None,
 ) -> dict[str, Any]:
-    """Plan every grid point; return the unconstrained base and one row per point (caps major)."""
+    """Plan every grid point; return the unconstrained base and one row per point (caps major).
+
+    A monthly spec is refused (``check_single_period``).
+    """
+    check_single_period(spec)
     assumptions = assumptions or RiskAssumptions()
     options = options or SolveOptions()
     base = _point(spec, None, 0.0, options, assumptions, scenarios, seed)
