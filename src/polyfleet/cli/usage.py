@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,17 @@ def _table(rows: list[dict[str, Any]], by: str) -> Table:
     for row in rows:
         table.add_row(*("" if row.get(c) is None else str(row[c]) for c in columns))
     return table
+
+
+def _check_values(rows: list[dict[str, Any]], url: str) -> None:
+    """Refuse what no gateway writes and no output can show: bytes (a BLOB) and sums past
+    the largest float (``Infinity`` is not JSON), naming the column."""
+    for row in rows:
+        for column, value in row.items():
+            if isinstance(value, bytes) or (isinstance(value, float) and not math.isfinite(value)):
+                what = "binary data (a BLOB)" if isinstance(value, bytes) else f"{value} (past any float)"
+                expected = "expected text or a finite number"
+                _fail(f"{shown(url)}: not a polyfleet ledger: {column} is {what}, {expected}")
 
 
 @main.command("usage")
@@ -89,6 +101,9 @@ def usage_cmd(
             rows = summarise(store, by)
     except sqlite3.Error as exc:  # a file that is not a ledger (not SQLite, or another schema)
         _fail(f"{shown(url)}: not a polyfleet ledger: {exc}")
+    except (TypeError, ValueError, OverflowError) as exc:  # text in ts, inf in a token count
+        _fail(f"{shown(url)}: not a polyfleet ledger: a value of the wrong type or size ({exc})")
     finally:
         store.close()
+    _check_values(rows, url)
     _emit(_render(rows, fmt, lambda: _table(rows, by)), out)

@@ -1,0 +1,72 @@
+"""``polyfleet usage`` on ledgers holding what no gateway writes (session-8 fuzz): one line, exit 2."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from polyfleet.cli import main
+from polyfleet.gateway.store import COLUMNS, Ledger
+
+
+def _invoke(args: list[str]) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _ledger(path, column: str, sql_value: str) -> str:
+    """A ledger of three requests, then ``column`` set to ``sql_value`` in every row."""
+    url = f"sqlite:///{path}"
+    Ledger(url).open().close()
+    con = sqlite3.connect(path)
+    for i in range(3):
+        row = {c: 1 for c in COLUMNS} | {
+            "ts": 1_700_000_000 + i,
+            "model": "m",
+            "provider": "p",
+            "status": 200,
+        }
+        con.execute(
+            f"INSERT INTO requests ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+            list(row.values()),
+        )
+    con.execute(f"UPDATE requests SET {column} = {sql_value}")
+    con.commit()
+    con.close()
+    return url
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "by", "says"),
+    [
+        ("ts", "'abc'", "model", "a value of the wrong type or size (unsupported operand"),
+        ("tokens_in", "1e308", "model", "a value of the wrong type or size (cannot convert float infinity"),
+        ("cost_usd", "1e308", "day", "cost_usd is inf (past any float), expected text or a finite number"),
+        (
+            "provider",
+            "x'00ff'",
+            "provider",
+            "provider is binary data (a BLOB), expected text or a finite number",
+        ),
+    ],
+)
+def test_a_ledger_value_no_gateway_writes_is_one_line(tmp_path, column, value, by, says):
+    """Were a TypeError/OverflowError traceback, a bytes value JSON could not write, and
+    ``"cost_usd": Infinity`` (not JSON) on stdout."""
+    url = _ledger(tmp_path / "usage.db", column, value)
+    code, out, err = _invoke(["usage", "--ledger", url, "--by", by, "--format", "json"])
+    assert (code, out) == (2, "")
+    assert err.startswith(f"polyfleet: {url}: not a polyfleet ledger: {says}") and err.count("\n") == 1
+
+
+def test_a_sound_ledger_still_sums(tmp_path):
+    url = _ledger(tmp_path / "usage.db", "cost_usd", "0.5")
+    code, out, _ = _invoke(["usage", "--ledger", url, "--by", "day", "--format", "json"])
+    assert code == 0 and '"cost_usd": 1.5' in out
