@@ -90,7 +90,12 @@ def test_anthropic_clients_on_cut_streams_get_an_error_not_a_made_up_end_turn(fr
         assert "content_block_delta" in kinds, name
         assert "message_stop" not in kinds and "message_delta" not in kinds, name
     gw.terminate()
-    assert gw.ledger_rows("SELECT partial FROM requests") == [(1,), (1,)]
+    rows = gw.ledger_rows(
+        "SELECT model, partial, estimated, tokens_in, tokens_out FROM requests ORDER BY model"
+    )
+    # the deltas that came are counted (an Anthropic backend's input tokens from its message_start
+    # hold): before, the direct stream was billed the 1 output token its message_start reported
+    assert rows == [("direct", 1, 1, 5, 4), ("translated", 1, 1, 7, 5)]
 
 
 # --- 401/403 and non-protocol 200s -----------------------------------------------------------

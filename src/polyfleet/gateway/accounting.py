@@ -74,9 +74,10 @@ class Accountant:
         assert out.backend is not None
         name = out.backend.config.model or req.model
         try:
-            out.usage = await asyncio.to_thread(
+            tokens_in, tokens_out = await asyncio.to_thread(
                 count_usage, self.counter, name, req.payload, out.chunks, req.stream
             )
+            out.usage = (tokens_in if out.tokens_in is None else out.tokens_in, tokens_out)
             out.estimated = True
         except Exception as exc:  # never lose the ledger row over a tokenizer
             log.warning("polyfleet: could not count tokens for %s: %s", req.model, exc)

@@ -54,6 +54,7 @@ class Outcome:
     backend: BackendState | None = None
     status: int = 502
     usage: Usage | None = None
+    tokens_in: int | None = None  # reported input tokens of an answer whose output is counted
     attempts: int = 0
     responded: bool = False  # the status line went to the client
     partial: bool = False
@@ -150,8 +151,10 @@ async def relay_stream(
         except UpstreamError as exc:
             out.error = str(exc)
         finally:
-            if meter.seen:
+            if meter.final or (meter.seen and complete):
                 out.usage = (meter.tokens_in, meter.tokens_out)
+            elif meter.seen:  # cut after message_start: its input tokens hold, the output is counted
+                out.tokens_in = meter.tokens_in
         if complete:
             last = meter.rest() + (recode.finish() if recode is not None else b"")
         else:

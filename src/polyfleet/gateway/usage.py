@@ -64,7 +64,8 @@ class StreamUsage:
         self._tail = b""
         self.tokens_in = 0
         self.tokens_out = 0
-        self.seen = False
+        self.seen = False  # some usage was reported
+        self.final = False  # the usage of the whole answer: OpenAI's usage, Anthropic's message_delta
         self._hide = hide_usage_chunk
 
     def feed(self, chunk: bytes) -> bytes:
@@ -126,7 +127,7 @@ class StreamUsage:
         found = usage_of(event)
         if found is None:
             return event
-        self.seen = True
+        self.seen = self.final = True
         if event.get("type") == "message_delta":  # Anthropic: cumulative output tokens
             self.tokens_out = max(self.tokens_out, found[1])
             self.tokens_in = max(self.tokens_in, found[0])
