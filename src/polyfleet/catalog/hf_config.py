@@ -28,6 +28,32 @@ UNSUPPORTED = {
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "float8_e4m3fn": "fp8"}
 
 
+#: config.json keys read as counts or sizes: each must be a whole number >= 0 when present
+COUNT_KEYS = (
+    "num_hidden_layers", "n_layer", "num_layers", "hidden_size", "d_model", "n_embd",
+    "num_attention_heads", "n_head", "num_key_value_heads", "head_dim", "kv_lora_rank",
+    "qk_rope_head_dim", "qk_nope_head_dim", "v_head_dim", "q_lora_rank", "n_routed_experts",
+    "num_local_experts", "num_experts", "num_experts_per_tok", "num_experts_per_token",
+    "moe_top_k", "vocab_size", "intermediate_size", "moe_intermediate_size", "n_shared_experts",
+    "shared_expert_intermediate_size", "first_k_dense_replace", "max_position_embeddings",
+    "n_positions",
+)  # fmt: skip
+#: config.json keys read as mappings
+MAPPING_KEYS = ("text_config", "quantization_config")
+
+
+def _check_shapes(cfg: dict[str, Any]) -> None:
+    """Refuse, naming the key, a count that is not a whole number or a section that is not a
+    mapping: the arithmetic below would raise a TypeError (a list // int) or compare a str."""
+    for key in MAPPING_KEYS:
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise ValueError(f"{key}: expected a mapping, got {cfg[key]!r:.40}")
+    for key in COUNT_KEYS:
+        value = cfg.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+            raise ValueError(f"{key}: expected a whole number >= 0, got {value!r:.40}")
+
+
 def _get(cfg: dict[str, Any], *names: str) -> Any:
     for name in names:
         if cfg.get(name) is not None:
@@ -66,7 +92,9 @@ def card_from_config(
     as_of: str = "",
 ) -> ModelCard:
     """A ``ModelCard`` for ``cfg`` (a parsed config.json; see the module docstring)."""
+    _check_shapes(cfg)
     cfg = {**cfg, **(cfg.get("text_config") or {})}  # multimodal configs nest the language model
+    _check_shapes(cfg)
     model_type = str(cfg.get("model_type", ""))
     if model_type in UNSUPPORTED:
         raise ValueError(f"model_type {model_type!r} is not supported: {UNSUPPORTED[model_type]}")

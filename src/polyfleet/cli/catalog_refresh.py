@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import click
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from polyfleet.catalog.io import load_bundled
 from polyfleet.catalog.models import ApiOffer, ModelCard, Term
@@ -232,6 +232,10 @@ def import_hf_config_cmd(
         )
     except SpecError:
         raise  # already names the file
+    except ValidationError as exc:  # the card the config makes is refused: name its field
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise SpecError(f"the model card it makes: {first['msg']}", file=str(config), path=field) from None
     except ValueError as exc:
         raise SpecError(str(exc), file=str(config)) from exc
     path = _catalog_csv(catalog_dir, "models.csv")
