@@ -50,3 +50,55 @@ def test_a_config_whose_card_is_refused_names_the_card_field(tmp_path):
     code, err = _invoke(["catalog", "import-hf-config", path, "--name", "x"])
     assert code == 2 and err.startswith(f"polyfleet: {path}: context_tokens: the model card it makes: ")
     assert err.count("\n") == 1
+
+
+def _provider(data: list) -> dict:
+    """The first provider entry the importer reads (one it maps, with models)."""
+    from polyfleet.catalog.import_prices import GENAI_PROVIDERS
+
+    return next(p for p in data if p.get("id") in GENAI_PROVIDERS and p.get("models"))
+
+
+def _price_list(data: list, what: str) -> None:
+    """``data`` with one entry swapped for ``what`` the fuzz found broke the importer."""
+    if what == "provider":
+        data[0] = 7
+    elif what == "models":
+        _provider(data)["models"] = 3
+    elif what == "model":
+        _provider(data)["models"][0] = "x"
+    elif what == "prices":
+        _provider(data)["models"][0]["prices"] = 5
+    else:
+        _provider(data)["models"][0]["prices"] = [{"constraint": {"start_date": "soon"}, "prices": {}}]
+
+
+@pytest.mark.parametrize(
+    ("what", "says"),
+    [
+        ("provider", "[0]: expected a provider object, got 7"),
+        ("models", ".models: expected a list of models, got 3"),
+        ("model", ".models[0]: expected a model object, got 'x'"),
+        ("prices", ".models[0]: not a genai-prices model entry ('int' object is not iterable)"),
+        ("date", ".models[0]: not a genai-prices model entry (Invalid isoformat string: 'soon')"),
+    ],
+)
+def test_a_genai_price_list_of_another_shape_names_the_entry(tmp_path, what, says):
+    data = json.loads((DATA / "genai-prices/data.json").read_text())
+    _price_list(data, what)
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps(data))
+    code, err = _invoke(["catalog", "import-prices", "--genai", path])
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"polyfleet: {path}: [") and says in err, err
+
+
+def test_a_litellm_cost_that_rounds_to_nothing_names_the_entry(tmp_path):
+    path = tmp_path / "prices.json"
+    entry = {"litellm_provider": "groq", "mode": "chat", "input_cost_per_token": 1e-7}
+    path.write_text(json.dumps({"groq/x": entry | {"output_cost_per_token": 1e-300}}))
+    code, err = _invoke(["catalog", "import-prices", "--litellm", path, "--model", "x"])
+    assert (code, err) == (
+        2,
+        f"polyfleet: {path}: groq/x: not a LiteLLM price entry (Input should be greater than 0)\n",
+    )

@@ -20,6 +20,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from polyfleet.catalog.models import ApiOffer
 from polyfleet.catalog.refresh import keep_curated
 from polyfleet.catalog.skypilot import slug
@@ -180,45 +182,77 @@ def read_genai_prices(
     if not isinstance(data, list):
         raise SpecError("expected genai-prices data.json: a list of providers", file=str(path))
     out = PriceImport()
-    for provider_entry in data:
+    for i, provider_entry in enumerate(data):
+        if not isinstance(provider_entry, dict):
+            raise _shape(path, f"[{i}]", "a provider object", provider_entry)
         gp = provider_entry.get("id", "")
-        provider = GENAI_PROVIDERS.get(gp)
+        provider = GENAI_PROVIDERS.get(gp) if isinstance(gp, str) else None
         if provider is None:
             continue
-        for entry in provider_entry.get("models", []):
-            raw = str(entry.get("id", ""))
-            model = polyfleet_model(raw)
-            host = "gcp" if provider == "google" and model.startswith("claude") else provider
-            if not _wanted(model, models):
-                continue
-            key = f"{gp}:{raw}"
-            if entry.get("deprecated"):
-                out.skipped.append((key, "deprecated in the price list"))
-                continue
-            prices, scheduled = _current(entry.get("prices", {}), on)
-            usd_in, usd_out = _base(prices.get("input_mtok")), _base(prices.get("output_mtok"))
-            if usd_in is None or usd_out is None:
-                out.skipped.append((key, "no input/output price per Mtok"))
-                continue
-            extra = [f"genai-prices {gp} '{raw}'"]
-            cache = _base(prices.get("cache_read_mtok"))
-            if cache:
-                extra.append(f"cached input ${cache:g}/Mtok")
-            if isinstance(prices.get("input_mtok"), dict):
-                extra.append("tiered: base (first) tier taken")
-            extra += scheduled
-            row = _row(
-                provider=host,
-                model=model,
-                raw_id=raw,
-                usd_in=usd_in,
-                usd_out=usd_out,
-                source=source or f"genai-prices data.json ({gp})",
-                as_of=as_of,
-                notes="; ".join(extra) + ".",
-            )
-            _keep_cheapest(out, row, key)
+        entries = provider_entry.get("models", [])
+        if not isinstance(entries, list):
+            raise _shape(path, f"[{i}].models", "a list of models", entries)
+        for j, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise _shape(path, f"[{i}].models[{j}]", "a model object", entry)
+            try:
+                _genai_entry(out, entry, gp, provider, models, on, source, as_of)
+            except (TypeError, AttributeError, ValueError) as exc:  # a price or date of another shape
+                what = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
+                raise SpecError(
+                    f"not a genai-prices model entry ({what})", file=str(path), path=f"[{i}].models[{j}]"
+                ) from None
     return out
+
+
+def _shape(path: Path, where: str, expected: str, value: Any) -> SpecError:
+    """A price list entry of the wrong shape, named by its JSON path."""
+    return SpecError(f"expected {expected}, got {value!r:.40}", file=str(path), path=where)
+
+
+def _genai_entry(
+    out: PriceImport,
+    entry: dict[str, Any],
+    gp: str,
+    provider: str,
+    models: set[str] | None,
+    on: date,
+    source: str,
+    as_of: str,
+) -> None:
+    """One genai-prices model entry into ``out`` (or its ``skipped``)."""
+    raw = str(entry.get("id", ""))
+    model = polyfleet_model(raw)
+    host = "gcp" if provider == "google" and model.startswith("claude") else provider
+    if not _wanted(model, models):
+        return
+    key = f"{gp}:{raw}"
+    if entry.get("deprecated"):
+        out.skipped.append((key, "deprecated in the price list"))
+        return
+    prices, scheduled = _current(entry.get("prices", {}), on)
+    usd_in, usd_out = _base(prices.get("input_mtok")), _base(prices.get("output_mtok"))
+    if usd_in is None or usd_out is None:
+        out.skipped.append((key, "no input/output price per Mtok"))
+        return
+    extra = [f"genai-prices {gp} '{raw}'"]
+    cache = _base(prices.get("cache_read_mtok"))
+    if cache:
+        extra.append(f"cached input ${cache:g}/Mtok")
+    if isinstance(prices.get("input_mtok"), dict):
+        extra.append("tiered: base (first) tier taken")
+    extra += scheduled
+    row = _row(
+        provider=host,
+        model=model,
+        raw_id=raw,
+        usd_in=usd_in,
+        usd_out=usd_out,
+        source=source or f"genai-prices data.json ({gp})",
+        as_of=as_of,
+        notes="; ".join(extra) + ".",
+    )
+    _keep_cheapest(out, row, key)
 
 
 def read_litellm(path: Path, *, models: set[str] | None, source: str = "", as_of: str = "") -> PriceImport:
@@ -245,16 +279,21 @@ def read_litellm(path: Path, *, models: set[str] | None, source: str = "", as_of
         ):
             out.skipped.append((raw, "no input/output cost per token"))
             continue
-        row = _row(
-            provider=provider,
-            model=model,
-            raw_id=raw,
-            usd_in=round(usd_in * 1e6, 6),
-            usd_out=round(usd_out * 1e6, 6),
-            source=source or "LiteLLM model_prices_and_context_window.json",
-            as_of=as_of,
-            notes=f"LiteLLM '{raw}' ({entry.get('litellm_provider')}).",
-        )
+        try:
+            row = _row(
+                provider=provider,
+                model=model,
+                raw_id=raw,
+                usd_in=round(usd_in * 1e6, 6),
+                usd_out=round(usd_out * 1e6, 6),
+                source=source or "LiteLLM model_prices_and_context_window.json",
+                as_of=as_of,
+                notes=f"LiteLLM '{raw}' ({entry.get('litellm_provider')}).",
+            )
+        except ValidationError as exc:  # a cost past any float (1e308 per token x 1e6): inf
+            raise SpecError(
+                f"not a LiteLLM price entry ({exc.errors()[0]['msg']})", file=str(path), path=raw
+            ) from None
         _keep_cheapest(out, row, raw)
     return out
 
