@@ -298,6 +298,37 @@ def test_a_translated_stream_with_an_event_that_is_not_json_is_an_error_for_the_
     assert ledger(gw, "not-json", 1) == [(502, 1)]
 
 
+# --- answers labelled with the wrong content type ----------------------------------------------
+
+
+def _mislabelled(request: RawRequest) -> bytes:
+    if streams(request):  # an event stream said to be JSON, or said to be nothing
+        label = ("content-type: application/json",) if request.path.startswith("/json/") else ()
+        return http(200, chunks("a", "b"), *label)
+    return http(200, chat("fine"), "content-type: text/plain")
+
+
+SECTIONS["mislabelled"] = (
+    _mislabelled,
+    lambda url: [model("labelled-json", f"{url}/json/v1"), model("unlabelled", f"{url}/none/v1")],
+)
+
+
+def test_answers_labelled_with_the_wrong_content_type_are_read_by_what_they_are(raw):
+    """An event stream whose content type says JSON, or nothing (the SDKs read it, as they
+    parse the bytes): passed on as text/event-stream (before: a 502, 'not an event stream');
+    a JSON answer said to be text/plain reaches the client as application/json."""
+    gw, _ = raw
+    for name in ("labelled-json", "unlabelled"):
+        assert streamed(gw, name) == "ab", name
+        body = {"model": name, "messages": MESSAGES, "stream": True}
+        with httpx.stream("POST", gw.url + "/v1/chat/completions", json=body, timeout=5) as reply:
+            assert reply.headers["content-type"] == "text/event-stream"
+        reply = gw.openai().chat.completions.with_raw_response.create(model=name, messages=MESSAGES)
+        assert reply.headers["content-type"] == "application/json"
+        assert reply.parse().choices[0].message.content == "fine"
+
+
 # --- what the SDKs read of the gateway's own answers -------------------------------------------
 
 SECTIONS["refuses"] = (

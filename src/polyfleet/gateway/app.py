@@ -353,9 +353,10 @@ class Gateway:
         out.backend, out.attempts = backend, opened.attempts
         translate = backend.config.api != api  # an Anthropic client answered by an OpenAI backend
         status = out.status = response.status
-        content_type = (
-            "application/json" if translate and not stream else response.headers.get("content-type")
-        )
+        content_type = response.headers.get("content-type")
+        if status < 300 and (translate or ("event-stream" if stream else "json") not in (content_type or "")):
+            # the protocol check passed: say what it is, whatever the upstream's header said
+            content_type = "text/event-stream" if stream else "application/json"
         headers = [
             (b"content-type", (content_type or "application/json").encode("latin-1")),
             (b"x-polyfleet-backend", backend.name.encode()),

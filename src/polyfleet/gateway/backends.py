@@ -254,6 +254,7 @@ def _json_object(body: bytes) -> dict[str, Any] | None:
 
 
 _SSE_STARTS = (b"data:", b"event:", b":", b"id:", b"retry:", b"\n", b"\r")
+_SSE_EVENT = (b"data:", b"event:")  # what only an event stream starts with
 
 # what a 2xx answer of each endpoint must hold: the list the SDKs read
 _ANSWER_LIST = {
@@ -284,7 +285,9 @@ def _check_protocol(
     stream an event stream that does not open with an error event."""
     if stream:
         kind = response.headers.get("content-type", "")
-        if "text/event-stream" not in kind or not first.lstrip(b" ").startswith(_SSE_STARTS):
+        start = first.lstrip(b" ")
+        # an event stream, said by its content type or (a server that labels it wrongly) by its first field
+        if not start.startswith(_SSE_EVENT if "text/event-stream" not in kind else _SSE_STARTS):
             raise UpstreamMalformed(
                 f"upstream answered 2xx with {kind or 'no content type'}, not an event stream"
             )
