@@ -124,3 +124,19 @@ def test_a_measurements_header_past_the_field_limit_is_one_line(tmp_path):
     src.write_text("model," + "x" * 200_000 + "\n")
     code, err = _invoke(["perf", "calibrate", src, "--out", tmp_path / "cal.yaml"])
     assert (code, err) == (2, f"polyfleet: {src}:1: malformed CSV: field larger than field limit (131072)\n")
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_skypilot_vms_csv_that_is_not_a_file(tmp_path, small_reads, kind):
+    """A vms.csv directory was an IsADirectoryError traceback; a FIFO one a hang."""
+    vms = tmp_path / "aws" / "vms.csv"
+    vms.parent.mkdir()
+    if kind == "directory":
+        vms.mkdir()
+    else:
+        os.mkfifo(vms)
+    code, err = _invoke(["catalog", "import-skypilot", tmp_path])
+    why = "a directory, not a file" if kind == "directory" else "no data for 0.05 s"
+    assert code == 2
+    assert err.startswith(f"polyfleet: {vms}: cannot read SkyPilot catalog CSV: {why}")
+    assert err.count("\n") == 1

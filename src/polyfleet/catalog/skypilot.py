@@ -24,6 +24,7 @@ from polyfleet.catalog.io import Catalog
 from polyfleet.catalog.models import MONTHLY_FIELDS, Accelerator, Offer
 from polyfleet.catalog.skypilot_gcp import TPU_PLACEHOLDER_USD, attach_hosts, is_split, tpu_slice
 from polyfleet.errors import SpecError
+from polyfleet.yamlio import read_input
 
 #: SkyPilot ``AcceleratorName`` -> polyfleet accelerator id.  Names not here are skipped
 #: (e.g. A6000, RTX6000 (Ada/Turing), V100, Inferentia 1: no polyfleet accelerator record).
@@ -165,10 +166,10 @@ def _read_vms(
     result: ImportResult,
 ) -> None:
     best: dict[str, _Best] = {}
-    try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = [(reader.line_num, row) for row in reader]
+    try:  # read_input: a vms.csv that is a directory or a FIFO is one line, not a traceback or a hang
+        text = read_input(path, "SkyPilot catalog CSV").decode("utf-8")
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        rows = [(reader.line_num, row) for row in reader]
     except UnicodeDecodeError as exc:  # a damaged download: one line naming the file, not a traceback
         raise SpecError(
             f"not UTF-8 text (byte {exc.start}): expected a SkyPilot catalog CSV", file=str(path)
