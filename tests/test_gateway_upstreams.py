@@ -238,6 +238,8 @@ def test_retry_after_as_an_http_date_is_honoured():
     assert retry_after_s(headers, cap=10, now_epoch=1792567650.0) == 10.0  # capped
     assert retry_after_s(headers, cap=60, now_epoch=1792567690.0) == 0.0  # in the past
     assert retry_after_s({"retry-after": "7"}, cap=60) == 7.0
+    for nonsense in ("nan", "inf", "soon"):  # ignored (a NaN made the gateway's own 429 a 500)
+        assert retry_after_s({"retry-after": nonsense}, cap=60) is None
     assert retry_after_s({"retry-after": "soon"}, cap=60) is None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass
@@ -234,6 +235,8 @@ def retry_after_s(headers: Mapping[str, str], cap: float, now_epoch: float | Non
         return None
     try:
         seconds = float(value)
+        if not math.isfinite(seconds):  # "nan", "inf": not delta-seconds (a NaN hold broke the 429)
+            return None
     except ValueError:
         try:
             when = parsedate_to_datetime(value)
