@@ -140,3 +140,19 @@ def test_a_skypilot_vms_csv_that_is_not_a_file(tmp_path, small_reads, kind):
     assert code == 2
     assert err.startswith(f"polyfleet: {vms}: cannot read SkyPilot catalog CSV: {why}")
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("entry", ["", "skypilot:", "skypilot: "])
+def test_an_empty_catalog_entry_is_refused_not_read_as_the_current_folder(tmp_path, entry):
+    """'skypilot:' imported every vms.csv under the current (or the spec's) folder; '' named
+    the folder as a catalog file and '<spec>' as the culprit."""
+    expected = f"expected bundled, skypilot:DIR or a catalog file, got {entry!r}"
+    code, err = _invoke(["catalog", "cheapest", "H100:8", "--catalog", entry])
+    assert (code, err) == (2, f"polyfleet: --catalog: {expected}\n")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"catalog: [bundled, {entry!r}]\n"
+        "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
+    )
+    code, err = _invoke(["plan", spec])
+    assert (code, err) == (2, f"polyfleet: {spec}:1: catalog[1]: {expected}\n")

@@ -117,6 +117,10 @@ def _base_catalog(model: SpecModel, spec_dir: Path, spec: Spec) -> Catalog:
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
             continue
+        if not entry.removeprefix("skypilot:").strip():  # '' or 'skypilot:' would read the spec's folder
+            raise spec.error(
+                f"expected bundled, skypilot:DIR or a catalog file, got {entry!r}", "catalog", index
+            )
         if entry.startswith("skypilot:"):  # a SkyPilot catalog folder; list it after bundled
             folder = Path(entry.removeprefix("skypilot:"))
             folder = folder if folder.is_absolute() else spec_dir / folder

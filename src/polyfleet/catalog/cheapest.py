@@ -241,6 +241,10 @@ def load_catalog_entries(entries: Iterable[str], base: Path | None = None) -> Ca
         if entry == "bundled":
             catalog = catalog.merged(load_bundled())
             continue
+        if not entry.removeprefix("skypilot:").strip():  # '' or 'skypilot:' would read the cwd
+            raise SpecError(
+                f"expected bundled, skypilot:DIR or a catalog file, got {entry!r}", file="--catalog"
+            )
         if entry.startswith("skypilot:"):
             folder = Path(entry.removeprefix("skypilot:"))
             folder = folder if folder.is_absolute() else base / folder
