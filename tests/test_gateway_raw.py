@@ -213,6 +213,38 @@ def test_2xx_answers_that_are_not_the_protocol_fail_over(raw):
     )
 
 
+# --- a backend that redirects ------------------------------------------------------------------
+
+
+def _redirects(request: RawRequest) -> bytes:
+    if request.path.startswith("/ok/"):
+        return http(200, chat("ok"), JSON)
+    return http(301, b"", "location: https://elsewhere.example/v1/chat/completions")
+
+
+SECTIONS["redirect"] = (
+    _redirects,
+    lambda url: [
+        {
+            "name": "redirects",
+            "backends": [
+                {"name": "moved", "url": f"{url}/moved/v1", "weight": 1},
+                {"name": "moved-ok", "url": f"{url}/ok/v1", "weight": 0.001},
+            ],
+        }
+    ],
+)
+
+
+def test_a_backend_answering_a_redirect_fails_over(raw):
+    """The gateway follows no redirect: a 3xx is the backend's misconfigured URL, an attempt
+    that failed (before: the 301 and its empty body went to the client as the answer)."""
+    gw, _ = raw
+    reply = gw.openai().chat.completions.with_raw_response.create(model="redirects", messages=MESSAGES)
+    assert (reply.status_code, reply.headers["x-polyfleet-backend"]) == (200, "moved-ok")
+    assert reply.parse().choices[0].message.content == "ok"
+
+
 # --- streams whose upstream lingers after their end ---------------------------------------------
 
 

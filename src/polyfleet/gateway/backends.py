@@ -2,8 +2,8 @@
 
 A backend is available when its breaker allows, no ``Retry-After`` holds it and it is
 below its concurrency, requests/min and tokens/min limits.  An attempt that fails before
-the client got a byte (connection error, timeout before the first byte, 429, 5xx, a
-401/403, a 2xx that is not the protocol) moves to the next available backend, up to
+the client got a byte (connection error, timeout before the first byte, 429, 5xx, a 3xx,
+a 401/403, a 2xx that is not the protocol) moves to the next available backend, up to
 ``max_attempts``.  Client errors (other 4xx) are answers, passed through untouched.
 """
 
@@ -335,7 +335,8 @@ async def open_upstream(
         headers = {**backend.headers, **extra_headers} if extra_headers else backend.headers
         try:
             response = await transport.post(backend.base_url + path, body, headers, backend.timeout)
-            if response.status == 429 or response.status >= 500:
+            # 3xx too: the gateway follows no redirect, so one is a backend's misconfigured URL
+            if response.status == 429 or response.status >= 500 or 300 <= response.status < 400:
                 wait = retry_after_s(response.headers, routes.max_retry_after_s)
                 raise UpstreamStatus(response.status, await response.read(), wait)
             if response.status in (401, 403):
