@@ -277,7 +277,8 @@ def _first_event_is_error(first: bytes) -> bool:
         line = line.strip()
         if line.startswith(b"data:"):
             event = _json_object(line[5:])
-            return event is not None and "error" in event and event.get("type", "error") == "error"
+            # an error object, not a chunk with "error": null (some servers send one on every chunk)
+            return event is not None and bool(event.get("error")) and event.get("type", "error") == "error"
     return False
 
 
