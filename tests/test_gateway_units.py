@@ -339,3 +339,19 @@ def test_anthropic_backends_get_an_api_version_the_client_may_replace(tmp_path):
         "x-api-key": "a",
     }
     assert "anthropic-version" not in pools["llama"].backends[0].headers
+
+
+def test_the_metrics_key_may_be_given_as_issue_15_names_it(tmp_path):
+    """``metrics_key: SECRET`` (issue 15's name) works as ``metrics_key_sha256`` of it does
+    (before: 'unknown field', and serve refused the file); both at once is an error."""
+    from polyfleet.gateway.admin import may_see
+
+    routes = load_routes(write_spec(tmp_path, GOOD + "metrics_key: mk\n", "routes.yaml"), {"OWN_KEY": "o"})
+    hashed = GOOD + f"metrics_key_sha256: {hash_key('mk').upper()}\n"
+    for given in (routes, load_routes(write_spec(tmp_path, hashed, "hashed.yaml"), {"OWN_KEY": "o"})):
+        assert may_see(given, {"headers": [(b"authorization", b"Bearer mk")]})
+        assert may_see(given, {"headers": [(b"x-api-key", b"mk")]})
+        assert not may_see(given, {"headers": [(b"authorization", b"Bearer nope")]})
+        assert not may_see(given, {"headers": []})
+    both = GOOD + f"metrics_key: mk\nmetrics_key_sha256: {hash_key('mk')}\n"
+    assert "metrics_key_sha256 or metrics_key, not both" in error_of(tmp_path, both, {"OWN_KEY": "o"})

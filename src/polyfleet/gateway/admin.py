@@ -1,6 +1,6 @@
 """The gateway's own endpoints: ``/v1/models``, ``/healthz`` and ``/metrics``.
 
-With ``metrics_key_sha256`` set, ``/metrics`` and the detail of ``/healthz`` need that
+With ``metrics_key_sha256`` (or ``metrics_key``) set, ``/metrics`` and the detail of ``/healthz`` need that
 key; ``/healthz`` says ``degraded`` (still 200) when some model has no backend that may
 take a request.
 """
@@ -83,7 +83,7 @@ async def models(keys: Keys, pools: Mapping[str, Pool], scope: Scope, send: Send
 
 def may_see(routes: Routes, scope: Scope) -> bool:
     """Whether the request may see /metrics and /healthz detail (all may without a metrics key)."""
-    wanted = routes.metrics_key_sha256
+    wanted = routes.metrics_key_hash
     if wanted is None:
         return True
     headers = dict(scope["headers"])
@@ -91,7 +91,7 @@ def may_see(routes: Routes, scope: Scope) -> bool:
     authorization = headers.get(b"authorization")
     if authorization is not None and authorization[:7].lower() == b"bearer ":
         secret = authorization[7:].strip()
-    return secret is not None and hashlib.sha256(secret).hexdigest() == wanted.lower()
+    return secret is not None and hashlib.sha256(secret).hexdigest() == wanted
 
 
 async def health(routes: Routes, pools: Mapping[str, Pool], scope: Scope, send: Send) -> None:

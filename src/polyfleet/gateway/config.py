@@ -6,12 +6,21 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from polyfleet.errors import SpecError, did_you_mean
 from polyfleet.yamlio import Lines, dotted, line_of, read_yaml
@@ -154,8 +163,24 @@ class Routes(_Strict):
     timeouts: Timeouts = Timeouts()
     limits: ClientLimits = ClientLimits()
     probe: Probe = Probe()
+    metrics_key: str | None = Field(None, min_length=1, description="the key itself (the hash is better)")
     metrics_key_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
     budget_max_tokens: int = Field(4096, gt=0, description="output tokens reserved when max_tokens is absent")
+
+    @field_validator("metrics_key_sha256")
+    @classmethod
+    def _one_metrics_key(cls, value: str | None, info: ValidationInfo) -> str | None:
+        # checked here, after metrics_key: an error names this field, never echoes the secret
+        if value is not None and info.data.get("metrics_key") is not None:
+            raise ValueError("give metrics_key_sha256 or metrics_key, not both")
+        return value
+
+    @property
+    def metrics_key_hash(self) -> str | None:
+        """The SHA-256 (hex, lower case) of the key /metrics and /healthz detail need, if any."""
+        if self.metrics_key is not None:
+            return hashlib.sha256(self.metrics_key.encode("utf-8")).hexdigest()
+        return None if self.metrics_key_sha256 is None else self.metrics_key_sha256.lower()
 
     def model(self, name: str) -> ModelRoute | None:
         """The route for ``name``, or None."""
