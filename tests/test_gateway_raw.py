@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
@@ -89,13 +90,15 @@ def raw_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gate
             upstream.close()
 
 
-def ledger(gw: Gateway, model: str, count: int, fields: str = "status, partial") -> list[tuple]:
-    """``fields`` of the model's ledger rows, once ``count`` are written (5 s at most)."""
+def ledger(
+    gw: Gateway, model: str, count: int, fields: str = "status, partial", where: str = ""
+) -> list[tuple]:
+    """``fields`` of the model's ledger rows (``AND where``), once ``count`` are written (5 s at most)."""
     deadline = time.monotonic() + 5
     rows: list[tuple] = []
     while time.monotonic() < deadline:
         with contextlib.suppress(sqlite3.OperationalError):  # no table before the first flush
-            sql = f"SELECT {fields} FROM requests WHERE model = ? ORDER BY ts"
+            sql = f"SELECT {fields} FROM requests WHERE model = ? {where and 'AND ' + where} ORDER BY ts"
             with contextlib.closing(sqlite3.connect(Path(gw.ledger))) as conn:
                 rows = conn.execute(sql, (model,)).fetchall()
         if len(rows) >= count:
@@ -360,6 +363,49 @@ def test_answers_labelled_with_the_wrong_content_type_are_read_by_what_they_are(
         reply = gw.openai().chat.completions.with_raw_response.create(model=name, messages=MESSAGES)
         assert reply.headers["content-type"] == "application/json"
         assert reply.parse().choices[0].message.content == "fine"
+
+
+# --- a client that stops reading a stream -------------------------------------------------------
+
+_BIG_EVENT = (
+    b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": "x" * 60000}}]}) + b"\n\n"
+)
+
+
+def _floods(request: RawRequest) -> bytes | list[bytes | float]:
+    if not streams(request):
+        return http(200, chat("free"), JSON)
+    head = b"HTTP/1.1 200 OK\r\n" + SSE.encode() + b"\r\ntransfer-encoding: chunked\r\n\r\n"
+    return [head] + [b"%x\r\n%s\r\n" % (len(_BIG_EVENT), _BIG_EVENT)] * 2000  # 120 MB, as fast as taken
+
+
+SECTIONS["slow-reader"] = (
+    _floods,
+    lambda url: [model("floods", url + "/v1", max_concurrency=1, timeouts={"total_s": 0.5})],
+)
+
+
+def test_a_client_that_stops_reading_a_stream_holds_nothing_past_total_s(raw):
+    """Its request, its backend's only concurrency slot and the upstream connection end at
+    ``total_s`` (+1 s for the last bytes) and the client is dropped (before: held for ever;
+    every other request got 503)."""
+    gw, _ = raw
+    body = orjson.dumps({"model": "floods", "messages": MESSAGES, "stream": True})
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", gw.port))
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        deadline = time.monotonic() + 6
+        status = 0
+        while status != 200 and time.monotonic() < deadline:  # it reads nothing meanwhile
+            time.sleep(0.1)
+            request = {"model": "floods", "messages": MESSAGES}
+            status = httpx.post(gw.url + "/v1/chat/completions", json=request, timeout=5).status_code
+        assert status == 200
+    assert ledger(gw, "floods", 1, where="streamed = 1") == [(502, 1)]
 
 
 # --- what the SDKs read of the gateway's own answers -------------------------------------------

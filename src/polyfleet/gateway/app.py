@@ -49,6 +49,9 @@ ENDPOINTS = {
 # scope key set by ``server.GuardedHttpTools``: the request puts (its task, its Outcome) there,
 # and the protocol cancels the task when the client's connection is lost (no watcher task per request)
 DISCONNECT_HOOK = "polyfleet.on_disconnect"
+# scope key set by ``server.GuardedHttpTools``: drops the client's connection (a client that
+# takes no bytes past ``total_s``: nothing can be said to it any more)
+ABORT_HOOK = "polyfleet.abort"
 
 
 def client_gone(scope: Scope) -> None:
@@ -272,7 +275,7 @@ class Gateway:
             else:
                 reserved = self.keys.reserve(key, day, worst)
         req = Request(key, day, model, path.lstrip("/"), stream, started, reserved, payload, api)
-        out = Outcome()
+        out = Outcome(abort=scope.get(ABORT_HOOK))
         task = asyncio.current_task()
         watcher = None
         if scope.get(DISCONNECT_HOOK) is not None:  # our protocol cancels us on a disconnect

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ _OPENAI_END = re.compile(rb"[\r\n]data: ?\[DONE\]")
 _ANTHROPIC_END = re.compile(rb'[\r\n](?:event: ?message_stop|data: ?\{"type": ?"message_stop")')
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # a chunk that ends an event
 _DRAIN_S = 0.5  # how long the upstream may take to end its answer after its protocol's end
+_LAST_SEND_S = 1.0  # how long a stream's last bytes may wait for the client to take them
 
 
 @dataclass(slots=True)
@@ -62,7 +64,9 @@ class Outcome:
     client_gone: bool = False
     finished: bool = False
     error: str = ""
+    complete: bool = False  # a stream reached its protocol's end
     chunks: list[bytes] | None = None  # the answer as received, to count tokens when usage is missing
+    abort: Callable[[], None] | None = None  # drops the client's connection (our server's, else None)
 
 
 def stream_error(api: str, message: str) -> bytes:
@@ -127,45 +131,71 @@ async def relay_stream(
     end, ends = (b"message_stop", _ANTHROPIC_END) if anthropic else (b"[DONE]", _OPENAI_END)
     chunks: list[bytes] = []
     out.chunks = chunks
-    complete = False
-    tail = b"\n"  # the stream starts at the start of a line
-    chunk = first
     try:  # from here on the upstream connection is closed (or pooled, after its end) whatever happens
         try:
-            await send({"type": "http.response.start", "status": response.status, "headers": headers})
-            out.responded = True
-            while chunk:
-                chunks.append(chunk)
-                ended = not complete and (end in chunk or end in tail + chunk[:16])
-                ended = ended and ends.search(tail + chunk) is not None
-                tail = chunk[-32:]
-                passed = meter.feed(chunk)
-                if recode is not None:
-                    passed = recode.feed(chunk)  # raises on an event it cannot read: not complete
-                complete = complete or ended
-                if passed:
-                    await send({"type": "http.response.body", "body": passed, "more_body": True})
-                if complete and chunk.endswith(_EVENT_ENDS):
-                    break  # the protocol's end: the client's answer ends now, whenever the upstream's does
-                chunk = await response.next_chunk()
+            # total_s bounds the sends too: a client that stops reading would otherwise hold the
+            # request, its backend's concurrency slot and the upstream connection for ever
+            async with asyncio.timeout_at(response.deadline):
+                await send({"type": "http.response.start", "status": response.status, "headers": headers})
+                out.responded = True
+                await _pass_on(send, out, response, first, chunks, meter, recode, end, ends)
         except UpstreamError as exc:
             out.error = str(exc)
+        except TimeoutError:
+            out.error = "the stream ran past total_s (an upstream too slow to end, or a client to read)"
         finally:
-            if meter.final or (meter.seen and complete):
+            if meter.seen and (meter.final or out.complete):
                 out.usage = (meter.tokens_in, meter.tokens_out)
             elif meter.seen:  # cut after message_start: its input tokens hold, the output is counted
                 out.tokens_in = meter.tokens_in
-        if complete:
+        if out.complete:
             last = meter.rest() + (recode.finish() if recode is not None else b"")
         else:
             out.status, out.partial = 502, True
             metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
             last = stream_error(req.api, out.error or "the upstream ended the stream before its end")
-        await send({"type": "http.response.body", "body": last})
-        if complete and not response.at_eof():
+        try:
+            async with asyncio.timeout(_LAST_SEND_S):
+                await send({"type": "http.response.body", "body": last})
+        except TimeoutError:  # the client takes no bytes: nothing more can be said to it
+            out.partial = True
+            if out.abort is not None:
+                out.abort()
+            return
+        if out.complete and not response.at_eof():
             await _drain(response)
     finally:
         response.close()
+
+
+async def _pass_on(
+    send: Send,
+    out: Outcome,
+    response: UpstreamResponse,
+    chunk: bytes,
+    chunks: list[bytes],
+    meter: StreamUsage,
+    recode: ChatToMessagesStream | None,
+    end: bytes,
+    ends: re.Pattern[bytes],
+) -> None:
+    """Send the stream's chunks as they come, until its protocol's end (``out.complete``) or
+    its last byte; raises ``UpstreamError`` when the upstream fails."""
+    tail = b"\n"  # the stream starts at the start of a line
+    while chunk:
+        chunks.append(chunk)
+        ended = not out.complete and (end in chunk or end in tail + chunk[:16])
+        ended = ended and ends.search(tail + chunk) is not None
+        tail = chunk[-32:]
+        passed = meter.feed(chunk)
+        if recode is not None:
+            passed = recode.feed(chunk)  # raises on an event it cannot read: not complete
+        out.complete = out.complete or ended
+        if passed:
+            await send({"type": "http.response.body", "body": passed, "more_body": True})
+        if out.complete and chunk.endswith(_EVENT_ENDS):
+            return  # the protocol's end: the client's answer ends now, whenever the upstream's does
+        chunk = await response.next_chunk()
 
 
 async def _drain(response: UpstreamResponse) -> None:

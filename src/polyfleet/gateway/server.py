@@ -28,7 +28,7 @@ import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from polyfleet.gateway.app import DISCONNECT_HOOK, client_gone
+from polyfleet.gateway.app import ABORT_HOOK, DISCONNECT_HOOK, client_gone
 from polyfleet.gateway.config import ClientLimits
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large", 503: b"Service Unavailable"}
@@ -238,6 +238,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         self._in_head = False
         self._arm("body", self.limits.body_timeout_s)
         self.scope[DISCONNECT_HOOK] = ()  # tells the app that this protocol reports disconnects
+        self.scope[ABORT_HOOK] = self.transport.abort
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:

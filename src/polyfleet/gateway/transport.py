@@ -420,6 +420,11 @@ class UpstreamResponse:
                 raise UpstreamTimeout("upstream stalled while streaming")
         return conn.take()
 
+    @property
+    def deadline(self) -> float | None:
+        """When ``total_s`` ends, in the event loop's time (None: no limit)."""
+        return self._deadline
+
     def at_eof(self) -> bool:
         """Whether the stream has ended and every byte of it was read (no read needed to know)."""
         return self._conn.complete and not self._conn.chunks
