@@ -70,3 +70,31 @@ def test_a_sound_ledger_still_sums(tmp_path):
     url = _ledger(tmp_path / "usage.db", "cost_usd", "0.5")
     code, out, _ = _invoke(["usage", "--ledger", url, "--by", "day", "--format", "json"])
     assert code == 0 and '"cost_usd": 1.5' in out
+
+
+def test_a_sqlite_file_that_is_no_ledger_is_refused_and_left_untouched(tmp_path):
+    """Opening it as a ledger created a requests table in someone else's database (and an
+    empty file became an empty ledger, reported as zero requests)."""
+    other = tmp_path / "other.db"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE t (x)")
+    con.commit()
+    con.close()
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    for path in (other, empty):
+        code, out, err = _invoke(["usage", "--ledger", f"sqlite:///{path}"])
+        says = "not a polyfleet ledger: no requests table (serve writes one)"
+        assert (code, out, err) == (2, "", f"polyfleet: sqlite:///{path}: {says}\n")
+    con = sqlite3.connect(other)
+    assert con.execute("SELECT name FROM sqlite_master").fetchall() == [("t",)]
+    con.close()
+    assert empty.stat().st_size == 0
+
+
+def test_a_ledger_name_past_the_system_limit_is_one_line(tmp_path):
+    """Was an OSError traceback (File name too long) from the existence check."""
+    url = f"sqlite:///{tmp_path / ('x' * 5000)}"
+    code, _, err = _invoke(["usage", "--ledger", url])
+    assert code == 2 and err.count("\n") == 1
+    assert err.endswith(": cannot open the ledger: File name too long\n")

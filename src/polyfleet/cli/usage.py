@@ -33,6 +33,29 @@ def _table(rows: list[dict[str, Any]], by: str) -> Table:
     return table
 
 
+def _check_sqlite_ledger(url: str) -> None:
+    """Refuse, reading only, a path that holds no polyfleet ledger.
+
+    Why read-only first: opening a file as a ``Ledger`` creates its ``requests`` table, so
+    ``usage`` pointed at someone else's SQLite database (or an empty file) wrote into it.
+    A name past the system's limit is one line too (it was an ``OSError`` traceback).
+    """
+    path = sqlite_path(url)
+    try:
+        if not Path(path).is_file():
+            _fail(f"{path}: no ledger here (serve writes one; pass --ledger or --routes)")
+        con = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+        try:
+            found = con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'requests'")
+            has_table = found.fetchone() is not None
+        finally:
+            con.close()
+    except (OSError, sqlite3.Error) as exc:  # strerror: the reason without the name again
+        _fail(f"{shown(url)}: cannot open the ledger: {getattr(exc, 'strerror', None) or exc}")
+    if not has_table:
+        _fail(f"{shown(url)}: not a polyfleet ledger: no requests table (serve writes one)")
+
+
 def _check_values(rows: list[dict[str, Any]], url: str) -> None:
     """Refuse what no gateway writes and no output can show: bytes (a BLOB) and sums past
     the largest float (``Infinity`` is not JSON), naming the column."""
@@ -84,9 +107,7 @@ def usage_cmd(
     if not url.startswith(("sqlite://", "postgresql://", "postgres://")):
         _fail(f"--ledger: expected sqlite:///FILE or postgresql://…, got {shown(url)!r}")
     if url.startswith("sqlite://"):
-        path = sqlite_path(url)
-        if not Path(path).is_file():
-            _fail(f"{path}: no ledger here (serve writes one; pass --ledger or --routes)")
+        _check_sqlite_ledger(url)
     try:
         store = Ledger(url).open()
     except (RuntimeError, OSError, sqlite3.Error) as exc:
