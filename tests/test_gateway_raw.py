@@ -408,6 +408,29 @@ def test_a_client_that_stops_reading_a_stream_holds_nothing_past_total_s(raw):
     assert ledger(gw, "floods", 1, where="streamed = 1") == [(502, 1)]
 
 
+# --- an OpenAI-compatible backend's client error, for an Anthropic client ------------------------
+
+_TOO_LARGE = {"error": {"message": "max_tokens is too large: 99999", "type": "BadRequestError", "code": 400}}
+SECTIONS["rejects"] = (
+    lambda request: http(400, orjson.dumps(_TOO_LARGE), JSON),
+    lambda url: [model("rejects", url + "/v1")],
+)
+
+
+def test_a_backends_client_error_reaches_each_sdk_in_its_own_shape(raw):
+    """Passed through untouched to an OpenAI client; in Anthropic's shape, with its message, to
+    an Anthropic client of a translated model (before: the OpenAI-shaped body)."""
+    gw, _ = raw
+    with pytest.raises(openai.BadRequestError) as openai_error:
+        gw.openai().chat.completions.create(model="rejects", messages=MESSAGES)
+    assert openai_error.value.body == _TOO_LARGE["error"]
+    with pytest.raises(anthropic.BadRequestError) as anthropic_error:
+        gw.anthropic().messages.create(model="rejects", max_tokens=99999, messages=MESSAGES)
+    body = anthropic_error.value.body
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["message"] == "max_tokens is too large: 99999"
+
+
 # --- what the SDKs read of the gateway's own answers -------------------------------------------
 
 SECTIONS["refuses"] = (

@@ -97,6 +97,23 @@ def chat_to_message(body: bytes, model: str) -> bytes:
     return orjson.dumps(message)
 
 
+def chat_error_to_message(body: bytes, status: int) -> bytes:
+    """An OpenAI-compatible backend's error answer (4xx passed on) in Anthropic's shape, with
+    its message, so an Anthropic client reads it as it reads Anthropic's own errors."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    error = _dict(data).get("error")
+    message = _dict(error).get("message") if isinstance(error, dict) else error
+    if not isinstance(message, str) or not message:
+        message = body.decode("utf-8", "replace")[:2000] or f"the backend answered {status}"
+    code = _dict(error).get("code")
+    return GatewayError(
+        message, status=status, type="", code=code if isinstance(code, str) else None
+    ).anthropic_body()
+
+
 def _event(kind: str, data: dict[str, Any]) -> bytes:
     return b"event: " + kind.encode() + b"\ndata: " + orjson.dumps({"type": kind, **data}) + b"\n\n"
 

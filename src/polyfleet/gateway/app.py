@@ -357,7 +357,11 @@ class Gateway:
         translate = backend.config.api != api  # an Anthropic client answered by an OpenAI backend
         status = out.status = response.status
         content_type = response.headers.get("content-type")
-        if status < 300 and (translate or ("event-stream" if stream else "json") not in (content_type or "")):
+        if translate and status >= 300:  # an error, translated: JSON in Anthropic's shape
+            content_type = "application/json"
+        elif status < 300 and (
+            translate or ("event-stream" if stream else "json") not in (content_type or "")
+        ):
             # the protocol check passed: say what it is, whatever the upstream's header said
             content_type = "text/event-stream" if stream else "application/json"
         headers = [

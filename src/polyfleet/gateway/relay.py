@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from polyfleet.gateway.anthropic import ChatToMessagesStream, chat_to_message
+from polyfleet.gateway.anthropic import ChatToMessagesStream, chat_error_to_message, chat_to_message
 from polyfleet.gateway.backends import BackendState
 from polyfleet.gateway.config import Key
 from polyfleet.gateway.errors import UpstreamError
@@ -97,6 +97,8 @@ async def relay_body(
         if out.usage is None:
             out.chunks = [answer]
         answer = chat_to_message(answer, req.model) if translate else answer
+    elif translate:  # an OpenAI-compatible backend's 4xx, for an Anthropic client
+        answer = chat_error_to_message(answer, status)
     headers.append((b"content-length", str(len(answer)).encode()))
     out.responded = True
     await send({"type": "http.response.start", "status": status, "headers": headers})
