@@ -431,6 +431,39 @@ def test_a_backends_client_error_reaches_each_sdk_in_its_own_shape(raw):
     assert body["error"]["message"] == "max_tokens is too large: 99999"
 
 
+# --- a pipelined request whose head never ends -----------------------------------------------------
+
+
+def _slowly(request: RawRequest) -> list[bytes | float]:
+    request.pause_s = 0.1  # an event every 0.1 s for 3 s
+    body = [chunks("x", done=False)] * 30 + [b"data: [DONE]\n\n"]
+    head = b"HTTP/1.1 200 OK\r\n" + SSE.encode() + b"\r\ntransfer-encoding: chunked\r\n\r\n"
+    return [head] + [b"%x\r\n%s\r\n" % (len(part), part) for part in body] + [b"0\r\n\r\n"]
+
+
+SECTIONS["pipelined"] = (_slowly, lambda url: [model("slowly", url + "/v1")])
+
+
+def test_a_pipelined_head_past_max_header_bytes_is_refused_while_the_first_is_answered(raw):
+    """uvicorn reads a pipelined request's head as it comes, while the request before it is
+    still answered: past max_header_bytes (16 KiB) the connection is dropped (before: it was
+    read without limit, here 64 KiB in 0.1 s, and the stream went on to its end)."""
+    gw, _ = raw
+    body = orjson.dumps({"model": "slowly", "messages": MESSAGES, "stream": True})
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: gw\r\ncontent-type: application/json\r\n"
+            b"content-length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        assert b"200 OK" in sock.recv(65536)  # the stream is answered
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: gw\r\nx-pad: " + b"p" * 65536)  # and no end
+        got = b""
+        with contextlib.suppress(ConnectionResetError):
+            while part := sock.recv(65536):
+                got += part
+    assert b"[DONE]" not in got  # dropped before the stream's end, not read to its end
+
+
 # --- what the SDKs read of the gateway's own answers -------------------------------------------
 
 SECTIONS["refuses"] = (

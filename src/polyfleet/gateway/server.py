@@ -6,7 +6,8 @@ connection idle *after* a response), and by default takes any number of connecti
 ``GuardedHttpTools`` adds, per the routes file's ``limits``:
 
 - ``max_header_bytes``: a request line plus headers past it gets ``431`` and the
-  connection is closed;
+  connection is closed (a pipelined request's head, read while the request before it is
+  still answered, too: the connection is dropped);
 - ``header_timeout_s``: from the connection's opening (or the first byte of a later
   request on it) the head must be complete within it, else ``408`` and close;
 - ``body_timeout_s``: from the end of the head the body must be complete within it, else
@@ -105,6 +106,9 @@ class GuardedHttpTools(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = False
         self._head_bytes = 0
+        # bytes after a request's end while it is still answered: a pipelined request's head
+        # (uvicorn parses it as it comes), None when no such count runs
+        self._pipelined: int | None = None
         # one loop timer per connection, re-armed lazily: a request moves ``_deadline`` (and
         # ``_waiting_for``) instead of creating and cancelling two timers
         self._timer: asyncio.TimerHandle | None = None
@@ -170,6 +174,7 @@ class GuardedHttpTools(HttpToolsProtocol):
     def _start_head(self) -> None:
         self._in_head = True
         self._head_bytes = 0
+        self._pipelined = None
         self._arm("head", self.limits.header_timeout_s)
 
     def _head_timed_out(self) -> None:
@@ -212,9 +217,12 @@ class GuardedHttpTools(HttpToolsProtocol):
             self._start_head()  # the first bytes of a later request on a kept-alive connection
         if self._in_head:
             self._head_bytes += len(data)
+        elif self._pipelined is not None:
+            self._pipelined += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > self.limits.max_header_bytes:
-            self._too_large()
+        limit = self.limits.max_header_bytes
+        if (self._in_head and self._head_bytes > limit) or (self._pipelined or 0) > limit:
+            self._too_large()  # a pipelined head too: the connection is dropped, its answer cut
 
     def _too_large(self) -> None:
         self._refuse(
@@ -236,6 +244,7 @@ class GuardedHttpTools(HttpToolsProtocol):
             )
             return
         self._in_head = False
+        self._pipelined = None
         self._arm("body", self.limits.body_timeout_s)
         self.scope[DISCONNECT_HOOK] = ()  # tells the app that this protocol reports disconnects
         self.scope[ABORT_HOOK] = self.transport.abort
@@ -249,6 +258,7 @@ class GuardedHttpTools(HttpToolsProtocol):
         if self._refused:
             return
         self._cancel_timer()
+        self._pipelined = 0  # what comes before this request's answer ends is the next one's head
         super().on_message_complete()
 
 
