@@ -72,9 +72,6 @@ def plan_cmd(
     with working(f"planning {spec_path.name} (time limit {time_limit:g} s)", delay_s=2.0):
         result = plan(spec, SolveOptions(mip_rel_gap=gap, time_limit_s=time_limit), with_explain=explain)
     data = result.to_dict()
-    for line in data.get("warnings", []):  # the spec's, planned as given (spec_checks)
-        click.echo(f"polyfleet: warning: {line}", err=True)
-    catalog_notes = _catalog_notes(spec, data, offline_ok)  # estimates in the JSON, warnings on stderr
     routes_text = None
     if backends_map is not None and result.feasible:
         try:
@@ -86,6 +83,10 @@ def plan_cmd(
                 ]
                 exc.line = backend_lines[max(known, key=len)] if known else None
             raise
+    # warnings after the routes: a backends file the plan cannot use is one line on stderr
+    for line in data.get("warnings", []):  # the spec's, planned as given (spec_checks)
+        click.echo(f"polyfleet: warning: {line}", err=True)
+    catalog_notes = _catalog_notes(spec, data, offline_ok)  # estimates in the JSON, warnings on stderr
     tables = monthly_tables if data.get("periods") == "monthly" and result.feasible else plan_tables
     # an infeasible run (or one with no plan in the time limit) never touches --out
     _show(data, fmt, lambda: catalog_notes(tables(data)), out if result.feasible else None)
