@@ -158,6 +158,25 @@ class OfferTable:
         choices = [self._choice(int(i), hours, num_nodes) for i in rows]
         return sorted(choices, key=lambda c: (c.usd_total, c.provider, c.region, c.instance_type, c.offer))
 
+    def most_available(
+        self,
+        accelerator: str,
+        count: int,
+        *,
+        use_spot: bool = False,
+        exact: bool = True,
+        names: Literal["chip", "skypilot"] = "chip",
+    ) -> int:
+        """The most ``available_instances`` of one offer of that size and term (0: none offered).
+
+        Why: when ``cheapest`` finds nothing although the size is offered, ``--nodes`` asked
+        for more instances than any one offer has.
+        """
+        mask = self._accelerator_mask(accelerator, names)
+        mask &= (self.chips == count) if exact else (self.chips >= count)
+        mask &= self.spot if use_spot else self.on_demand
+        return int(self.available[mask].max()) if mask.any() else 0
+
     def counts_for(
         self, accelerator: str, *, use_spot: bool = False, names: Literal["chip", "skypilot"] = "chip"
     ) -> list[int]:

@@ -312,6 +312,13 @@ def cheapest_cmd(
     )
     term = "spot" if spot else "on-demand"
     if not choices:
+        most = table.most_available(name, count, use_spot=spot, exact=not at_least, names=names)
+        if most:  # the size is offered: --nodes asked for more instances than one offer has
+            _fail(
+                f"--nodes: no {term} offer of {'at least' if at_least else 'exactly'} {count} x {name} "
+                f"per instance has {nodes:,} instances available (at most {most:,})",
+                code=1,
+            )
         sizes = table.counts_for(name, use_spot=spot, names=names)
         offered = f"; {term} sizes offered: {', '.join(map(str, sizes))}" if sizes else f"; no {term} offers"
         _fail(
