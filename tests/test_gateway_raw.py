@@ -466,10 +466,20 @@ def test_a_pipelined_head_past_max_header_bytes_is_refused_while_the_first_is_an
 
 # --- what the SDKs read of the gateway's own answers -------------------------------------------
 
-SECTIONS["refuses"] = (
-    lambda request: http(401, b'{"error": "bad key sk-secret"}', JSON),
-    lambda url: [model("refuses", url + "/v1")],
-)
+
+def _refuses(request: RawRequest) -> bytes:
+    if request.path.startswith("/ok/"):
+        return http(200, chat("ok"), JSON)
+    return http(401, b'{"error": "bad key sk-secret"}', JSON)
+
+
+def _refusing(url: str) -> list[dict[str, Any]]:
+    three = [{"name": f"refuses-{n}", "url": url + "/v1"} for n in range(3)]  # max_attempts: 3
+    last = {"name": "refuses-ok", "url": url + "/ok/v1", "weight": 0.001}
+    return [model("refuses", url + "/v1"), {"name": "refuses-some", "backends": [*three, last]}]
+
+
+SECTIONS["refuses"] = (_refuses, _refusing)
 
 
 def test_what_the_sdks_read_of_the_gateways_own_answers(raw):
@@ -493,3 +503,8 @@ def test_what_the_sdks_read_of_the_gateways_own_answers(raw):
     reply = httpx.post(gw.url + "/v1/chat/completions", json={"model": "refuses", "messages": MESSAGES})
     assert (reply.status_code, reply.headers["retry-after"]) == (503, "3")
     assert ledger(gw, "refuses", 2, "status") == [(502,), (503,)]
+    # three backends refuse our keys, max_attempts (3) are spent, a fourth is left: the 502
+    # lets the SDK retry, and the retry reaches it
+    reply = retrying.chat.completions.with_raw_response.create(model="refuses-some", messages=MESSAGES)
+    assert reply.headers["x-polyfleet-backend"] == "refuses-ok"
+    assert ledger(gw, "refuses-some", 2, "status") == [(502,), (200,)]

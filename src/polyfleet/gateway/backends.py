@@ -399,9 +399,11 @@ def _exhausted(pool: Pool, last: UpstreamError | None, tried: set[int], probe_s:
             headers=headers,
         )
     headers = ()
-    if isinstance(last, UpstreamAuth):  # the SDKs' retries would meet the same keys: tell them not to
+    if isinstance(last, UpstreamAuth):
         last = UpstreamError("a backend refused the gateway's credentials (see the gateway's log)")
-        headers = ((b"x-should-retry", b"false"),)
+        now = time.monotonic()
+        if not any(b.available(now, 0) for b in pool.backends):  # a retry would only get a 503
+            headers = ((b"x-should-retry", b"false"),)
     return GatewayError(
         f"every backend of model {pool.name!r} tried ({len(tried)}) failed; last: {last}",
         status=504 if isinstance(last, UpstreamTimeout) else 502,
