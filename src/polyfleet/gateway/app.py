@@ -289,7 +289,8 @@ class Gateway:
             raise
         except asyncio.CancelledError:
             if not out.client_gone or task is None:
-                out.status, out.partial = 503, out.responded  # cut by a forced shutdown
+                if not out.answered:  # cut by a forced shutdown (not while draining after the end)
+                    out.status, out.partial = 503, out.responded
                 raise
             task.uncancel()  # the client went away: the upstream request is dropped, the slot freed
             out.status = 499

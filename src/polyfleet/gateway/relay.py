@@ -65,6 +65,7 @@ class Outcome:
     finished: bool = False
     error: str = ""
     complete: bool = False  # a stream reached its protocol's end
+    answered: bool = False  # the client's answer was sent to its end
     chunks: list[bytes] | None = None  # the answer as received, to count tokens when usage is missing
     abort: Callable[[], None] | None = None  # drops the client's connection (our server's, else None)
 
@@ -103,6 +104,7 @@ async def relay_body(
     out.responded = True
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": answer})
+    out.answered = True
 
 
 async def relay_stream(
@@ -159,6 +161,7 @@ async def relay_stream(
         try:
             async with asyncio.timeout(_LAST_SEND_S):
                 await send({"type": "http.response.body", "body": last})
+            out.answered = True
         except TimeoutError:  # the client takes no bytes: nothing more can be said to it
             out.partial = True
             if out.abort is not None:
