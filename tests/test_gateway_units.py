@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -355,3 +356,43 @@ def test_the_metrics_key_may_be_given_as_issue_15_names_it(tmp_path):
         assert not may_see(given, {"headers": []})
     both = GOOD + f"metrics_key: mk\nmetrics_key_sha256: {hash_key('mk')}\n"
     assert "metrics_key_sha256 or metrics_key, not both" in error_of(tmp_path, both, {"OWN_KEY": "o"})
+
+
+def test_a_streams_last_bytes_wait_for_a_slow_client_until_total_s(monkeypatch):
+    """A client slow to take a stream's last bytes, well within total_s, gets them (771c8ef
+    gave it 1 s, whatever was left of total_s, then dropped it)."""
+    from polyfleet.gateway import relay
+    from polyfleet.gateway.auth import OPEN
+    from polyfleet.gateway.metrics import Metrics
+
+    monkeypatch.setattr(relay, "_LAST_SEND_S", 0.05)
+
+    class Upstream:  # what relay_stream reads of an UpstreamResponse
+        status = 200
+
+        def __init__(self, deadline: float):
+            self.deadline = deadline
+
+        async def next_chunk(self) -> bytes:
+            return b""
+
+        def at_eof(self) -> bool:
+            return True
+
+        def close(self) -> None:
+            pass
+
+    async def stream() -> relay.Outcome:
+        async def send(message: dict) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                await asyncio.sleep(0.15)  # its buffer is full: it takes the last bytes slowly
+
+        out = relay.Outcome(abort=lambda: None)
+        request = relay.Request(OPEN, "d", "m", "chat/completions", True, 0.0, 0.0, {}, "openai")
+        deadline = asyncio.get_running_loop().time() + 30  # total_s far ahead
+        first = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
+        await relay.relay_stream(send, request, out, Upstream(deadline), first, [], False, False, Metrics())
+        return out
+
+    out = asyncio.run(stream())
+    assert out.answered and not out.partial

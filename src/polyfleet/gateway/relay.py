@@ -31,7 +31,7 @@ _OPENAI_END = re.compile(rb"[\r\n]data: ?\[DONE\]")
 _ANTHROPIC_END = re.compile(rb'[\r\n](?:event: ?message_stop|data: ?\{"type": ?"message_stop")')
 _EVENT_ENDS = (b"\n\n", b"\r\n\r\n", b"\r\r")  # a chunk that ends an event
 _DRAIN_S = 0.5  # how long the upstream may take to end its answer after its protocol's end
-_LAST_SEND_S = 1.0  # how long a stream's last bytes may wait for the client to take them
+_LAST_SEND_S = 1.0  # how long past total_s a stream's last bytes may wait for the client
 
 
 @dataclass(slots=True)
@@ -158,8 +158,12 @@ async def relay_stream(
             out.status, out.partial = 502, True
             metrics.stream_cuts.labels(req.model, out.backend.name if out.backend else "").inc()
             last = stream_error(req.api, out.error or "the upstream ended the stream before its end")
+        deadline = response.deadline
+        last_by = (
+            None if deadline is None else max(deadline, asyncio.get_running_loop().time()) + _LAST_SEND_S
+        )
         try:
-            async with asyncio.timeout(_LAST_SEND_S):
+            async with asyncio.timeout_at(last_by):  # what is left of total_s, and 1 s more
                 await send({"type": "http.response.body", "body": last})
             out.answered = True
         except TimeoutError:  # the client takes no bytes: nothing more can be said to it
