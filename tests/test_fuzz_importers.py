@@ -102,3 +102,17 @@ def test_a_litellm_cost_that_rounds_to_nothing_names_the_entry(tmp_path):
         2,
         f"polyfleet: {path}: groq/x: not a LiteLLM price entry (Input should be greater than 0)\n",
     )
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_source_note_beside_a_price_list_that_is_not_a_file_is_passed_over(tmp_path, kind):
+    """The importer reads SOURCE.md beside the list for its date: a directory there was an
+    IsADirectoryError traceback, a named pipe a hang; the list is now imported undated."""
+    import os
+
+    path = tmp_path / "data.json"
+    path.write_text((DATA / "genai-prices/data.json").read_text())
+    note = tmp_path / "SOURCE.md"
+    note.mkdir() if kind == "directory" else os.mkfifo(note)
+    code, err = _invoke(["catalog", "import-prices", "--genai", path, "--format", "json"])
+    assert code == 0, err

@@ -163,13 +163,22 @@ def import_prices_cmd(
     _finish(diff, path, ApiOffer, "api offers", write, fmt)
 
 
+def _source_note(path: Path) -> str:
+    """The text of the SOURCE.md beside ``path``; "" when there is none, or it is not a regular
+    file or cannot be read (a directory was an IsADirectoryError traceback, a FIFO a hang)."""
+    note = path.with_name("SOURCE.md")
+    try:
+        return note.read_text(encoding="utf-8", errors="replace") if note.is_file() else ""
+    except OSError:
+        return ""
+
+
 def _source_label(path: Path) -> str:
     """Where imported rows come from: the pinned commit when a SOURCE.md names one."""
     import re
 
-    note = path.with_name("SOURCE.md")
-    if note.exists():
-        text = note.read_text(encoding="utf-8", errors="replace")
+    text = _source_note(path)
+    if text:
         commit = re.search(r"\b([0-9a-f]{40})\b", text)
         if commit and "genai-prices" in text:
             return f"https://github.com/pydantic/genai-prices/blob/{commit.group(1)}/prices/data.json"
@@ -185,9 +194,9 @@ def _source_as_of(path: Path) -> str:
     """The source's date: from a SOURCE.md next to it (``(YYYY-MM-DD)``), else undated."""
     import re
 
-    note = path.with_name("SOURCE.md")
-    if note.exists():
-        found = re.search(r"\((\d{4}-\d{2}-\d{2})\)", note.read_text(encoding="utf-8", errors="replace"))
+    text = _source_note(path)
+    if text:
+        found = re.search(r"\((\d{4}-\d{2}-\d{2})\)", text)
         if found:
             return f"<={found.group(1)}"
     return "undated"
