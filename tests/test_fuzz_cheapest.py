@@ -3,18 +3,12 @@
 
 from __future__ import annotations
 
-from click.testing import CliRunner
-
-from polyfleet.cli import main
+from conftest import run_cli
 
 
 def _invoke(args: list[str]) -> tuple[int, str]:
     """Exit code and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result = run_cli(*args)
     return result.exit_code, result.stderr
 
 

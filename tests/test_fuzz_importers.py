@@ -7,20 +7,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from polyfleet.cli import main
+from conftest import run_cli
 
 DATA = Path(__file__).parent / "data"
 
 
 def _invoke(args: list[str]) -> tuple[int, str]:
     """Exit code and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result = run_cli(*args)
     return result.exit_code, result.stderr
 
 

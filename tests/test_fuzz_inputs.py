@@ -10,9 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from polyfleet.cli import main
+from conftest import run_cli
 from polyfleet.cli.deal import parse_sweep
 from polyfleet.errors import SpecError
 from polyfleet.plan import plan
@@ -20,11 +19,8 @@ from polyfleet.spec import build_spec
 
 
 def _invoke(args: list[str]) -> tuple[int, str]:
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    result = runner.invoke(main, args, catch_exceptions=False)
+    """Exit code and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
+    result = run_cli(*args)
     return result.exit_code, result.stderr
 
 

@@ -5,19 +5,14 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from click.testing import CliRunner
 
-from polyfleet.cli import main
+from conftest import run_cli
 from polyfleet.gateway.store import COLUMNS, Ledger
 
 
 def _invoke(args: list[str]) -> tuple[int, str, str]:
     """Exit code, stdout and stderr of ``polyfleet ARGS`` (exceptions propagate: a traceback fails)."""
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    result = runner.invoke(main, [str(a) for a in args], catch_exceptions=False)
+    result = run_cli(*args)
     return result.exit_code, result.stdout, result.stderr
 
 
