@@ -151,3 +151,11 @@ def test_an_empty_catalog_entry_is_refused_not_read_as_the_current_folder(tmp_pa
     )
     code, err = _invoke(["plan", spec])
     assert (code, err) == (2, f"polyfleet: {spec}:1: catalog[1]: {expected}\n")
+
+
+def test_export_skypilot_refuses_a_plan_with_a_key_twice(tmp_path):
+    """json.loads kept the last of two 'total_usd' keys silently; risk and report refuse them."""
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"total_usd": 1, "total_usd": 2, "workloads": []}')
+    code, err = _invoke(["export", "skypilot", plan, "--workload", "ft"])
+    assert (code, err) == (2, f"polyfleet: {plan}: duplicate key 'total_usd': expected each key once\n")

@@ -175,15 +175,32 @@ def _json_error(text: str, file: str) -> SpecError | None:
     return None
 
 
-def loads_json(text: str, file: str, line: int | None = None) -> Any:
+def _unique_keys(file: str, line: int | None) -> Any:
+    """An ``object_pairs_hook`` refusing an object that names a key twice (JSON keeps the last)."""
+
+    def build(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise SpecError(f"duplicate key {key!r}: expected each key once", file=file, line=line)
+            out[key] = value
+        return out
+
+    return build
+
+
+def loads_json(text: str, file: str, line: int | None = None, *, unique_keys: bool = False) -> Any:
     """``json.loads(text)``; nesting too deep for its parser is a one-line ``SpecError``.
 
     The C parser recurses per level and raises ``RecursionError`` (a traceback) at about
     the interpreter's recursion limit; a ``JSONDecodeError`` is left to the caller, whose
-    message says what the file should have been.
+    message says what the file should have been.  With ``unique_keys`` a key named twice
+    in one object is a ``SpecError`` too (as ``read_yaml`` refuses it), not the last one
+    silently kept.
     """
+    hook = _unique_keys(file, line) if unique_keys else None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=hook)
     except RecursionError:
         raise SpecError(
             f"nested too deeply for JSON (at most about {sys.getrecursionlimit():,} levels)",

@@ -37,7 +37,7 @@ def export_skypilot_cmd(plan_path: Path, workload: str, out: Path | None, spec_p
     from polyfleet.report.skypilot_task import skypilot_task_yaml
 
     try:
-        data = loads_json(read_input(plan_path, "plan").decode("utf-8"), str(plan_path))
+        data = loads_json(read_input(plan_path, "plan").decode("utf-8"), str(plan_path), unique_keys=True)
     except OSError as exc:
         raise SpecError(f"cannot read plan: {exc.strerror}", file=str(plan_path)) from exc
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
