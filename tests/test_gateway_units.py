@@ -65,6 +65,10 @@ def test_a_good_routes_file_loads_with_defaults(tmp_path):
             "models[0].backends[1].url: String should match",
         ),
         (GOOD.replace("name: neb", "name: own"), ":5: models[0].backends[1]: backend 'own' appears twice"),
+        (  # a line break in a name is not a valid header value (x-polyfleet-backend)
+            GOOD.replace("name: neb", 'name: "ne\\nb"'),
+            ":5: models[0].backends[1].name: expected a name without control characters",
+        ),
         ("listen: {host: 0.0.0.0}\n" + GOOD, ":1: listen.host: an open gateway (no 'keys') may only listen"),
         ("state: etcd://r:6379\n" + GOOD, ":1: state: String should match pattern"),
         ("keys: [{name: k, key_sha256: abc}]\n" + GOOD, ":1: keys[0].key_sha256: String should match"),

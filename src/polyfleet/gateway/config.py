@@ -10,9 +10,10 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -30,6 +31,18 @@ Api = Literal["openai", "anthropic"]
 Role = Literal["committed", "overflow", "fallback"]
 
 
+def _printable(name: str) -> str:
+    """A name goes into response headers (``x-polyfleet-backend``), metrics labels and the ledger:
+    a line break there is an invalid header value (uvicorn fails the answer), and no control
+    character belongs in any of them."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("expected a name without control characters (tabs, line breaks)")
+    return name
+
+
+Name = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -44,7 +57,7 @@ class Listen(_Strict):
 class Key(_Strict):
     """A gateway key: stored as the SHA-256 of the secret, never the secret itself."""
 
-    name: str = Field(min_length=1)
+    name: Name
     key_sha256: str = Field(pattern=r"^[0-9a-fA-F]{64}$")
     budget_usd_per_day: float | None = Field(None, ge=0)
     models: list[str] | None = None
@@ -62,7 +75,7 @@ class BackendTimeouts(_Strict):
 class Backend(_Strict):
     """One upstream serving a model: an OpenAI- or Anthropic-compatible base URL."""
 
-    name: str = Field(min_length=1)
+    name: Name
     url: str = Field(pattern=r"^https?://")
     weight: float = Field(1.0, ge=0)
     provider: str = ""
@@ -90,7 +103,7 @@ class Backend(_Strict):
 class ModelRoute(_Strict):
     """A model clients may ask for, and the backends that serve it."""
 
-    name: str = Field(min_length=1)
+    name: Name
     policy: Policy = "weighted"
     backends: list[Backend] = Field(min_length=1)
 
