@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import run_cli, write_spec
-from polyfleet.plan.candidates import _shortfall
+from polyfleet.plan.exclusions import shortfall
 from test_plan_constraints import acc, inference, make, offer, solve
 
 CARD = {"name": "m8", "params_b": 8, "layers": 32, "kv_heads": 8, "head_dim": 128, "hidden": 4096}
@@ -30,11 +30,11 @@ def _slo_spec(tpot_ms: float) -> dict:
 
 
 def test_shortfall_is_reached_over_target() -> None:
-    assert _shortfall("slo: tpot 40 ms unreachable, one request alone: 52 ms") == pytest.approx(1.3)
-    assert _shortfall("memory: weights + KV need 141.6 GB, at most 31.0 GB usable") == pytest.approx(
+    assert shortfall("slo: tpot 40 ms unreachable, one request alone: 52 ms") == pytest.approx(1.3)
+    assert shortfall("memory: weights + KV need 141.6 GB, at most 31.0 GB usable") == pytest.approx(
         141.6 / 31
     )
-    assert _shortfall("spec: no TFLOPS") == float("inf")
+    assert shortfall("spec: no TFLOPS") == float("inf")
 
 
 def test_unreachable_slo_names_the_closest_offer_not_the_farthest(tmp_path) -> None:

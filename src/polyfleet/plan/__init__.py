@@ -6,8 +6,9 @@ import time
 
 from polyfleet.errors import SpecError
 from polyfleet.plan.build import FAMILIES, Milp, build_milp
-from polyfleet.plan.candidates import Candidates, Unplaceable, build_candidates
+from polyfleet.plan.candidates import Candidates, build_candidates
 from polyfleet.plan.diagnose import caps_precheck, diagnose
+from polyfleet.plan.exclusions import Unplaceable
 from polyfleet.plan.explain import explain
 from polyfleet.plan.monthly import plan_monthly
 from polyfleet.plan.result import Infeasibility, Plan, read_plan

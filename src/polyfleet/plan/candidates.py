@@ -9,32 +9,18 @@ is bad input and raises ``SpecError`` with the reasons counted by kind.
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from polyfleet.catalog.models import Offer
-from polyfleet.errors import SpecError
 from polyfleet.perf import InferencePerf, training_perf
 from polyfleet.perf.config_search import ConfigSearch, search_for
+from polyfleet.plan.exclusions import keep_closest, no_offer_error, shortfall
 from polyfleet.spec import ApiWorkload, InferenceWorkload, Spec, TrainingWorkload
 
 HOURS_PER_MONTH = 730.0
-
-
-class Unplaceable(SpecError):
-    """No offer can meet a workload's SLO, deadline or memory: the plan is infeasible (exit 1).
-
-    A ``SpecError`` so callers that only build candidates still print one line; ``plan``
-    turns it into an infeasible ``Plan`` naming the workload and the closest offer.
-    """
-
-    def __init__(self, workload: str, kind: str, message: str):
-        super().__init__(message)
-        self.workload = workload
-        self.kind = kind
 
 
 @dataclass
@@ -169,7 +155,7 @@ def _inference_rows(
         hit = np.flatnonzero(stack & (keys == k))
         reasons[k_why[k].split(":")[0] or "other"] += len(hit)
         if len(hit):  # the closest offer of each kind is the example a person reads
-            _example(reasons, k_why[k], offers[hit[0]].id, _shortfall(k_why[k]))
+            keep_closest(reasons, k_why[k], offers[hit[0]].id, shortfall(k_why[k]))
     idx = np.flatnonzero(ok)
     return idx, t[idx].astype(int), r[idx], cfg[idx]
 
@@ -246,7 +232,7 @@ def _training_rows(
     short = np.flatnonzero(stack & feasible & ~capacity)
     if len(short):  # the closest: fewest instances needed per instance available
         j = int(short[np.argmin(instances[short] / np.maximum(avail[short], 1e-9))])
-        _example(
+        keep_closest(
             reasons,
             f"capacity: needs {int(instances[j])} instances for the deadline, "
             f"{offers[j].available_instances} available",
@@ -255,7 +241,7 @@ def _training_rows(
         )
     spec_short = np.flatnonzero(stack & ~feasible)
     for j in spec_short[:1]:
-        _example(reasons, perfs[keys[j]].reason or "spec: infeasible", offers[j].id, math.inf)
+        keep_closest(reasons, perfs[keys[j]].reason or "spec: infeasible", offers[j].id, math.inf)
     idx = np.flatnonzero(ok)
     price = np.array([offers[j].usd_per_chip_hour for j in idx])
     egress = _egress_usd(spec, w, [offers[j].provider for j in idx])
@@ -284,43 +270,6 @@ def _egress_usd(spec: Spec, w: TrainingWorkload, providers: list[str]) -> np.nda
         return np.zeros(len(providers))
     rate = spec.catalog.egress[w.data_at].usd_per_gb or 0.0
     return np.array([0.0 if p == w.data_at else w.data_gb * rate for p in providers])
-
-
-#: exclusions that are the spec's own choice or a data gap: bad input, not infeasibility
-_INPUT_KINDS = ("stack", "spot", "spec")
-
-
-def _shortfall(reason: str) -> float:
-    """How far an excluded offer is from working: reached / target for an SLO reason.
-
-    An SLO reason names the target and what the offer reaches ("tpot 40 ms unreachable,
-    one request alone: 52.3 ms"), so the ratio of the two numbers is its shortfall
-    (1.31); a memory reason the GB needed and usable.  Anything else sorts last.
-    """
-    unit = {"slo": "ms", "memory": "GB"}.get(reason.split(":")[0])
-    numbers = [float(n) for n in re.findall(rf"(\d+(?:\.\d+)?) {unit}", reason)] if unit else []
-    if len(numbers) >= 2 and min(numbers[:2]) > 0:
-        return max(numbers[:2]) / min(numbers[:2])
-    return math.inf
-
-
-def _example(reasons: Counter, why: str, offer_id: str, score: float) -> None:
-    """Keep, per kind of exclusion, the offer closest to working (lowest score) as the example."""
-    kind = why.split(":")[0] or "other"
-    best = reasons.get(("score", kind))  # type: ignore[call-overload]
-    if best is None or score < best:
-        reasons[("score", kind)] = score  # type: ignore[index]
-        reasons[("example", kind)] = f"closest: {offer_id}: {why}"  # type: ignore[index]
-
-
-def _describe(reasons: Counter) -> str:
-    parts = []
-    for kind in ("stack", "spot", "context", "memory", "slo", "spec", "capacity", "other"):
-        n = reasons.get(kind, 0)
-        if n:
-            example = reasons.get(("example", kind), "")  # type: ignore[call-overload]
-            parts.append(f"{n} by {kind}" + (f" ({example})" if example else ""))
-    return "; ".join(parts) if parts else "no offers in the catalog"
 
 
 def emergency_quota_tpm(api_offer: object) -> float | None:
@@ -428,14 +377,7 @@ def build_candidates(spec: Spec) -> Candidates:
             api_rows.extend(rows)
             found += len(rows)
         if found == 0:
-            message = (
-                f"no offer can host workload {w.name!r}: {len(all_offers)} offers excluded, "
-                f"{_describe(reasons)}"
-            )
-            physical = [k for k in ("context", "slo", "capacity", "memory", "other") if reasons.get(k, 0)]
-            if physical:  # an SLO, deadline or model no offer can meet: infeasible, exit 1
-                raise Unplaceable(w.name, physical[0], message)
-            raise spec.error(message, "workloads", wi)
+            raise no_offer_error(spec, wi, len(all_offers), reasons)
 
     def cat(parts: list[tuple[np.ndarray, ...]], i: int, dtype: type) -> np.ndarray:
         return np.concatenate([p[i] for p in parts]).astype(dtype) if parts else np.zeros(0, dtype)
