@@ -77,14 +77,19 @@ def test_a_csv_cell_past_the_field_limit_names_its_line(tmp_path, name, args):
     assert (code, err) == (2, f"polyfleet: {src}:2: malformed CSV: field larger than field limit (131072)\n")
 
 
-def test_a_spec_catalog_csv_past_the_field_limit_is_one_line(tmp_path):
-    (tmp_path / "extra-offers.csv").write_text("id,provider\n" + "x" * 200_000 + "\n")
+def _plan_with_catalog(tmp_path, catalog: str) -> tuple[int, str]:
+    """``polyfleet plan`` of a one-api-workload spec whose ``catalog:`` is ``catalog``."""
     spec = tmp_path / "spec.yaml"
     spec.write_text(
-        "catalog: [extra-offers.csv]\n"
+        f"catalog: {catalog}\n"
         "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
     )
-    code, err = _invoke(["plan", spec])
+    return _invoke(["plan", spec])
+
+
+def test_a_spec_catalog_csv_past_the_field_limit_is_one_line(tmp_path):
+    (tmp_path / "extra-offers.csv").write_text("id,provider\n" + "x" * 200_000 + "\n")
+    code, err = _plan_with_catalog(tmp_path, "[extra-offers.csv]")
     assert code == 2 and err.count("\n") == 1
     assert "extra-offers.csv:2: malformed CSV: field larger than field limit" in err
 
@@ -103,12 +108,7 @@ def test_a_yaml_catalog_section_that_is_not_a_list_of_rows(tmp_path, rows, says)
     """``offers: 5`` was a TypeError traceback ('int' object is not iterable); ``offers: abc``
     was read letter by letter; a bad row named no row."""
     (tmp_path / "extra.yaml").write_text(f"offers: {rows}\n")
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(
-        "catalog: [bundled, extra.yaml]\n"
-        "workloads: [{name: x, kind: api, model: m, mtok_in_per_month: 1, mtok_out_per_month: 1}]\n"
-    )
-    code, err = _invoke(["plan", spec])
+    code, err = _plan_with_catalog(tmp_path, "[bundled, extra.yaml]")
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"polyfleet: {tmp_path / 'extra.yaml'}{says}"), err
 
